@@ -1,0 +1,1 @@
+"""Sweep spec -> DAG -> content keys -> MLflow-backed cache -> executors; the `unlearn-sweep` command."""

@@ -1,0 +1,172 @@
+"""One handler per node kind: (config, inputs, context) -> NodeOutput. They call into `workloads/` by registry
+name and never know what a particular method does. Bump a handler's `version` only when its semantics change:
+the version is part of every key it produces."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from orchestrator.spec import checked
+from workloads.data import DATASETS, Dataset
+from workloads.forget import ForgetSet
+from workloads.memorization import MemorizationConfig, estimate_memorization
+from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
+from workloads.models import MODELS, build_model
+from workloads.relearn import RelearnConfig, relearn
+from workloads.train import TrainConfig, evaluate, train_classifier
+from workloads.weightspace import l2_distance, linear_mode_connectivity
+
+
+@dataclass
+class NodeOutput:
+    result: dict  # JSON: what the summary and later sweeps read back
+    state: Optional[dict] = None  # a model's state_dict, stored as the checkpoint
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list] = field(default_factory=dict)  # name -> [[step, value], ...]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # extra tensor artifacts (memorization scores)
+
+
+@dataclass
+class InputNode:
+    """A finished input: its result, and its checkpoint loaded on first use."""
+
+    result: dict
+    load_state: Callable[[], dict]
+    load_tensors: Callable[[], dict] = dict
+
+    @property
+    def state(self) -> dict:
+        return self.load_state()
+
+
+@dataclass
+class RunContext:
+    device: torch.device
+    data: Dataset  # on the device
+    forget_set: Optional[ForgetSet]
+    config: dict
+
+
+def new_model(config: dict, data: Dataset, seed: int) -> torch.nn.Module:
+    entry = MODELS.get(config["model"]["name"])
+    args = checked(entry.config, config["model"]["args"], "model.args")
+    return build_model(config["model"]["name"], args, data.input_shape, data.num_classes, seed)
+
+
+def load_model(config: dict, data: Dataset, state: dict, device: torch.device) -> torch.nn.Module:
+    model = new_model(config, data, seed=0).to(device)
+    model.load_state_dict(state)
+    return model
+
+
+def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    d, fs = ctx.data, ctx.forget_set
+    on = lambda idx: idx.to(d.x_train.device)
+    return {
+        "retain": (d.x_train[on(fs.retain)], d.y_train[on(fs.retain)]),
+        "forget": (d.x_train[on(fs.forget)], d.y_train[on(fs.forget)]),
+        "heldout_forget": (d.x_train[on(fs.heldout)], d.y_train[on(fs.heldout)]),
+        "test": (d.x_test, d.y_test),
+    }
+
+
+def run_memorization(config, inputs, ctx):
+    cfg = checked(MemorizationConfig, config["memorization"], "memorization")
+    d = ctx.data
+    out = estimate_memorization(lambda seed: new_model(config, d, seed), d.x_train, d.y_train, cfg, d.augment)
+    scores = out["scores"].cpu()
+    return NodeOutput(result={"mean": scores.mean().item(), "num_examples": len(scores)},
+                      metrics={"mean_memorization": scores.mean().item(), "frac_above_0.5": (scores > 0.5).float().mean().item()},
+                      tensors={"scores": scores})
+
+
+def _train(config, ctx, index: Optional[torch.Tensor]) -> NodeOutput:
+    cfg = checked(TrainConfig, config["train"], "train")
+    d = ctx.data
+    model = new_model(config, d, config["seed"]).to(ctx.device)
+    x, y = (d.x_train, d.y_train) if index is None else (d.x_train[index.to(ctx.device)], d.y_train[index.to(ctx.device)])
+    curve = train_classifier(model, x, y, cfg, seed=config["seed"], augment=d.augment)
+    test = evaluate(model, d.x_test, d.y_test, d.num_classes)
+    return NodeOutput(result={"train_examples": len(y), "test_acc": test["acc"]}, state=model.state_dict(),
+                      metrics={"test_acc": test["acc"], "test_loss": test["loss"]}, curves={"train_loss": curve})
+
+
+def run_train_original(config, inputs, ctx):
+    return _train(config, ctx, None)
+
+
+def run_train_retrain(config, inputs, ctx):
+    return _train(config, ctx, ctx.forget_set.retain)
+
+
+def run_evaluate(config, inputs, ctx):
+    model = load_model(config, ctx.data, inputs["model"].state, ctx.device)
+    result: dict[str, Any] = {}
+    for split, (x, y) in split_tensors(ctx).items():
+        metrics = evaluate(model, x, y, ctx.data.num_classes)
+        result[f"{split}_acc"], result[f"{split}_loss"] = metrics["acc"], metrics["loss"]
+        result[f"{split}_per_class_acc"] = metrics["per_class_acc"]
+    result["tow"] = result["retain_acc"] * (1 - result["forget_acc"]) * result["test_acc"]
+    scalars = {k: v for k, v in result.items() if isinstance(v, float)}
+    return NodeOutput(result=result, metrics=scalars)
+
+
+def run_unlearn(config, inputs, ctx):
+    method_cls = METHODS.get(config["method"])
+    method = method_cls(checked(method_cls.Config, config["hparams"], f"{config['method']}.hparams"))
+    d, splits = ctx.data, split_tensors(ctx)
+    model = load_model(config, d, inputs["start"].state, ctx.device)
+    original = frozen_copy(load_model(config, d, inputs["original"].state, ctx.device))
+    unlearn_ctx = UnlearnContext(original, *splits["retain"], *splits["forget"], d.num_classes, len(d.y_train), config["seed"])
+    curve = unlearn(method, model, unlearn_ctx)
+    return NodeOutput(result={"steps": unlearn_ctx.total_steps}, state=model.state_dict(), curves={"unlearn_loss": curve})
+
+
+def run_relearn(config, inputs, ctx):
+    cfg = checked(RelearnConfig, config["relearn"], "relearn")
+    d = ctx.data
+    model = load_model(config, d, inputs["model"].state, ctx.device)
+    out = relearn(model, d.x_train, d.y_train, ctx.forget_set, config["k"], cfg, config["seed"], (d.x_test, d.y_test), d.num_classes)
+    return NodeOutput(result=out, metrics={"heldout_forget_acc": out["heldout_forget_acc"], "test_acc": out["test_acc"]},
+                      curves={"heldout_forget_acc": out["curve"]})
+
+
+def run_distance(config, inputs, ctx):
+    a, b = inputs["a"].state, inputs["b"].state
+    out = l2_distance(new_model(config, ctx.data, 0), a, b)
+    return NodeOutput(result=out, metrics={"l2": out["l2"]})
+
+
+def run_interpolate(config, inputs, ctx):
+    model = new_model(config, ctx.data, 0).to(ctx.device)
+    splits = {k: v for k, v in split_tensors(ctx).items() if k != "heldout_forget"}
+    out = linear_mode_connectivity(model, inputs["a"].state, inputs["b"].state, splits, ctx.data.num_classes,
+                                   config["lmc"]["num_points"])
+    curves = {f"lmc_{name}": [[i, v] for i, v in enumerate(values)] for name, values in out.items() if name not in ("t", "loss_barrier")}
+    return NodeOutput(result=out, metrics={"loss_barrier": out["loss_barrier"]}, curves=curves)
+
+
+@dataclass(frozen=True)
+class Handler:
+    run: Callable[[dict, dict, RunContext], NodeOutput]
+    version: int = 1
+
+
+HANDLERS: dict[str, Handler] = {
+    "memorization": Handler(run_memorization),
+    "train_original": Handler(run_train_original),
+    "train_retrain": Handler(run_train_retrain),
+    "evaluate": Handler(run_evaluate),
+    "unlearn": Handler(run_unlearn),
+    "relearn": Handler(run_relearn),
+    "distance": Handler(run_distance),
+    "interpolate": Handler(run_interpolate),
+}
+
+
+def dataset_for(config: dict) -> tuple[str, Any]:
+    entry = DATASETS.get(config["dataset"]["name"])
+    return config["dataset"]["name"], checked(entry.config, config["dataset"]["args"], "dataset.args")

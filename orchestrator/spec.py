@@ -1,0 +1,166 @@
+"""The sweep file: a typed OmegaConf schema, `key=value` overrides, and validation that names the offending key.
+
+Sections whose schema depends on a registry entry (`dataset.args`, `model.args`, a method's `hparams`) are checked
+against that entry's config dataclass, with the method's defaults from configs/methods/<name>.yaml underneath.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from workloads.data import DATASETS
+from workloads.forget import CRITERIA, ForgetConfig
+from workloads.memorization import MemorizationConfig
+from workloads.methods import METHODS
+from workloads.models import MODELS
+from workloads.relearn import RELEARN_SETS, RelearnConfig
+from workloads.train import TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class SpecError(ValueError):
+    """Bad sweep input: one message naming the file and key."""
+
+
+@dataclass
+class Component:
+    name: str = "???"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodSpec:
+    name: str = "???"
+    hparams: dict[str, Any] = field(default_factory=dict)  # merged over configs/methods/<name>.yaml
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # hparam -> values; the product is swept
+
+
+@dataclass
+class RelearnSpec(RelearnConfig):
+    k: list[int] = field(default_factory=lambda: [0])
+
+
+@dataclass
+class LMCSpec:
+    num_points: int = 21
+
+
+@dataclass
+class TrackingSpec:
+    uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "mlartifacts"
+    experiment: str = "unlearn-sweep"
+
+
+@dataclass
+class SweepSpec:
+    name: str = "???"
+    seeds: list[int] = field(default_factory=lambda: [43])
+    device: str = "auto"
+    dataset: Component = field(default_factory=Component)
+    model: Component = field(default_factory=Component)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    forget: ForgetConfig = field(default_factory=ForgetConfig)
+    memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
+    methods: list[MethodSpec] = field(default_factory=list)
+    relearn: RelearnSpec = field(default_factory=RelearnSpec)
+    lmc: LMCSpec = field(default_factory=LMCSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+
+
+def _omegaconf_message(error: OmegaConfBaseException, where: str = "") -> str:
+    """'<where>.<full key>: <first line of the reason>', the key path spelled as the user writes it."""
+    key = getattr(error, "full_key", None)
+    first_line = str(error).splitlines()[0]
+    if not key:
+        return f"{where}: {first_line}" if where else first_line
+    return f"{where}.{key}: {first_line}" if where and not where.endswith(".yaml") else f"{where + ': ' if where else ''}{key}: {first_line}"
+
+
+def checked(schema: type, values: Any, where: str) -> Any:
+    """values merged onto `schema`'s structured config -> a plain dataclass instance, or SpecError naming the key."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise SpecError(f"{where}.{missing[0]}: required value is missing")
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise SpecError(_omegaconf_message(error, where)) from None
+
+
+def method_defaults(name: str) -> dict:
+    path = CONFIG_DIR / "methods" / f"{name}.yaml"
+    if not path.exists():
+        raise SpecError(f"method {name!r} has no defaults file {path}")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def expand_method(spec: MethodSpec, where: str) -> list[tuple[str, dict]]:
+    """One (name, fully resolved hparams) per point of the method's grid."""
+    if spec.name not in METHODS:
+        raise SpecError(f"{where}.name: unknown unlearning method {spec.name!r}; known: {', '.join(METHODS.names())}")
+    method = METHODS.get(spec.name)
+    points = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())] or [{}]
+    settings = []
+    for point in points:
+        values = OmegaConf.merge(method_defaults(spec.name), spec.hparams, point)
+        config = checked(method.Config, values, f"{where}.hparams")
+        settings.append((spec.name, OmegaConf.to_container(OmegaConf.structured(config))))
+    return settings
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such sweep file")
+    try:
+        raw = OmegaConf.load(path)
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise SpecError(f"override {bad[0]!r}: expected key=value")
+        merged = OmegaConf.merge(OmegaConf.structured(SweepSpec), raw, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as error:
+        raise SpecError(_omegaconf_message(error, path.name)) from None
+    spec = checked(SweepSpec, merged, path.name)
+    validate(spec, path.name)
+    return spec
+
+
+def validate(spec: SweepSpec, where: str) -> None:
+    """Everything that can be known wrong before a job starts."""
+    for section, registry in (("dataset", DATASETS), ("model", MODELS)):
+        component: Component = getattr(spec, section)
+        if component.name not in registry:
+            raise SpecError(f"{where}: {section}.name: unknown {section} {component.name!r}; known: {', '.join(registry.names())}")
+        checked(registry.get(component.name).config, component.args, f"{where}: {section}.args")
+    if not spec.methods:
+        raise SpecError(f"{where}: methods: the sweep lists no unlearning method")
+    for i, method in enumerate(spec.methods):
+        expand_method(method, f"{where}: methods[{i}]")
+    if spec.forget.criterion not in CRITERIA:
+        raise SpecError(f"{where}: forget.criterion: must be one of {', '.join(CRITERIA)}, got {spec.forget.criterion!r}")
+    if not 0 < spec.forget.fraction <= 1:
+        raise SpecError(f"{where}: forget.fraction: must be in (0, 1], got {spec.forget.fraction}")
+    if not 0 <= spec.forget.attack_pool_fraction < 1:
+        raise SpecError(f"{where}: forget.attack_pool_fraction: must be in [0, 1), got {spec.forget.attack_pool_fraction}")
+    if not 0 < spec.memorization.subset_fraction < 1:
+        raise SpecError(f"{where}: memorization.subset_fraction: must be in (0, 1), got {spec.memorization.subset_fraction}")
+    if spec.relearn.relearn_set not in RELEARN_SETS:
+        raise SpecError(f"{where}: relearn.relearn_set: must be one of {', '.join(RELEARN_SETS)}, got {spec.relearn.relearn_set!r}")
+    if any(k < 0 for k in spec.relearn.k):
+        raise SpecError(f"{where}: relearn.k: values must be >= 0, got {spec.relearn.k}")
+    if spec.lmc.num_points < 2:
+        raise SpecError(f"{where}: lmc.num_points: must be at least 2, got {spec.lmc.num_points}")
+    if not spec.seeds:
+        raise SpecError(f"{where}: seeds: at least one seed is needed")
+
+
+def as_dict(config: Any) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)

@@ -1,0 +1,98 @@
+"""summary.json (the machine-readable result of a sweep, schema in DESIGN.md) and the table printed after a run."""
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.table import Table
+
+from orchestrator.dag import Node
+from orchestrator.sweep import Sweep
+
+MODEL_METRICS = ("forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "tow")
+
+
+def _result(sweep: Sweep, node: Node) -> Optional[dict]:
+    return sweep.states[node].result
+
+
+def _model_metrics(sweep: Sweep, evaluate: Node, model: Node) -> Optional[dict]:
+    result = _result(sweep, evaluate)
+    if result is None:
+        return None
+    return {**{m: result[m] for m in MODEL_METRICS}, "run_id": sweep.states[model].run_id}
+
+
+def _relearned(sweep: Sweep, attacks: dict[int, Node], with_curve: bool) -> dict:
+    out = {}
+    for k, node in attacks.items():
+        result = _result(sweep, node)
+        if result is not None:
+            out[str(k)] = {"heldout_forget_acc": result["heldout_forget_acc"], "test_acc": result["test_acc"]}
+            if with_curve:
+                out[str(k)]["curve"] = result["curve"]
+    return out
+
+
+def _lmc(sweep: Sweep, node: Node) -> Optional[dict]:
+    result = _result(sweep, node)
+    if result is None:
+        return None
+    return {"t": result["t"], "test_acc": result["test_acc"], "forget_acc": result["forget_acc"],
+            "loss_barrier": result["loss_barrier"]}
+
+
+def _l2(sweep: Sweep, node: Node) -> Optional[float]:
+    result = _result(sweep, node)
+    return None if result is None else result["l2"]
+
+
+def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: float) -> dict:
+    dag, counts = sweep.dag, sweep.counts()
+    controls = []
+    for seed in dag.original:
+        retrain = _model_metrics(sweep, dag.retrain_eval[seed], dag.retrain[seed])
+        if retrain is not None:
+            retrain |= {"relearned": _relearned(sweep, dag.retrain_relearn[seed], with_curve=False),
+                        "l2_to_original": _l2(sweep, dag.retrain_distance[seed]), "lmc": _lmc(sweep, dag.retrain_lmc[seed])}
+        controls.append({"seed": seed, "original": _model_metrics(sweep, dag.original_eval[seed], dag.original[seed]), "retrain": retrain})
+    results = [{
+        "method": r["method"], "hparams": r["hparams"], "seed": r["seed"], "run_id": sweep.states[r["unlearn"]].run_id,
+        "unlearned": _model_metrics(sweep, r["evaluate"], r["unlearn"]),
+        "relearned": _relearned(sweep, r["relearn"], with_curve=True),
+        "l2_to_original": _l2(sweep, r["distance"]),
+        "lmc": _lmc(sweep, r["interpolate"]),
+    } for r in dag.results]
+    return {
+        "sweep": sweep.spec.name, "sweep_id": sweep_id, "executor": executor, "wall_seconds": round(wall_seconds, 3),
+        "nodes": {"total": len(dag.nodes), "executed": counts["executed"], "cached": counts["cached"],
+                  "failed": counts["failed"] + counts["skipped"]},
+        "original": controls[0]["original"], "retrain": controls[0]["retrain"],
+        "seeds": controls,  # every seed's controls; "original"/"retrain" above are the first seed's
+        "results": results,
+    }
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def results_table(summary: dict) -> Table:
+    ks = sorted({int(k) for r in summary["results"] for k in r["relearned"]} | {int(k) for k in (summary["retrain"] or {}).get("relearned", {})})
+    table = Table(title=f"{summary['sweep']}: accuracy (%) on held-out forget examples, before and after relearning")
+    for column in ["model", "seed", "forget", "held-out", *[f"relearn k={k}" for k in ks], "test", "L2 to orig", "LMC barrier"]:
+        table.add_column(column, justify="left" if column == "model" else "right")
+
+    def row(name: str, seed, metrics: Optional[dict], relearned: dict, l2, lmc):
+        metrics = metrics or {}
+        table.add_row(name, str(seed), _pct(metrics.get("forget_acc")), _pct(metrics.get("heldout_forget_acc")),
+                      *[_pct(relearned.get(str(k), {}).get("heldout_forget_acc")) for k in ks], _pct(metrics.get("test_acc")),
+                      "-" if l2 is None else f"{l2:.2f}", "-" if not lmc else f"{lmc['loss_barrier']:.3f}")
+
+    for control in summary["seeds"]:
+        row("original", control["seed"], control["original"], {}, None, None)
+        retrain = control["retrain"] or {}
+        row("retrain (control)", control["seed"], retrain, retrain.get("relearned", {}), retrain.get("l2_to_original"), retrain.get("lmc"))
+    for r in summary["results"]:
+        hparams = " ".join(f"{k}={v}" for k, v in sorted(r["hparams"].items()) if k not in ("batch_size",))
+        row(f"{r['method']} [dim]{hparams}[/dim]", r["seed"], r["unlearned"], r["relearned"], r["l2_to_original"], r["lmc"])
+    return table

@@ -1,0 +1,152 @@
+"""MLflow as the index and the record: a parent run per sweep, a child run per executed node, checkpoints as
+artifacts. A node counts as cached only if its run FINISHED and every artifact in its manifest verifies by sha256.
+The manifest is written last, so a run cut off mid-upload is never mistaken for a result."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from orchestrator.keys import sha256_hex
+
+MANIFEST = "manifest.json"
+RESULT = "result.json"
+CHECKPOINT = "model.pt"
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = json.dumps(value) if isinstance(value, (list, bool)) or value is None else str(value)
+    return out
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+@dataclass
+class CachedRun:
+    run_id: str
+    result: dict
+
+
+class Tracker:
+    def __init__(self, uri: str, experiment: str, artifact_location: str):
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            location = artifact_location if "://" in artifact_location else Path(artifact_location).resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = found.experiment_id
+        self._downloads = tempfile.TemporaryDirectory(prefix="unlearn-sweep-")
+
+    # -- sweeps ---------------------------------------------------------------------------------------------------
+    def start_sweep(self, name: str, sweep_id: str, spec: dict, executor: str) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=f"sweep {name}", tags={
+            "sweep_id": sweep_id, "sweep_name": name, "node_kind": "sweep", "executor": executor})
+        self._log_params(run.info.run_id, _flatten("", spec, {}))
+        return run.info.run_id
+
+    def finish_sweep(self, run_id: str, summary: dict, ok: bool) -> None:
+        self.client.log_dict(run_id, summary, "summary.json")
+        nodes = summary.get("nodes", {})
+        self.client.log_batch(run_id, metrics=[Metric(f"nodes_{k}", float(v), int(time.time() * 1000), 0) for k, v in nodes.items()]
+                              + [Metric("wall_seconds", summary.get("wall_seconds", 0.0), int(time.time() * 1000), 0)])
+        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+    # -- nodes ----------------------------------------------------------------------------------------------------
+    def find(self, key: str) -> Optional[CachedRun]:
+        """The newest FINISHED run of this key whose artifacts verify."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.node_key = '{key}' and attributes.status = 'FINISHED'",
+                                       max_results=5, order_by=["attributes.start_time DESC"])
+        for run in runs:
+            try:
+                return CachedRun(run.info.run_id, json.loads(self._verified(run.info.run_id, RESULT).read_text()))
+            except (OSError, ValueError, KeyError):
+                continue  # missing or tampered artifacts: not a result
+        return None
+
+    def link(self, run_id: str, sweep_id: str, parent_run_id: str) -> None:
+        """Mark a reused node run as part of a later sweep, without recomputing it."""
+        self.client.set_tag(run_id, f"reused_by.{sweep_id}", parent_run_id)
+
+    def record(self, node, sweep_id: str, parent_run_id: str, output, seconds: float) -> str:
+        tags = {"node_key": node.key, "node_kind": node.kind, "sweep_id": sweep_id, "mlflow.parentRunId": parent_run_id,
+                **{f"input.{role}": inp.key for role, inp in node.inputs.items()}}
+        run_id = self.client.create_run(self.experiment_id, run_name=node.label, tags=tags).info.run_id
+        try:
+            self._log_params(run_id, _flatten("", node.config, {}))
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [Metric("node_seconds", seconds, now, 0)]
+            metrics += [Metric(name, float(value), now, int(step)) for name, curve in output.curves.items() for step, value in curve]
+            for batch in _chunks(metrics, 1000):
+                self.client.log_batch(run_id, metrics=batch)
+            self._log_artifacts(run_id, output)
+            self.client.set_terminated(run_id, "FINISHED")
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        return run_id
+
+    def record_failure(self, node, sweep_id: str, parent_run_id: str, error: str) -> None:
+        tags = {"node_key": node.key or "", "node_kind": node.kind, "sweep_id": sweep_id, "mlflow.parentRunId": parent_run_id}
+        run_id = self.client.create_run(self.experiment_id, run_name=node.label, tags=tags).info.run_id
+        self.client.set_tag(run_id, "error", error[-4000:])
+        self.client.set_terminated(run_id, "FAILED")
+
+    def load_state(self, run_id: str) -> dict:
+        # weights_only: a tampered checkpoint cannot run code when loaded.
+        return torch.load(self._verified(run_id, CHECKPOINT), map_location="cpu", weights_only=True)
+
+    def load_tensors(self, run_id: str) -> dict:
+        return torch.load(self._verified(run_id, "tensors.pt"), map_location="cpu", weights_only=True)
+
+    # -- internals ------------------------------------------------------------------------------------------------
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        for batch in _chunks([Param(k, v[:6000]) for k, v in params.items()], 100):
+            self.client.log_batch(run_id, params=batch)
+
+    def _log_artifacts(self, run_id: str, output) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            files = {RESULT: json.dumps(output.result, indent=1).encode()}
+            for name, obj in ((CHECKPOINT, output.state), ("tensors.pt", output.tensors or None)):
+                if obj is not None:
+                    path = Path(folder) / name
+                    torch.save(obj, path)
+                    files[name] = path.read_bytes()
+            manifest = {name: sha256_hex(data) for name, data in files.items()}
+            for name, data in files.items():
+                (Path(folder) / name).write_bytes(data)
+                self.client.log_artifact(run_id, str(Path(folder) / name))
+            (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            self.client.log_artifact(run_id, str(Path(folder) / MANIFEST))  # last: its presence means the rest is there
+
+    def _download(self, run_id: str, name: str) -> Path:
+        target = Path(self._downloads.name) / run_id
+        target.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, name, str(target)))
+
+    def _verified(self, run_id: str, name: str) -> Path:
+        manifest = json.loads(self._download(run_id, MANIFEST).read_text())
+        path = self._download(run_id, name)
+        if sha256_hex(path.read_bytes()) != manifest[name]:
+            raise ValueError(f"artifact {name} of run {run_id} does not match its recorded sha256")
+        return path
+
+
+def describe_uri(uri: str) -> str:
+    return uri if not uri.startswith("sqlite:///") else f"{uri} ({os.path.abspath(uri.removeprefix('sqlite:///'))})"

@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "configs" / "sweeps" / "quickstart.yaml"
+
+
+def tiny_quickstart(path: Path, **changes) -> Path:
+    """The real quickstart file, shrunk to seconds: same DAG shape, same methods, tiny data and models."""
+    cfg = OmegaConf.load(QUICKSTART)
+    cfg.dataset.args.num_samples = 1000
+    cfg.model.args = {"channels": [8, 16], "hidden": 32}
+    cfg.train.epochs = 4
+    cfg.memorization.num_models = 4
+    cfg.memorization.train.epochs = 2
+    for method in cfg.methods:
+        method.hparams.epochs = 0.5
+    cfg.relearn.epochs = 1
+    cfg.relearn.eval_every = 2
+    cfg.lmc.num_points = 5
+    cfg.forget.fraction = 0.1
+    for dotted, value in changes.items():
+        OmegaConf.update(cfg, dotted.replace("__", "."), value, merge=False)
+    path.write_text(OmegaConf.to_yaml(cfg))
+    return path
+
+
+@pytest.fixture
+def tracking(tmp_path):
+    """A sqlite MLflow store and artifact folder private to the test."""
+    return {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifacts": str(tmp_path / "artifacts")}

@@ -1,0 +1,117 @@
+"""What every unlearning method shares: a config with its optimiser settings, a registry, and the loop.
+
+A method is a small class: optional one-off `edit_weights`, a `retain_loss` and/or a `forget_loss` (pure functions
+of the model and a batch), and a `schedule`: `joint` sums both losses every step; `alternating` makes one full pass
+over the forget set minimising the forget loss, then one over the retain set minimising the retain loss, and so on.
+Epochs follow the reference convention: one epoch is the number of steps of one pass over the full training set.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import torch
+from omegaconf import MISSING
+from torch import nn
+
+from workloads.registry import Registry
+from workloads.train import BatchStream, generator_for, steps_for
+
+
+@dataclass
+class MethodConfig:
+    """Optimiser settings every method has; defaults live in configs/methods/<name>.yaml."""
+
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    epochs: float = MISSING
+    batch_size: int = MISSING
+
+
+@dataclass
+class UnlearnContext:
+    original: nn.Module  # frozen copy of the original model, theta_0
+    retain_x: torch.Tensor
+    retain_y: torch.Tensor
+    forget_x: torch.Tensor
+    forget_y: torch.Tensor
+    num_classes: int
+    train_size: int  # size of the full training set, for the epoch convention
+    seed: int
+    step: int = 0
+    total_steps: int = 1
+
+
+class UnlearningMethod:
+    Config: ClassVar[type] = MethodConfig
+    schedule: ClassVar[str] = "joint"
+    uses_forget_set: ClassVar[bool] = True
+
+    def __init__(self, cfg: MethodConfig):
+        self.cfg = cfg
+
+    def edit_weights(self, model: nn.Module, ctx: UnlearnContext) -> None:
+        """A one-off change to the weights before optimisation starts; none by default."""
+
+    def retain_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext) -> Optional[torch.Tensor]:
+        return None
+
+    def forget_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext) -> Optional[torch.Tensor]:
+        return None
+
+
+METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")
+
+
+def register_method(name: str):
+    def add(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return add
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    original = copy.deepcopy(model)
+    original.requires_grad_(False)
+    return original
+
+
+def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max_steps: Optional[int] = None) -> list[tuple[int, float]]:
+    """Runs `method` on `model` in place; returns (step, loss) every pass of the retain set."""
+    cfg = method.cfg
+    total = steps_for(cfg.epochs, ctx.train_size, cfg.batch_size) if max_steps is None else max_steps
+    ctx.total_steps = total
+    generator = generator_for(ctx.seed, ctx.retain_x.device)
+    method.edit_weights(model, ctx)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    retain = BatchStream(ctx.retain_x, ctx.retain_y, cfg.batch_size, generator)
+    forget = BatchStream(ctx.forget_x, ctx.forget_y, cfg.batch_size, generator) if method.uses_forget_set else None
+    alternating = method.schedule == "alternating"
+    phase, left_in_phase = "forget", forget.batches_per_pass if alternating else 0  # the reference starts with a forget pass
+    model.train()
+    curve, running, since_log = [], torch.zeros((), device=ctx.retain_x.device), 0
+    for step in range(total):
+        ctx.step = step
+        if alternating:
+            if left_in_phase == 0:
+                phase = "retain" if phase == "forget" else "forget"
+                left_in_phase = (retain if phase == "retain" else forget).batches_per_pass
+            left_in_phase -= 1
+            loss = method.forget_loss(model, *next(forget), ctx) if phase == "forget" else method.retain_loss(model, *next(retain), ctx)
+        else:
+            terms = [method.retain_loss(model, *next(retain), ctx)]
+            if forget is not None:
+                terms.append(method.forget_loss(model, *next(forget), ctx))
+            loss = sum(t for t in terms if t is not None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += loss.detach()
+        since_log += 1
+        if since_log == retain.batches_per_pass or step == total - 1:
+            curve.append((step + 1, running.item() / since_log))  # one host sync per pass
+            running.zero_()
+            since_log = 0
+    return curve

@@ -1,0 +1,12 @@
+"""`finetune` (the reference's catastrophic forgetting): cross-entropy on the retain set only."""
+import torch.nn.functional as F
+
+from workloads.methods.base import UnlearningMethod, register_method
+
+
+@register_method("finetune")
+class Finetune(UnlearningMethod):
+    uses_forget_set = False
+
+    def retain_loss(self, model, x, y, ctx):
+        return F.cross_entropy(model(x), y)

@@ -1,0 +1,86 @@
+"""Classifiers, registered by name. Each returns logits, or (logits, hidden states) with return_hidden=True:
+hidden[0] is the stem's output and hidden[i] the output of block i, the layers representation-based methods read."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from workloads.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    config: type
+    build: Callable[[Any, tuple[int, ...], int], nn.Module]
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register_model(name: str, config: type):
+    def add(build):
+        MODELS.register(name)(ModelEntry(config, build))
+        return build
+
+    return add
+
+
+def build_model(name: str, config: Any, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
+    """Same (name, config, seed) -> same initial weights, on any machine: the retrain shares the original's init."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MODELS.get(name).build(config, input_shape, num_classes)
+
+
+class Blocks(nn.Module):
+    """A stem, a sequence of blocks and a head; exposes every block's output for hidden-state losses."""
+
+    def __init__(self, stem: nn.Module, blocks: list[nn.Module], head: nn.Module):
+        super().__init__()
+        self.stem, self.blocks, self.head = stem, nn.ModuleList(blocks), head
+
+    def forward(self, x: torch.Tensor, return_hidden: bool = False):
+        h = self.stem(x)
+        hidden = [h]
+        for block in self.blocks:
+            h = block(h)
+            hidden.append(h)
+        logits = self.head(h)
+        return (logits, hidden) if return_hidden else logits
+
+
+@dataclass
+class CNN1DConfig:
+    channels: list[int] = field(default_factory=lambda: [32, 64, 64])
+    hidden: int = 256
+
+
+@register_model("cnn1d", CNN1DConfig)
+def cnn1d(cfg: CNN1DConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Strided 1D convolutions and an MLP head; no batch-norm, so ensembles of it vmap."""
+    in_channels, length = input_shape
+    stem = nn.Sequential(nn.Conv1d(in_channels, cfg.channels[0], 5, padding=2), nn.ReLU())
+    blocks, width = [], cfg.channels[0]
+    for out in cfg.channels[1:]:
+        blocks.append(nn.Sequential(nn.Conv1d(width, out, 3, stride=2, padding=1), nn.ReLU()))
+        width, length = out, (length + 1) // 2
+    head = nn.Sequential(nn.Flatten(), nn.Linear(width * length, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, num_classes))
+    return Blocks(stem, blocks, head)
+
+
+@dataclass
+class MLPConfig:
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+
+
+@register_model("mlp", MLPConfig)
+def mlp(cfg: MLPConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    width = 1
+    for d in input_shape:
+        width *= d
+    stem = nn.Sequential(nn.Flatten(), nn.Linear(width, cfg.hidden[0]), nn.ReLU())
+    blocks = [nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in zip(cfg.hidden, cfg.hidden[1:])]
+    return Blocks(stem, blocks, nn.Linear(cfg.hidden[-1], num_classes))

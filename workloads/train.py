@@ -1,0 +1,115 @@
+"""The training loop every node shares: tensors already on the device, shuffling and augmentation on the device,
+Adam with cosine decay. One step of the quickstart's 1D CNN at batch 128 takes about 2 ms on two CPU cores."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TrainConfig:
+    """Recipe of `train_original` / `train_retrain`; `epochs` count passes over the set being trained on."""
+
+    epochs: float = 30.0
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    final_lr_fraction: float = 0.1  # cosine decay from lr to lr * final_lr_fraction
+    augment: bool = True
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+def steps_for(epochs: float, num_examples: int, batch_size: int) -> int:
+    return max(1, round(epochs * math.ceil(num_examples / batch_size)))
+
+
+class BatchStream:
+    """Endless shuffled mini-batches of device-resident tensors: a new permutation each pass, augmentation per batch."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None):
+        if len(y) == 0:
+            raise ValueError("cannot draw batches from an empty set")
+        self.x, self.y, self.batch_size, self.generator, self.augment = x, y, batch_size, generator, augment
+        self.batches_per_pass = math.ceil(len(y) / batch_size)
+        self._order: torch.Tensor = torch.empty(0, dtype=torch.long)
+        self._cursor = 0
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cursor >= len(self._order):
+            self._order = torch.randperm(len(self.y), generator=self.generator, device=self.generator.device).to(self.y.device)
+            self._cursor = 0
+        index = self._order[self._cursor:self._cursor + self.batch_size]
+        self._cursor += self.batch_size
+        x = self.x[index]
+        return (self.augment(x, self.generator) if self.augment else x), self.y[index]
+
+
+def generator_for(seed: int, device: torch.device) -> torch.Generator:
+    # CUDA generators drive on-device randperm/randint without a host round trip.
+    return torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
+
+
+def adam_with_cosine(model: nn.Module, lr: float, weight_decay: float, total_steps: int, final_lr_fraction: float):
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    cosine = lambda step: final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+
+
+def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
+                     augment=None) -> list[tuple[int, float]]:
+    """Cross-entropy training; returns the loss curve as (step, mean loss over the last pass)."""
+    total = steps_for(cfg.epochs, len(y), cfg.batch_size)
+    stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), augment if cfg.augment else None)
+    optimizer, schedule = adam_with_cosine(model, cfg.lr, cfg.weight_decay, total, cfg.final_lr_fraction)
+    model.train()
+    curve, running = [], torch.zeros((), device=x.device)
+    for step in range(1, total + 1):
+        xb, yb = next(stream)
+        loss = F.cross_entropy(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running += loss.detach()
+        if step % stream.batches_per_pass == 0 or step == total:
+            done = (step - 1) % stream.batches_per_pass + 1
+            curve.append((step, running.item() / done))  # one host sync per pass, not per step
+            running.zero_()
+    return curve
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Logits for every row of x, in eval mode."""
+    was_training = model.training
+    model.eval()
+    logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else None
+    model.train(was_training)
+    return logits
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
+    """Loss, accuracy and per-class accuracy (NaN for classes absent from y)."""
+    if len(y) == 0:
+        return {"loss": float("nan"), "acc": float("nan"), "per_class_acc": [float("nan")] * num_classes}
+    logits = predict(model, x)
+    correct = (logits.argmax(1) == y).float()
+    counts = torch.bincount(y, minlength=num_classes).float()
+    hits = torch.bincount(y, weights=correct, minlength=num_classes)
+    per_class = torch.where(counts > 0, hits / counts.clamp(min=1), torch.full_like(counts, float("nan")))
+    return {"loss": F.cross_entropy(logits, y).item(), "acc": correct.mean().item(), "per_class_acc": per_class.tolist()}
