@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -122,6 +123,9 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
         raise SpecError(f"{path}: no such sweep file")
     try:
         raw = OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    try:
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise SpecError(f"override {bad[0]!r}: expected key=value")

@@ -7,12 +7,14 @@ import json
 import os
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.keys import sha256_hex
@@ -53,6 +55,8 @@ class Tracker:
         else:
             self.experiment_id = found.experiment_id
         self._downloads = tempfile.TemporaryDirectory(prefix="unlearn-sweep-")
+        self._manifests: dict[str, dict[str, str]] = {}
+        self._verified_paths: dict[tuple[str, str], Path] = {}
 
     # -- sweeps ---------------------------------------------------------------------------------------------------
     def start_sweep(self, name: str, sweep_id: str, spec: dict, executor: str) -> str:
@@ -75,8 +79,11 @@ class Tracker:
                                        max_results=5, order_by=["attributes.start_time DESC"])
         for run in runs:
             try:
+                manifest = self._manifest(run.info.run_id)
+                for name in manifest:
+                    self._verified(run.info.run_id, name)
                 return CachedRun(run.info.run_id, json.loads(self._verified(run.info.run_id, RESULT).read_text()))
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, MlflowException):
                 continue  # missing or tampered artifacts: not a result
         return None
 
@@ -136,16 +143,29 @@ class Tracker:
             self.client.log_artifact(run_id, str(Path(folder) / MANIFEST))  # last: its presence means the rest is there
 
     def _download(self, run_id: str, name: str) -> Path:
+        root = self.client.get_run(run_id).info.artifact_uri
+        if root.startswith("file://"):  # a local store: read in place instead of copying
+            path = Path(urllib.parse.urlparse(root).path) / name
+            if not path.is_file():
+                raise FileNotFoundError(path)
+            return path
         target = Path(self._downloads.name) / run_id
         target.mkdir(parents=True, exist_ok=True)
         return Path(self.client.download_artifacts(run_id, name, str(target)))
 
+    def _manifest(self, run_id: str) -> dict[str, str]:
+        if run_id not in self._manifests:
+            self._manifests[run_id] = json.loads(self._download(run_id, MANIFEST).read_text())
+        return self._manifests[run_id]
+
     def _verified(self, run_id: str, name: str) -> Path:
-        manifest = json.loads(self._download(run_id, MANIFEST).read_text())
-        path = self._download(run_id, name)
-        if sha256_hex(path.read_bytes()) != manifest[name]:
-            raise ValueError(f"artifact {name} of run {run_id} does not match its recorded sha256")
-        return path
+        """The artifact's local path, after checking its bytes against the sha256 recorded when it was written."""
+        if (run_id, name) not in self._verified_paths:
+            path = self._download(run_id, name)
+            if sha256_hex(path.read_bytes()) != self._manifest(run_id)[name]:
+                raise ValueError(f"artifact {name} of run {run_id} does not match its recorded sha256")
+            self._verified_paths[(run_id, name)] = path
+        return self._verified_paths[(run_id, name)]
 
 
 def describe_uri(uri: str) -> str:

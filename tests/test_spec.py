@@ -34,6 +34,10 @@ def test_bad_values_are_rejected_naming_the_key(override, named):
 def test_missing_file_and_malformed_override(tmp_path):
     with pytest.raises(SpecError, match="no such sweep file"):
         load_spec(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\ntrain: {epochs: 3\n")
+    with pytest.raises(SpecError, match="broken.yaml: not valid YAML.*line"):
+        load_spec(broken)
     with pytest.raises(SpecError, match="expected key=value"):
         load_spec(QUICKSTART, ["train.epochs"])
 

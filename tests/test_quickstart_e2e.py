@@ -1,0 +1,110 @@
+"""The quickstart, shrunk, through the real CLI and a real sqlite MLflow store: results, runs, artifacts, reuse."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from tests.conftest import REPO, tiny_quickstart
+
+MODEL_KINDS = {"train_original", "train_retrain", "unlearn"}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One full run of the tiny quickstart, shared by the tests below (they only read it or add to it)."""
+    folder = tmp_path_factory.mktemp("quickstart")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    sweep = tiny_quickstart(folder / "sweep.yaml", tracking__artifact_location=str(folder / "artifacts"))
+    code = main(["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / "summary.json")])
+    assert code == 0
+    return {"folder": folder, "uri": uri, "sweep": sweep, "summary": json.loads((folder / "summary.json").read_text())}
+
+
+def node_runs(client: MlflowClient, sweep_id: str):
+    experiment = client.get_experiment_by_name("unlearn-sweep")
+    return client.search_runs([experiment.experiment_id], f"tags.sweep_id = '{sweep_id}'", max_results=1000)
+
+
+def test_summary_has_the_design_schema(first_run):
+    s = first_run["summary"]
+    assert {"sweep", "sweep_id", "executor", "wall_seconds", "nodes", "original", "retrain", "results"} <= set(s)
+    assert s["nodes"]["executed"] == s["nodes"]["total"] and s["nodes"]["cached"] == 0 and s["nodes"]["failed"] == 0
+    for model in (s["original"], s["retrain"]):
+        assert {"forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "run_id"} <= set(model)
+    assert set(s["retrain"]["relearned"]) == {"0", "10"}
+    assert {r["method"] for r in s["results"]} == {"finetune", "neggrad_plus", "alternating_scrub", "weight_distortion", "weight_dist_reg"}
+    for r in s["results"]:
+        assert set(r["relearned"]) == {"0", "10"} and r["relearned"]["0"]["curve"]
+        assert r["l2_to_original"] > 0
+        assert len(r["lmc"]["t"]) == len(r["lmc"]["test_acc"]) == 5 and r["lmc"]["loss_barrier"] >= 0
+        assert r["lmc"]["test_acc"][0] == pytest.approx(s["original"]["test_acc"], abs=1e-6)  # t=0 is the original
+        assert r["lmc"]["test_acc"][-1] == pytest.approx(r["unlearned"]["test_acc"], abs=1e-6)  # t=1 the unlearned model
+
+
+def test_mlflow_has_a_parent_run_and_one_child_per_node_with_checkpoints(first_run):
+    client = MlflowClient(first_run["uri"])
+    s = first_run["summary"]
+    runs = node_runs(client, s["sweep_id"])
+    parents = [r for r in runs if r.data.tags["node_kind"] == "sweep"]
+    children = [r for r in runs if r.data.tags["node_kind"] != "sweep"]
+    assert len(parents) == 1 and len(children) == s["nodes"]["total"]
+    assert len({r.data.tags["node_key"] for r in children}) == len(children)
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id and run.info.status == "FINISHED"
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"manifest.json", "result.json"} <= artifacts
+        if run.data.tags["node_kind"] in MODEL_KINDS:
+            assert "model.pt" in artifacts
+    relearn = next(r for r in children if r.data.tags["node_kind"] == "relearn")
+    curve = client.get_metric_history(relearn.info.run_id, "heldout_forget_acc")
+    assert len(curve) > 1 and len({m.step for m in curve}) == len(curve)  # logged with steps
+    assert "summary.json" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+
+
+def test_second_run_executes_nothing(first_run, tmp_path):
+    code = main(["run", str(first_run["sweep"]), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "again.json")])
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert code == 0
+    assert again["nodes"]["executed"] == 0 and again["nodes"]["cached"] == again["nodes"]["total"]
+    assert again["results"] == first_run["summary"]["results"]  # the same numbers, read back from MLflow
+    assert not [r for r in node_runs(MlflowClient(first_run["uri"]), again["sweep_id"]) if r.data.tags["node_kind"] != "sweep"]
+
+
+def test_sweep_changing_one_hparam_reuses_the_shared_parents(first_run, tmp_path, capsys):
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(first_run["sweep"].read_text().replace("sigma: 0.15", "sigma: 0.3"))
+    assert main(["plan", str(changed), "--tracking-uri", first_run["uri"]]) == 0
+    plan = capsys.readouterr().out
+    for kind in ("memorization: 0 to run, 1 cached", "train_original: 0 to run, 1 cached", "train_retrain: 0 to run, 1 cached"):
+        assert kind in plan
+    assert "unlearn: 1 to run, 4 cached" in plan
+
+    assert main(["run", str(changed), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "s.json")]) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    executed = node_runs(MlflowClient(first_run["uri"]), summary["sweep_id"])
+    kinds = sorted(r.data.tags["node_kind"] for r in executed if r.data.tags["node_kind"] != "sweep")
+    assert kinds == sorted(["unlearn", "evaluate", "relearn", "relearn", "distance", "interpolate"])
+    assert summary["original"]["run_id"] == first_run["summary"]["original"]["run_id"]
+
+
+def test_a_tampered_checkpoint_is_not_a_cached_result(first_run, tmp_path):
+    client = MlflowClient(first_run["uri"])
+    retrain_run = first_run["summary"]["retrain"]["run_id"]
+    checkpoint = Path(client.get_run(retrain_run).info.artifact_uri.removeprefix("file://")) / "model.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-8] + b"tampered")
+    assert main(["run", str(first_run["sweep"]), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "t.json")]) == 0
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert summary["retrain"]["run_id"] != retrain_run  # recomputed, not loaded
+    assert summary["nodes"]["executed"] == 1
+
+
+def test_command_line_entry_point_reports_bad_input_with_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "configs/sweeps/quickstart.yaml").read_text().replace("criterion: high_mem", "criterion: high_mem, colour: red"))
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "plan", str(bad)], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "forget.colour" in done.stderr and "Traceback" not in done.stderr
