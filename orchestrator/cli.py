@@ -23,6 +23,8 @@ from rich.table import Table
 from orchestrator.spec import SpecError, as_dict, load_spec
 
 console = Console(stderr=True)
+# Tables go to stdout; when that is a file or a pipe, don't squeeze them into 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _tracker(spec, args):
@@ -53,20 +55,22 @@ def cmd_plan(args) -> int:
     sweep = Sweep(spec, _tracker(spec, args))
     sweep.refresh()
     table = Table(title=f"plan for sweep {spec.name}")
-    for column in ("status", "kind", "node", "key"):
+    for column in ("status", "kind", "node", "key", "why it runs"):
         table.add_column(column)
-    style = {"cached": "green", "pending": "yellow"}
     for node in sweep.dag:
-        cached = sweep.states[node].status == "cached"
-        status = "cached" if cached else ("run" if node.key else "run (key after its inputs)")
-        table.add_row(f"[{style['cached' if cached else 'pending']}]{status}[/]", node.kind, node.label, node.short)
-    Console().print(table)
+        if sweep.states[node].status == "cached":
+            table.add_row("[green]cached[/]", node.kind, node.label, node.short, "")
+        elif node.key is None:
+            table.add_row("[yellow]run[/]", node.kind, node.label, "-", "key known once its inputs exist")
+        else:
+            table.add_row("[yellow]run[/]", node.kind, node.label, node.short, sweep.tracker.why_new(node))
+    out.print(table)
     by_kind: dict[str, list[int]] = {}
     for node in sweep.dag:
         by_kind.setdefault(node.kind, [0, 0])[sweep.states[node].status == "cached"] += 1
-    Console().print(", ".join(f"{kind}: {run} to run, {cached} cached" for kind, (run, cached) in by_kind.items()))
+    out.print(", ".join(f"{kind}: {run} to run, {cached} cached" for kind, (run, cached) in by_kind.items()))
     counts = sweep.counts()
-    Console().print(f"[bold]{len(sweep.dag.nodes)} nodes: {counts['cached']} cached, {len(sweep.dag.nodes) - counts['cached']} to run")
+    out.print(f"[bold]{len(sweep.dag.nodes)} nodes: {counts['cached']} cached, {len(sweep.dag.nodes) - counts['cached']} to run")
     return 0
 
 
@@ -102,7 +106,7 @@ def cmd_run(args) -> int:
             summary = build_summary(sweep, sweep_id, executor.name, time.perf_counter() - start)
             _write_atomic(Path(args.summary), json.dumps(summary, indent=1))
             tracker.finish_sweep(parent, summary, ok)
-    Console().print(results_table(summary))
+    out.print(results_table(summary))
     for node, state in sweep.states.items():
         if state.status == "failed":
             console.print(f"[red]failed[/] {node.label}: {state.error}")

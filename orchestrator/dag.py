@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
-from orchestrator.spec import SweepSpec, as_dict, expand_method
+from orchestrator.spec import SweepSpec, as_dict, changed_hparams, expand_method
 
 KINDS = ("memorization", "train_original", "train_retrain", "unlearn", "relearn", "interpolate", "distance", "evaluate")
 
@@ -17,6 +17,7 @@ class Node:
     inputs: dict[str, "Node"] = field(default_factory=dict)
     label: str = ""
     reads_forget_set: bool = False  # its key includes the forget/retain index hashes
+    slot: str = ""  # the label without hyperparameters: earlier runs in the same slot explain why this one is new
     key: Optional[str] = None
 
     def __post_init__(self):
@@ -48,8 +49,8 @@ class SweepDAG:
 def build_dag(spec: SweepSpec) -> SweepDAG:
     nodes: list[Node] = []
 
-    def add(kind: str, config: dict, label: str, reads_forget_set: bool = False, **inputs: Optional[Node]) -> Node:
-        node = Node(kind, config, {role: n for role, n in inputs.items() if n is not None}, label, reads_forget_set)
+    def add(kind: str, config: dict, label: str, reads_forget_set: bool = False, slot: str = "", **inputs: Optional[Node]) -> Node:
+        node = Node(kind, config, {role: n for role, n in inputs.items() if n is not None}, label, reads_forget_set, slot or label)
         nodes.append(node)
         return node
 
@@ -63,17 +64,19 @@ def build_dag(spec: SweepSpec) -> SweepDAG:
     forget_inputs = {"forget_scores": memorization}
     relearn_config = {k: v for k, v in as_dict(spec.relearn).items() if k != "k"}
 
-    def evaluate(model: Node, label: str) -> Node:
-        return add("evaluate", {**data, "forget": forget}, f"evaluate {label}", True, model=model, **forget_inputs)
+    def evaluate(model: Node, label: str, slot: str = "") -> Node:
+        return add("evaluate", {**data, "forget": forget}, f"evaluate {label}", True, f"evaluate {slot or label}",
+                   model=model, **forget_inputs)
 
-    def attacks(model: Node, label: str, seed: int) -> dict[int, Node]:
+    def attacks(model: Node, label: str, seed: int, slot: str = "") -> dict[int, Node]:
         return {k: add("relearn", {**data, "forget": forget, "relearn": relearn_config, "k": k, "seed": seed},
-                       f"relearn {label} k={k}", True, model=model, **forget_inputs) for k in spec.relearn.k}
+                       f"relearn {label} k={k}", True, f"relearn {slot or label} k={k}", model=model, **forget_inputs)
+                for k in spec.relearn.k}
 
-    def weight_space(model: Node, original: Node, label: str) -> tuple[Node, Node]:
-        distance = add("distance", dict(data), f"distance {label}", a=original, b=model)
+    def weight_space(model: Node, original: Node, label: str, slot: str = "") -> tuple[Node, Node]:
+        distance = add("distance", dict(data), f"distance {label}", False, f"distance {slot or label}", a=original, b=model)
         lmc = add("interpolate", {**data, "forget": forget, "lmc": as_dict(spec.lmc)}, f"lmc {label}", True,
-                  a=original, b=model, **forget_inputs)
+                  f"lmc {slot or label}", a=original, b=model, **forget_inputs)
         return distance, lmc
 
     dag = SweepDAG(nodes, memorization, {}, {}, {}, {}, {}, {}, {}, [])
@@ -89,11 +92,12 @@ def build_dag(spec: SweepSpec) -> SweepDAG:
         dag.retrain_relearn[seed] = attacks(retrain, f"retrain seed={seed}", seed)
         dag.retrain_distance[seed], dag.retrain_lmc[seed] = weight_space(retrain, original, f"retrain seed={seed}")
         for name, hparams in settings:
-            label = f"{name} {' '.join(f'{k}={v}' for k, v in sorted(hparams.items()))} seed={seed}"
+            label = f"{name} {changed_hparams(name, hparams)} seed={seed}".replace("  ", " ")
+            slot = f"{name} seed={seed}"
             unlearned = add("unlearn", {**data, "forget": forget, "method": name, "hparams": hparams, "seed": seed},
-                            f"unlearn {label}", True, start=original, original=original, **forget_inputs)
-            distance, lmc = weight_space(unlearned, original, label)
+                            f"unlearn {label}", True, f"unlearn {slot}", start=original, original=original, **forget_inputs)
+            distance, lmc = weight_space(unlearned, original, label, slot)
             dag.results.append({"method": name, "hparams": hparams, "seed": seed, "unlearn": unlearned,
-                                "evaluate": evaluate(unlearned, label), "relearn": attacks(unlearned, label, seed),
+                                "evaluate": evaluate(unlearned, label, slot), "relearn": attacks(unlearned, label, seed, slot),
                                 "distance": distance, "interpolate": lmc})
     return dag

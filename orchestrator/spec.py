@@ -103,6 +103,12 @@ def method_defaults(name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
 
 
+def changed_hparams(method: str, hparams: dict) -> str:
+    """The hparams that differ from the method's defaults file, as 'k=v ...'."""
+    defaults = method_defaults(method)
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()) if defaults.get(k) != v)
+
+
 def expand_method(spec: MethodSpec, where: str) -> list[tuple[str, dict]]:
     """One (name, fully resolved hparams) per point of the method's grid."""
     if spec.name not in METHODS:
@@ -117,14 +123,25 @@ def expand_method(spec: MethodSpec, where: str) -> list[tuple[str, dict]]:
     return settings
 
 
-def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
-    path = Path(path)
+def _load_with_base(path: Path, seen: tuple[Path, ...]):
+    """A sweep file may start from another (`base: other.yaml`, relative to it) and change only some keys."""
+    if path.resolve() in seen:
+        raise SpecError(f"{path}: base: files include each other")
     if not path.is_file():
         raise SpecError(f"{path}: no such sweep file")
     try:
         raw = OmegaConf.load(path)
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return OmegaConf.merge(_load_with_base(path.parent / str(base), seen + (path.resolve(),)), raw)
+
+
+def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
+    path = Path(path)
+    raw = _load_with_base(path, seen=())
     try:
         bad = [o for o in overrides if "=" not in o]
         if bad:

@@ -6,6 +6,7 @@ from typing import Optional
 from rich.table import Table
 
 from orchestrator.dag import Node
+from orchestrator.spec import changed_hparams
 from orchestrator.sweep import Sweep
 
 MODEL_METRICS = ("forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "tow")
@@ -93,6 +94,6 @@ def results_table(summary: dict) -> Table:
         retrain = control["retrain"] or {}
         row("retrain (control)", control["seed"], retrain, retrain.get("relearned", {}), retrain.get("l2_to_original"), retrain.get("lmc"))
     for r in summary["results"]:
-        hparams = " ".join(f"{k}={v}" for k, v in sorted(r["hparams"].items()) if k not in ("batch_size",))
-        row(f"{r['method']} [dim]{hparams}[/dim]", r["seed"], r["unlearned"], r["relearned"], r["l2_to_original"], r["lmc"])
+        row(f"{r['method']} [dim]{changed_hparams(r['method'], r['hparams'])}[/dim]", r["seed"], r["unlearned"],
+            r["relearned"], r["l2_to_original"], r["lmc"])
     return table

@@ -3,6 +3,7 @@ execute one node. Executors decide only *where and when* nodes run."""
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -18,6 +19,7 @@ from workloads.data import load_dataset
 from workloads.forget import ForgetSet, select_forget_set
 from workloads.train import pick_device
 
+STATE_CACHE_SIZE = 8
 STATUSES = ("pending", "cached", "running", "executed", "failed", "skipped")
 
 
@@ -41,7 +43,8 @@ class Sweep:
         self.dag = build_dag(self.spec)
         self.states = {node: NodeState() for node in self.dag}
         self._forget_set: Optional[ForgetSet] = None
-        self._states_cache: dict[str, dict] = {}
+        # Recently used checkpoints, so a parent read by many children is loaded once; bounded for ResNet-sized sweeps.
+        self._states_cache: OrderedDict[str, dict] = OrderedDict()
 
     # -- keys -----------------------------------------------------------------------------------------------------
     def forget_set(self) -> Optional[ForgetSet]:
@@ -98,7 +101,8 @@ class Sweep:
 
         def load_state():
             if node.key not in self._states_cache:
-                self._states_cache[node.key] = self.tracker.load_state(state.run_id)
+                self._remember(node.key, self.tracker.load_state(state.run_id))
+            self._states_cache.move_to_end(node.key)
             return self._states_cache[node.key]
 
         return InputNode(state.result, load_state, lambda: self.tracker.load_tensors(state.run_id))
@@ -106,7 +110,7 @@ class Sweep:
     def execute(self, node: Node, device: torch.device) -> NodeOutput:
         """Runs one node in this process (key already resolved, inputs done)."""
         config = node.config
-        data = load_dataset(*dataset_for(config)).to(device) if "dataset" in config else None
+        data = load_dataset(*dataset_for(config), device=device) if "dataset" in config else None
         ctx = RunContext(device, data, self.forget_set() if node.reads_forget_set else None, config)
         inputs = {role: self.input_node(inp) for role, inp in node.inputs.items()}
         return HANDLERS[node.kind].run(config, inputs, ctx)
@@ -122,10 +126,15 @@ class Sweep:
             state.run_id = self.tracker.record(node, sweep_id, parent_run_id, output, state.seconds)
             state.result, state.status = output.result, "executed"
             if output.state is not None:
-                self._states_cache[node.key] = output.state
+                self._remember(node.key, output.state)
         except Exception as error:  # noqa: BLE001 - a failed node must not stop the sweep
             state.status, state.error = "failed", f"{type(error).__name__}: {error}"
             self.tracker.record_failure(node, sweep_id, parent_run_id, traceback.format_exc())
+
+    def _remember(self, key: str, state: dict) -> None:
+        self._states_cache[key] = state
+        while len(self._states_cache) > STATE_CACHE_SIZE:
+            self._states_cache.popitem(last=False)
 
     def counts(self) -> dict[str, int]:
         counts = {s: 0 for s in STATUSES}

@@ -87,13 +87,27 @@ class Tracker:
                 continue  # missing or tampered artifacts: not a result
         return None
 
+    def why_new(self, node) -> str:
+        """What differs from the newest finished run in the same slot: config fields, inputs, or the data read."""
+        slot = node.slot.replace("'", "\\'")
+        runs = self.client.search_runs([self.experiment_id], f"tags.node_slot = '{slot}' and attributes.status = 'FINISHED'",
+                                       max_results=1, order_by=["attributes.start_time DESC"])
+        if not runs:
+            return "never run"
+        before, now = runs[0].data.params, {k: v[:6000] for k, v in _flatten("", node.config, {}).items()}
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if changed:
+            return "changed " + ", ".join(changed[:3]) + (f" (+{len(changed) - 3})" if len(changed) > 3 else "")
+        inputs = sorted(role for role, inp in node.inputs.items() if runs[0].data.tags.get(f"input.{role}") != inp.key)
+        return f"new input {', '.join(inputs)}" if inputs else "same config, different data or handler version"
+
     def link(self, run_id: str, sweep_id: str, parent_run_id: str) -> None:
         """Mark a reused node run as part of a later sweep, without recomputing it."""
         self.client.set_tag(run_id, f"reused_by.{sweep_id}", parent_run_id)
 
     def record(self, node, sweep_id: str, parent_run_id: str, output, seconds: float) -> str:
-        tags = {"node_key": node.key, "node_kind": node.kind, "sweep_id": sweep_id, "mlflow.parentRunId": parent_run_id,
-                **{f"input.{role}": inp.key for role, inp in node.inputs.items()}}
+        tags = {"node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
+                "mlflow.parentRunId": parent_run_id, **{f"input.{role}": inp.key for role, inp in node.inputs.items()}}
         run_id = self.client.create_run(self.experiment_id, run_name=node.label, tags=tags).info.run_id
         try:
             self._log_params(run_id, _flatten("", node.config, {}))

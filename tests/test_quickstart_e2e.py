@@ -82,6 +82,7 @@ def test_sweep_changing_one_hparam_reuses_the_shared_parents(first_run, tmp_path
     for kind in ("memorization: 0 to run, 1 cached", "train_original: 0 to run, 1 cached", "train_retrain: 0 to run, 1 cached"):
         assert kind in plan
     assert "unlearn: 1 to run, 4 cached" in plan
+    assert "changed hparams.sigma" in plan  # why the new unlearn node runs
 
     assert main(["run", str(changed), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "s.json")]) == 0
     summary = json.loads((tmp_path / "s.json").read_text())

@@ -49,3 +49,15 @@ def test_cli_exits_2_with_one_message_and_runs_nothing(tmp_path, capsys, monkeyp
     assert code == 2
     assert "train.epochz" in err and "Traceback" not in err
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_a_sweep_can_start_from_another_and_change_one_key(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text(f"base: {QUICKSTART}\nname: child\ntrain: {{epochs: 7}}\n")
+    spec = load_spec(child)
+    assert spec.name == "child" and spec.train.epochs == 7
+    assert spec.train.lr == load_spec(QUICKSTART).train.lr
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("base: loop.yaml\n")
+    with pytest.raises(SpecError, match="include each other"):
+        load_spec(loop)

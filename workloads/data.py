@@ -55,11 +55,14 @@ def register_dataset(name: str, config: type):
 _CACHE: dict[tuple, Dataset] = {}
 
 
-def load_dataset(name: str, config: Any) -> Dataset:
-    """Loads (and memoises per process: workers keep the data resident) a registered dataset."""
-    key = (name, repr(config))
+def load_dataset(name: str, config: Any, device: torch.device | str = "cpu") -> Dataset:
+    """Loads a registered dataset onto `device`, memoised per process and device, so a worker keeps it resident."""
+    key = (name, repr(config), str(device))
     if key not in _CACHE:
-        _CACHE[key] = DATASETS.get(name).load(config)
+        on_cpu = (name, repr(config), "cpu")
+        if on_cpu not in _CACHE:
+            _CACHE[on_cpu] = DATASETS.get(name).load(config)
+        _CACHE[key] = _CACHE[on_cpu].to(device)
     return _CACHE[key]
 
 
