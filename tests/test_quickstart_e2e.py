@@ -109,3 +109,16 @@ def test_command_line_entry_point_reports_bad_input_with_exit_code_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "orchestrator", "plan", str(bad)], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 2
     assert "forget.colour" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_digits_with_a_random_forget_set_runs_without_memorization(tmp_path, tracking):
+    sweep = tiny_quickstart(
+        tmp_path / "digits.yaml", dataset={"name": "digits", "args": {}}, model={"name": "mlp", "args": {"hidden": [32]}},
+        forget={"target_class": 3, "fraction": 0.5, "criterion": "random", "seed": 1, "attack_pool_fraction": 0.2},
+        methods=[{"name": "neggrad_plus", "hparams": {"epochs": 1, "lr": 1e-2}}],
+        tracking__artifact_location=tracking["artifacts"])
+    assert main(["run", str(sweep), "--tracking-uri", tracking["uri"], "--summary", str(tmp_path / "s.json")]) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    kinds = {r.data.tags["node_kind"] for r in node_runs(MlflowClient(tracking["uri"]), summary["sweep_id"])}
+    assert "memorization" not in kinds and "unlearn" in kinds
+    assert summary["original"]["forget_acc"] > 0.5  # class-3 digits are learnable; the original saw them

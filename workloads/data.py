@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from workloads.registry import Registry
+from workloads.registry import Configured, Registry, register_configured
 
 
 @dataclass
@@ -35,21 +35,11 @@ class Dataset:
         )
 
 
-@dataclass(frozen=True)
-class DatasetEntry:
-    config: type
-    load: Callable[[Any], Dataset]
-
-
-DATASETS: Registry[DatasetEntry] = Registry("dataset")
+DATASETS: Registry[Configured] = Registry("dataset")
 
 
 def register_dataset(name: str, config: type):
-    def add(load):
-        DATASETS.register(name)(DatasetEntry(config, load))
-        return load
-
-    return add
+    return register_configured(DATASETS, name, config)
 
 
 _CACHE: dict[tuple, Dataset] = {}
@@ -61,7 +51,7 @@ def load_dataset(name: str, config: Any, device: torch.device | str = "cpu") -> 
     if key not in _CACHE:
         on_cpu = (name, repr(config), "cpu")
         if on_cpu not in _CACHE:
-            _CACHE[on_cpu] = DATASETS.get(name).load(config)
+            _CACHE[on_cpu] = DATASETS.get(name).make(config)
         _CACHE[key] = _CACHE[on_cpu].to(device)
     return _CACHE[key]
 

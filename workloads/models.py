@@ -3,36 +3,26 @@ hidden[0] is the stem's output and hidden[i] the output of block i, the layers r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from workloads.registry import Registry
+from workloads.registry import Configured, Registry, register_configured
 
 
-@dataclass(frozen=True)
-class ModelEntry:
-    config: type
-    build: Callable[[Any, tuple[int, ...], int], nn.Module]
-
-
-MODELS: Registry[ModelEntry] = Registry("model")
+MODELS: Registry[Configured] = Registry("model")
 
 
 def register_model(name: str, config: type):
-    def add(build):
-        MODELS.register(name)(ModelEntry(config, build))
-        return build
-
-    return add
+    return register_configured(MODELS, name, config)
 
 
 def build_model(name: str, config: Any, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
     """Same (name, config, seed) -> same initial weights, on any machine: the retrain shares the original's init."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS.get(name).build(config, input_shape, num_classes)
+        return MODELS.get(name).make(config, input_shape, num_classes)
 
 
 class Blocks(nn.Module):

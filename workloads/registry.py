@@ -1,7 +1,8 @@
 """Name -> constructor registries filled by decorators, so the orchestrator looks things up instead of branching."""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -35,3 +36,19 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+
+@dataclass(frozen=True)
+class Configured:
+    """A registered constructor and the dataclass its config is checked against."""
+
+    config: type
+    make: Callable[..., Any]
+
+
+def register_configured(registry: "Registry[Configured]", name: str, config: type):
+    def add(make):
+        registry.register(name)(Configured(config, make))
+        return make
+
+    return add

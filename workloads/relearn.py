@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workloads.forget import ForgetSet
-from workloads.train import BatchStream, adam_with_cosine, evaluate, generator_for, predict, steps_for
+from workloads.train import BatchStream, adam_with_cosine, evaluate, fit, generator_for, predict, steps_for
 
 RELEARN_SETS = ("retain",)
 
@@ -44,16 +43,12 @@ def relearn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, forget_set: Forg
     stream = BatchStream(x[index], y[index], cfg.batch_size, generator_for(seed, x.device))
     optimizer, schedule = adam_with_cosine(model, cfg.lr, cfg.weight_decay, total, cfg.final_lr / cfg.lr)
     accuracies = []  # device scalars; read back once at the end
-    for step in range(1, total + 1):
-        model.train()
-        xb, yb = next(stream)
-        loss = F.cross_entropy(model(xb), yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+
+    def measure(step: int) -> None:
         if step % cfg.eval_every == 0 or step == total:
             accuracies.append((step, (predict(model, heldout_x).argmax(1) == heldout_y).float().mean()))
+
+    fit(model, stream, optimizer, schedule, total, after_step=measure)
     curve = [[step, acc.item()] for step, acc in accuracies]
     last = [acc for _, acc in curve[-cfg.report_last:]]
     return {

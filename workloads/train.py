@@ -69,15 +69,12 @@ def adam_with_cosine(model: nn.Module, lr: float, weight_decay: float, total_ste
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
 
-def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
-                     augment=None) -> list[tuple[int, float]]:
-    """Cross-entropy training; returns the loss curve as (step, mean loss over the last pass)."""
-    total = steps_for(cfg.epochs, len(y), cfg.batch_size)
-    stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), augment if cfg.augment else None)
-    optimizer, schedule = adam_with_cosine(model, cfg.lr, cfg.weight_decay, total, cfg.final_lr_fraction)
-    model.train()
-    curve, running = [], torch.zeros((), device=x.device)
-    for step in range(1, total + 1):
+def fit(model: nn.Module, stream: BatchStream, optimizer, schedule, total_steps: int,
+        after_step: Optional[Callable[[int], None]] = None) -> list[tuple[int, float]]:
+    """Cross-entropy steps; returns the loss curve as (step, mean loss over the last pass of the stream)."""
+    curve, running = [], torch.zeros((), device=stream.y.device)
+    for step in range(1, total_steps + 1):
+        model.train()
         xb, yb = next(stream)
         loss = F.cross_entropy(model(xb), yb)
         optimizer.zero_grad(set_to_none=True)
@@ -85,11 +82,22 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: Tr
         optimizer.step()
         schedule.step()
         running += loss.detach()
-        if step % stream.batches_per_pass == 0 or step == total:
+        if step % stream.batches_per_pass == 0 or step == total_steps:
             done = (step - 1) % stream.batches_per_pass + 1
             curve.append((step, running.item() / done))  # one host sync per pass, not per step
             running.zero_()
+        if after_step is not None:
+            after_step(step)
     return curve
+
+
+def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
+                     augment=None) -> list[tuple[int, float]]:
+    """The original/retrain recipe: Adam, cosine decay to lr * final_lr_fraction, on-device augmentation."""
+    total = steps_for(cfg.epochs, len(y), cfg.batch_size)
+    stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), augment if cfg.augment else None)
+    optimizer, schedule = adam_with_cosine(model, cfg.lr, cfg.weight_decay, total, cfg.final_lr_fraction)
+    return fit(model, stream, optimizer, schedule, total)
 
 
 @torch.no_grad()
