@@ -53,6 +53,8 @@ def cmd_plan(args) -> int:
 
     spec = load_spec(args.config, args.overrides)
     sweep = Sweep(spec, _tracker(spec, args))
+    if sweep.data_error:
+        console.print(f"[yellow]note:[/] {sweep.data_error}; `run` needs it (keys that depend on the data stay unknown)")
     sweep.refresh()
     table = Table(title=f"plan for sweep {spec.name}")
     for column in ("status", "kind", "node", "key", "why it runs"):
@@ -81,6 +83,8 @@ def cmd_run(args) -> int:
     spec = load_spec(args.config, args.overrides)
     tracker = _tracker(spec, args)
     sweep = Sweep(spec, tracker)
+    if sweep.data_error:
+        raise SpecError(sweep.data_error)
     executor = LocalExecutor(spec.device)
     sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     parent = tracker.start_sweep(spec.name, sweep_id, as_dict(spec), executor.name)

@@ -3,9 +3,12 @@ computed once its inputs' keys and (if it reads the forget set) the forget-set i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Optional
 
-from orchestrator.spec import SweepSpec, as_dict, changed_hparams, expand_method
+from orchestrator.keys import canonical_json, sha256_hex
+from orchestrator.spec import MethodSetting, SweepSpec, as_dict, expand_method
+from workloads.methods import METHODS
 
 KINDS = ("memorization", "train_original", "train_retrain", "unlearn", "relearn", "interpolate", "distance", "evaluate")
 
@@ -46,23 +49,40 @@ class SweepDAG:
         return iter(self.nodes)
 
 
-def build_dag(spec: SweepSpec) -> SweepDAG:
+def slot_of(setting: MethodSetting) -> str:
+    """A method's place in the sweep regardless of its hyperparameters (chains keep their start's name)."""
+    return setting.name if setting.start is None else f"{setting.name} after {slot_of(setting.start)}"
+
+
+def build_dag(spec: SweepSpec, attack_pool: Optional[int] = None) -> SweepDAG:
+    """`attack_pool` (the number of forget examples an attacker may use) caps the k grid; None keeps it whole."""
     nodes: list[Node] = []
 
-    def add(kind: str, config: dict, label: str, reads_forget_set: bool = False, slot: str = "", **inputs: Optional[Node]) -> Node:
-        node = Node(kind, config, {role: n for role, n in inputs.items() if n is not None}, label, reads_forget_set, slot or label)
-        nodes.append(node)
-        return node
+    seen: dict[str, Node] = {}
 
-    data = {"dataset": as_dict(spec.dataset), "model": as_dict(spec.model)}
+    def add(kind: str, config: dict, label: str, reads_forget_set: bool = False, slot: str = "", **inputs: Optional[Node]) -> Node:
+        inputs = {role: n for role, n in inputs.items() if n is not None}
+        # The same job asked for twice (a chain's start that is also swept on its own) is one node.
+        identity = canonical_json([kind, config, {role: id(n) for role, n in inputs.items()}])
+        if identity not in seen:
+            seen[identity] = Node(kind, config, inputs, label, reads_forget_set, slot or label)
+            nodes.append(seen[identity])
+        return seen[identity]
+
+    data = {"dataset": as_dict(spec.dataset), "model": as_dict(spec.model), "speed": as_dict(spec.speed)}
     forget = as_dict(spec.forget)
     memorization = None
     if spec.forget.criterion != "random":
-        memorization = add("memorization", {"dataset": data["dataset"], "model": data["model"],
-                                             "memorization": as_dict(spec.memorization)}, "memorization")
+        config = {**data, "memorization": as_dict(spec.memorization)}
+        scores_file = spec.memorization.scores_file
+        if scores_file is not None:  # the file's bytes, not its path, decide the result
+            config["scores_sha256"] = sha256_hex(Path(scores_file).read_bytes()) if Path(scores_file).is_file() else None
+        memorization = add("memorization", config, "memorization")
     # Every node that reads the forget set depends on the memorization node that chose it.
     forget_inputs = {"forget_scores": memorization}
     relearn_config = {k: v for k, v in as_dict(spec.relearn).items() if k != "k"}
+    # The k grid stops at the attack pool: k forget examples must exist to be given to the attacker.
+    ks = [k for k in spec.relearn.k if attack_pool is None or k <= attack_pool]
 
     def evaluate(model: Node, label: str, slot: str = "") -> Node:
         return add("evaluate", {**data, "forget": forget}, f"evaluate {label}", True, f"evaluate {slot or label}",
@@ -71,7 +91,7 @@ def build_dag(spec: SweepSpec) -> SweepDAG:
     def attacks(model: Node, label: str, seed: int, slot: str = "") -> dict[int, Node]:
         return {k: add("relearn", {**data, "forget": forget, "relearn": relearn_config, "k": k, "seed": seed},
                        f"relearn {label} k={k}", True, f"relearn {slot or label} k={k}", model=model, **forget_inputs)
-                for k in spec.relearn.k}
+                for k in ks}
 
     def weight_space(model: Node, original: Node, label: str, slot: str = "") -> tuple[Node, Node]:
         distance = add("distance", dict(data), f"distance {label}", False, f"distance {slot or label}", a=original, b=model)
@@ -81,9 +101,12 @@ def build_dag(spec: SweepSpec) -> SweepDAG:
 
     dag = SweepDAG(nodes, memorization, {}, {}, {}, {}, {}, {}, {}, [])
     train = as_dict(spec.train)
-    settings = [s for i, m in enumerate(spec.methods) for s in expand_method(m, f"methods[{i}]")]
+    settings = [s for i, m in enumerate(spec.methods) for s in expand_method(m, f"methods[{i}]", spec.method_overrides)]
+    # Canaries are relabelled in the training set itself, so with them even the original depends on the forget set.
+    with_canaries = spec.forget.canary_fraction > 0
     for seed in spec.seeds:
-        original = add("train_original", {**data, "train": train, "seed": seed}, f"original seed={seed}")
+        original = add("train_original", {**data, "train": train, "seed": seed, **({"forget": forget} if with_canaries else {})},
+                       f"original seed={seed}", with_canaries, **(forget_inputs if with_canaries else {}))
         retrain = add("train_retrain", {**data, "train": train, "seed": seed, "forget": forget},
                       f"retrain seed={seed}", True, **forget_inputs)
         dag.original[seed], dag.retrain[seed] = original, retrain
@@ -91,13 +114,24 @@ def build_dag(spec: SweepSpec) -> SweepDAG:
         dag.retrain_eval[seed] = evaluate(retrain, f"retrain seed={seed}")
         dag.retrain_relearn[seed] = attacks(retrain, f"retrain seed={seed}", seed)
         dag.retrain_distance[seed], dag.retrain_lmc[seed] = weight_space(retrain, original, f"retrain seed={seed}")
-        for name, hparams in settings:
-            label = f"{name} {changed_hparams(name, hparams)} seed={seed}".replace("  ", " ")
-            slot = f"{name} seed={seed}"
-            unlearned = add("unlearn", {**data, "forget": forget, "method": name, "hparams": hparams, "seed": seed},
-                            f"unlearn {label}", True, f"unlearn {slot}", start=original, original=original, **forget_inputs)
+
+        def unlearned_by(setting: MethodSetting) -> Node:
+            start = original if setting.start is None else unlearned_by(setting.start)
+            return add("unlearn", {**data, "forget": forget, "method": setting.name, "hparams": setting.hparams, "seed": seed},
+                       f"unlearn {setting.label} seed={seed}", True, f"unlearn {slot_of(setting)} seed={seed}",
+                       start=start, original=original, **forget_inputs)
+
+        for setting in settings:
+            if getattr(METHODS.get(setting.name), "is_oracle", False):  # `retrain` is the control every sweep already has
+                dag.results.append({"method": setting.name, "hparams": setting.hparams, "seed": seed, "start_from": None, "unlearn": retrain,
+                                    "evaluate": dag.retrain_eval[seed], "relearn": dag.retrain_relearn[seed],
+                                    "distance": dag.retrain_distance[seed], "interpolate": dag.retrain_lmc[seed]})
+                continue
+            label, slot = f"{setting.label} seed={seed}", f"{slot_of(setting)} seed={seed}"
+            unlearned = unlearned_by(setting)
             distance, lmc = weight_space(unlearned, original, label, slot)
-            dag.results.append({"method": name, "hparams": hparams, "seed": seed, "unlearn": unlearned,
+            dag.results.append({"method": setting.name, "hparams": setting.hparams, "seed": seed,
+                                "start_from": setting.start, "unlearn": unlearned,
                                 "evaluate": evaluate(unlearned, label, slot), "relearn": attacks(unlearned, label, seed, slot),
                                 "distance": distance, "interpolate": lmc})
     return dag

@@ -3,19 +3,20 @@ name and never know what a particular method does. Bump a handler's `version` on
 the version is part of every key it produces."""
 from __future__ import annotations
 
-import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
 
 from orchestrator.spec import checked
-from workloads.data import DATASETS, Dataset
+from workloads.data import DATASETS, Dataset, load_dataset
 from workloads.forget import ForgetSet
-from workloads.memorization import MemorizationConfig, estimate_memorization
+from workloads.memorization import MemorizationConfig, estimate_memorization, memorization_from_cscores
 from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
 from workloads.models import MODELS, build_model
 from workloads.relearn import RelearnConfig, relearn
+from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model
 from workloads.train import TrainConfig, evaluate, train_classifier
 from workloads.weightspace import l2_distance, linear_mode_connectivity
 
@@ -50,34 +51,47 @@ class RunContext:
     config: dict
 
 
-def new_model(config: dict, data: Dataset, seed: int) -> torch.nn.Module:
+def new_model(config: dict, data: Dataset, seed: int, device: torch.device) -> torch.nn.Module:
+    """The node's architecture, initialised from `seed`, on `device`, set up by its speed config."""
     entry = MODELS.get(config["model"]["name"])
     args = checked(entry.config, config["model"]["args"], "model.args")
-    return build_model(config["model"]["name"], args, data.input_shape, data.num_classes, seed)
+    model = build_model(config["model"]["name"], args, data.input_shape, data.num_classes, seed).to(device)
+    return prepare_model(model, speed_of(config), device)
 
 
 def load_model(config: dict, data: Dataset, state: dict, device: torch.device) -> torch.nn.Module:
-    model = new_model(config, data, seed=0).to(device)
+    model = new_model(config, data, 0, device)
     model.load_state_dict(state)
     return model
 
 
+def speed_of(config: dict) -> SpeedConfig:
+    return checked(SpeedConfig, config.get("speed", {}), "speed")
+
+
 def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Evaluation splits. Forget examples are scored against their true labels, canaries against the wrong labels
+    they were trained with (canary accuracy is how much of that memorisation is left)."""
     d, fs = ctx.data, ctx.forget_set
     on = lambda idx: idx.to(d.x_train.device)
-    return {
+    splits = {
         "retain": (d.x_train[on(fs.retain)], d.y_train[on(fs.retain)]),
         "forget": (d.x_train[on(fs.forget)], d.y_train[on(fs.forget)]),
         "heldout_forget": (d.x_train[on(fs.heldout)], d.y_train[on(fs.heldout)]),
         "test": (d.x_test, d.y_test),
     }
+    if len(fs.canaries):
+        splits["canary"] = (d.x_train[on(fs.canaries)], fs.canary_labels.to(d.x_train.device))
+    return splits
 
 
 def run_memorization(config, inputs, ctx):
     cfg = checked(MemorizationConfig, config["memorization"], "memorization")
     d = ctx.data
-    out = estimate_memorization(lambda seed: new_model(config, d, seed), d.x_train, d.y_train, cfg, d.augment)
-    scores = out["scores"].cpu()
+    if cfg.scores_file is not None:
+        scores = memorization_from_cscores(cfg.scores_file, d.y_train)
+    else:
+        scores = estimate_memorization(lambda seed: new_model(config, d, seed, ctx.device), d.x_train, d.y_train, cfg, d.augment)["scores"].cpu()
     return NodeOutput(result={"mean": scores.mean().item(), "num_examples": len(scores)},
                       metrics={"mean_memorization": scores.mean().item(), "frac_above_0.5": (scores > 0.5).float().mean().item()},
                       tensors={"scores": scores})
@@ -86,11 +100,12 @@ def run_memorization(config, inputs, ctx):
 def _train(config, ctx, index: Optional[torch.Tensor]) -> NodeOutput:
     cfg = checked(TrainConfig, config["train"], "train")
     d = ctx.data
-    model = new_model(config, d, config["seed"]).to(ctx.device)
+    model = new_model(config, d, config["seed"], ctx.device)
     x, y = (d.x_train, d.y_train) if index is None else (d.x_train[index.to(ctx.device)], d.y_train[index.to(ctx.device)])
     curve = train_classifier(model, x, y, cfg, seed=config["seed"], augment=d.augment)
     test = evaluate(model, d.x_test, d.y_test, d.num_classes)
-    return NodeOutput(result={"train_examples": len(y), "test_acc": test["acc"]}, state=model.state_dict(),
+    precision = effective_precision(speed_of(config), ctx.device)
+    return NodeOutput(result={"train_examples": len(y), "test_acc": test["acc"], "precision": precision}, state=model.state_dict(),
                       metrics={"test_acc": test["acc"], "test_loss": test["loss"]}, curves={"train_loss": curve})
 
 
@@ -120,7 +135,10 @@ def run_unlearn(config, inputs, ctx):
     d, splits = ctx.data, split_tensors(ctx)
     model = load_model(config, d, inputs["start"].state, ctx.device)
     original = frozen_copy(load_model(config, d, inputs["original"].state, ctx.device))
-    unlearn_ctx = UnlearnContext(original, *splits["retain"], *splits["forget"], d.num_classes, len(d.y_train), config["seed"])
+    forget_x, forget_y = splits["forget"]
+    if "canary" in splits:  # canaries are forgotten together with the forget set
+        forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
+    unlearn_ctx = UnlearnContext(original, *splits["retain"], forget_x, forget_y, d.num_classes, len(d.y_train), config["seed"])
     curve = unlearn(method, model, unlearn_ctx)
     return NodeOutput(result={"steps": unlearn_ctx.total_steps}, state=model.state_dict(), curves={"unlearn_loss": curve})
 
@@ -136,12 +154,12 @@ def run_relearn(config, inputs, ctx):
 
 def run_distance(config, inputs, ctx):
     a, b = inputs["a"].state, inputs["b"].state
-    out = l2_distance(new_model(config, ctx.data, 0), a, b)
+    out = l2_distance(new_model(config, ctx.data, 0, torch.device("cpu")), a, b)
     return NodeOutput(result=out, metrics={"l2": out["l2"]})
 
 
 def run_interpolate(config, inputs, ctx):
-    model = new_model(config, ctx.data, 0).to(ctx.device)
+    model = new_model(config, ctx.data, 0, ctx.device)
     splits = {k: v for k, v in split_tensors(ctx).items() if k != "heldout_forget"}
     out = linear_mode_connectivity(model, inputs["a"].state, inputs["b"].state, splits, ctx.data.num_classes,
                                    config["lmc"]["num_points"])
@@ -167,6 +185,12 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def dataset_for(config: dict) -> tuple[str, Any]:
-    entry = DATASETS.get(config["dataset"]["name"])
-    return config["dataset"]["name"], checked(entry.config, config["dataset"]["args"], "dataset.args")
+def dataset_for(config: dict, device: torch.device | str = "cpu", speed: Optional[SpeedConfig] = None) -> Dataset:
+    """The node's dataset on `device` (memoised per process), from the `dataset` section of its config."""
+    spec = config["dataset"]
+    entry = DATASETS.get(spec["name"])
+    data = load_dataset(spec["name"], checked(entry.config, spec["args"], "dataset.args"), device,
+                        spec.get("limit_train"), spec.get("limit_test"))
+    if speed is not None and speed.channels_last and data.x_train.dim() == 4:
+        data = dataclasses.replace(data, x_train=prepare_images(data.x_train, speed), x_test=prepare_images(data.x_test, speed))
+    return data

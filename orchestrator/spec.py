@@ -20,6 +20,7 @@ from workloads.memorization import MemorizationConfig
 from workloads.methods import METHODS
 from workloads.models import MODELS
 from workloads.relearn import RELEARN_SETS, RelearnConfig
+from workloads.speed import PRECISIONS, SpeedConfig
 from workloads.train import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -36,10 +37,18 @@ class Component:
 
 
 @dataclass
+class DatasetSpec(Component):
+    limit_train: Optional[int] = None  # keep the first N training examples (smoke runs)
+    limit_test: Optional[int] = None
+
+
+@dataclass
 class MethodSpec:
     name: str = "???"
     hparams: dict[str, Any] = field(default_factory=dict)  # merged over configs/methods/<name>.yaml
     grid: dict[str, list[Any]] = field(default_factory=dict)  # hparam -> values; the product is swept
+    # The initial safeguard: another method ({name, hparams}) whose unlearned model this one starts from.
+    start_from: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -64,15 +73,20 @@ class SweepSpec:
     name: str = "???"
     seeds: list[int] = field(default_factory=lambda: [43])
     device: str = "auto"
-    dataset: Component = field(default_factory=Component)
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
     model: Component = field(default_factory=Component)
     train: TrainConfig = field(default_factory=TrainConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
     forget: ForgetConfig = field(default_factory=ForgetConfig)
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     methods: list[MethodSpec] = field(default_factory=list)
+    # Applied over every method's hparams, for the keys a method has (e.g. epochs, batch_size in a smoke profile).
+    method_overrides: dict[str, Any] = field(default_factory=dict)
     relearn: RelearnSpec = field(default_factory=RelearnSpec)
     lmc: LMCSpec = field(default_factory=LMCSpec)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    # Named sets of overrides, applied by naming them on the command line (`unlearn-sweep run study.yaml smoke`).
+    profiles: dict[str, Any] = field(default_factory=dict)
 
 
 def _omegaconf_message(error: OmegaConfBaseException, where: str = "") -> str:
@@ -109,17 +123,44 @@ def changed_hparams(method: str, hparams: dict) -> str:
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()) if defaults.get(k) != v)
 
 
-def expand_method(spec: MethodSpec, where: str) -> list[tuple[str, dict]]:
-    """One (name, fully resolved hparams) per point of the method's grid."""
+@dataclass(frozen=True)
+class MethodSetting:
+    """One point of a method's grid, fully resolved, and the setting it starts from (None: the original)."""
+
+    name: str
+    hparams: dict
+    start: Optional["MethodSetting"] = None
+
+    def as_dict(self) -> dict:
+        """For summary.json: the method, its hparams and, for a chain, what it started from."""
+        return {"method": self.name, "hparams": self.hparams, "start_from": None if self.start is None else self.start.as_dict()}
+
+    @property
+    def label(self) -> str:
+        own = f"{self.name} {changed_hparams(self.name, self.hparams)}".strip()
+        return own if self.start is None else f"{own} after {self.start.label}"
+
+
+def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None) -> list[MethodSetting]:
+    """One MethodSetting per point of the method's grid (times the points of its start_from's grid)."""
     if spec.name not in METHODS:
         raise SpecError(f"{where}.name: unknown unlearning method {spec.name!r}; known: {', '.join(METHODS.names())}")
     method = METHODS.get(spec.name)
+    starts: list[Optional[MethodSetting]] = [None]
+    if spec.start_from is not None:
+        starts = expand_method(checked(MethodSpec, spec.start_from, f"{where}.start_from"), f"{where}.start_from", overrides)
+    elif getattr(method, "requires_start_model", False):
+        raise SpecError(f"{where}: {spec.name} needs an initial safeguard model to start from; "
+                        f"add start_from: {{name: circuit_breakers}} (or another method)")
     points = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())] or [{}]
     settings = []
+    fields = set(OmegaConf.structured(method.Config).keys())
+    forced = {k: v for k, v in (overrides or {}).items() if k in fields}
     for point in points:
-        values = OmegaConf.merge(method_defaults(spec.name), spec.hparams, point)
+        values = OmegaConf.merge(method_defaults(spec.name), spec.hparams, point, forced)
         config = checked(method.Config, values, f"{where}.hparams")
-        settings.append((spec.name, OmegaConf.to_container(OmegaConf.structured(config))))
+        hparams = OmegaConf.to_container(OmegaConf.structured(config))
+        settings.extend(MethodSetting(spec.name, hparams, start) for start in starts)
     return settings
 
 
@@ -140,13 +181,19 @@ def _load_with_base(path: Path, seen: tuple[Path, ...]):
 
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
+    """The sweep file (and its base), then named profiles and key=value overrides, in command-line order."""
     path = Path(path)
     raw = _load_with_base(path, seen=())
     try:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise SpecError(f"override {bad[0]!r}: expected key=value")
-        merged = OmegaConf.merge(OmegaConf.structured(SweepSpec), raw, OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(OmegaConf.structured(SweepSpec), raw)
+        for override in overrides:
+            if "=" in override:
+                merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+            elif override in merged.profiles:
+                merged = OmegaConf.merge(merged, merged.profiles[override])
+            else:
+                known = ", ".join(merged.profiles) or "none"
+                raise SpecError(f"override {override!r}: expected key=value or a profile name (profiles: {known})")
     except OmegaConfBaseException as error:
         raise SpecError(_omegaconf_message(error, path.name)) from None
     spec = checked(SweepSpec, merged, path.name)
@@ -164,7 +211,11 @@ def validate(spec: SweepSpec, where: str) -> None:
     if not spec.methods:
         raise SpecError(f"{where}: methods: the sweep lists no unlearning method")
     for i, method in enumerate(spec.methods):
-        expand_method(method, f"{where}: methods[{i}]")
+        expand_method(method, f"{where}: methods[{i}]", spec.method_overrides)
+    if spec.speed.precision not in PRECISIONS:
+        raise SpecError(f"{where}: speed.precision: must be one of {', '.join(PRECISIONS)}, got {spec.speed.precision!r}")
+    if not 0 <= spec.forget.canary_fraction < 1:
+        raise SpecError(f"{where}: forget.canary_fraction: must be in [0, 1), got {spec.forget.canary_fraction}")
     if spec.forget.criterion not in CRITERIA:
         raise SpecError(f"{where}: forget.criterion: must be one of {', '.join(CRITERIA)}, got {spec.forget.criterion!r}")
     if not 0 < spec.forget.fraction <= 1:

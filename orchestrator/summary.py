@@ -20,7 +20,8 @@ def _model_metrics(sweep: Sweep, evaluate: Node, model: Node) -> Optional[dict]:
     result = _result(sweep, evaluate)
     if result is None:
         return None
-    return {**{m: result[m] for m in MODEL_METRICS}, "run_id": sweep.states[model].run_id}
+    extra = {"canary_acc": result["canary_acc"]} if "canary_acc" in result else {}
+    return {**{m: result[m] for m in MODEL_METRICS}, **extra, "run_id": sweep.states[model].run_id}
 
 
 def _relearned(sweep: Sweep, attacks: dict[int, Node], with_curve: bool) -> dict:
@@ -57,7 +58,9 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
                         "l2_to_original": _l2(sweep, dag.retrain_distance[seed]), "lmc": _lmc(sweep, dag.retrain_lmc[seed])}
         controls.append({"seed": seed, "original": _model_metrics(sweep, dag.original_eval[seed], dag.original[seed]), "retrain": retrain})
     results = [{
-        "method": r["method"], "hparams": r["hparams"], "seed": r["seed"], "run_id": sweep.states[r["unlearn"]].run_id,
+        "method": r["method"], "hparams": r["hparams"], "seed": r["seed"],
+        "start_from": None if r["start_from"] is None else r["start_from"].as_dict(),
+        "run_id": sweep.states[r["unlearn"]].run_id,
         "unlearned": _model_metrics(sweep, r["evaluate"], r["unlearn"]),
         "relearned": _relearned(sweep, r["relearn"], with_curve=True),
         "l2_to_original": _l2(sweep, r["distance"]),
@@ -94,6 +97,10 @@ def results_table(summary: dict) -> Table:
         retrain = control["retrain"] or {}
         row("retrain (control)", control["seed"], retrain, retrain.get("relearned", {}), retrain.get("l2_to_original"), retrain.get("lmc"))
     for r in summary["results"]:
-        row(f"{r['method']} [dim]{changed_hparams(r['method'], r['hparams'])}[/dim]", r["seed"], r["unlearned"],
+        after, start = "", r.get("start_from")
+        while start:
+            after += f" after {start['method']} {changed_hparams(start['method'], start['hparams'])}".rstrip()
+            start = start["start_from"]
+        row(f"{r['method']} [dim]{changed_hparams(r['method'], r['hparams'])}{after}[/dim]", r["seed"], r["unlearned"],
             r["relearned"], r["l2_to_original"], r["lmc"])
     return table

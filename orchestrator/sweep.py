@@ -2,8 +2,10 @@
 execute one node. Executors decide only *where and when* nodes run."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
+from pathlib import Path
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -11,12 +13,11 @@ from typing import Callable, Optional
 import torch
 
 from orchestrator.dag import Node, SweepDAG, build_dag
-from orchestrator.handlers import HANDLERS, InputNode, NodeOutput, RunContext, dataset_for
+from orchestrator.handlers import HANDLERS, InputNode, NodeOutput, RunContext, dataset_for, speed_of
 from orchestrator.keys import content_key, index_hash
 from orchestrator.spec import SweepSpec, as_dict
 from orchestrator.tracking import Tracker
-from workloads.data import load_dataset
-from workloads.forget import ForgetSet, select_forget_set
+from workloads.forget import ForgetSet, attack_pool_size, select_forget_set
 from workloads.train import pick_device
 
 STATE_CACHE_SIZE = 8
@@ -40,7 +41,18 @@ class Sweep:
     states: dict[Node, NodeState] = field(init=False)
 
     def __post_init__(self):
-        self.dag = build_dag(self.spec)
+        # Data that is missing must stop a run before any job starts, but a plan can still list every node.
+        self.data_error: Optional[str] = None
+        pool = None
+        try:
+            pool = attack_pool_size(dataset_for({"dataset": as_dict(self.spec.dataset)}).y_train, self.spec.forget)
+        except (FileNotFoundError, RuntimeError) as error:
+            self.data_error = f"dataset: {error}"
+        scores_file = self.spec.memorization.scores_file
+        if self.spec.forget.criterion != "random" and scores_file is not None and not Path(scores_file).is_file():
+            missing = f"memorization.scores_file: no such file {scores_file}"
+            self.data_error = missing if self.data_error is None else f"{self.data_error}; {missing}"
+        self.dag = build_dag(self.spec, pool)
         self.states = {node: NodeState() for node in self.dag}
         self._forget_set: Optional[ForgetSet] = None
         # Recently used checkpoints, so a parent read by many children is loaded once; bounded for ResNet-sized sweeps.
@@ -49,15 +61,15 @@ class Sweep:
     # -- keys -----------------------------------------------------------------------------------------------------
     def forget_set(self) -> Optional[ForgetSet]:
         """The forget set, once the memorization scores it may need exist (None before that)."""
-        if self._forget_set is None:
+        if self._forget_set is None and self.data_error is None:
             scores = None
             if self.dag.memorization is not None:
                 state = self.states[self.dag.memorization]
                 if state.status not in ("cached", "executed"):
                     return None
                 scores = self.tracker.load_tensors(state.run_id)["scores"]
-            labels = load_dataset(*dataset_for({"dataset": as_dict(self.spec.dataset)})).y_train
-            self._forget_set = select_forget_set(labels, self.spec.forget, scores)
+            data = dataset_for({"dataset": as_dict(self.spec.dataset)})
+            self._forget_set = select_forget_set(data.y_train, self.spec.forget, scores, data.num_classes)
         return self._forget_set
 
     def resolve_key(self, node: Node) -> Optional[str]:
@@ -68,6 +80,8 @@ class Sweep:
                 if forget_set is None:
                     return None
                 identity |= {"forget": index_hash(forget_set.forget), "retain": index_hash(forget_set.retain)}
+                if len(forget_set.canaries):
+                    identity["canaries"] = index_hash(torch.cat([forget_set.canaries, forget_set.canary_labels]))
             node.key = content_key(node.kind, HANDLERS[node.kind].version, node.config,
                                    {role: inp.key for role, inp in node.inputs.items()}, identity)
         return node.key
@@ -110,8 +124,11 @@ class Sweep:
     def execute(self, node: Node, device: torch.device) -> NodeOutput:
         """Runs one node in this process (key already resolved, inputs done)."""
         config = node.config
-        data = load_dataset(*dataset_for(config), device=device) if "dataset" in config else None
-        ctx = RunContext(device, data, self.forget_set() if node.reads_forget_set else None, config)
+        data = dataset_for(config, device, speed_of(config)) if "dataset" in config else None
+        forget_set = self.forget_set() if node.reads_forget_set else None
+        if forget_set is not None and len(forget_set.canaries):
+            data = dataclasses.replace(data, y_train=forget_set.training_labels(data.y_train))
+        ctx = RunContext(device, data, forget_set, config)
         inputs = {role: self.input_node(inp) for role, inp in node.inputs.items()}
         return HANDLERS[node.kind].run(config, inputs, ctx)
 

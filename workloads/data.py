@@ -45,14 +45,19 @@ def register_dataset(name: str, config: type):
 _CACHE: dict[tuple, Dataset] = {}
 
 
-def load_dataset(name: str, config: Any, device: torch.device | str = "cpu") -> Dataset:
-    """Loads a registered dataset onto `device`, memoised per process and device, so a worker keeps it resident."""
-    key = (name, repr(config), str(device))
+def load_dataset(name: str, config: Any, device: torch.device | str = "cpu",
+                 limit_train: Optional[int] = None, limit_test: Optional[int] = None) -> Dataset:
+    """Loads a registered dataset onto `device` (optionally only its first examples), memoised per process and
+    device, so a worker keeps it resident."""
+    key = (name, repr(config), str(device), limit_train, limit_test)
     if key not in _CACHE:
-        on_cpu = (name, repr(config), "cpu")
-        if on_cpu not in _CACHE:
-            _CACHE[on_cpu] = DATASETS.get(name).make(config)
-        _CACHE[key] = _CACHE[on_cpu].to(device)
+        full = (name, repr(config), "cpu", None, None)
+        if full not in _CACHE:
+            _CACHE[full] = DATASETS.get(name).make(config)
+        d = _CACHE[full]
+        d = dataclasses.replace(d, x_train=d.x_train[:limit_train], y_train=d.y_train[:limit_train],
+                                x_test=d.x_test[:limit_test], y_test=d.y_test[:limit_test])
+        _CACHE[key] = d.to(device)
     return _CACHE[key]
 
 
@@ -110,3 +115,4 @@ def load_digits(cfg: DigitsConfig) -> Dataset:
     n_test = int(round(len(y) * cfg.test_fraction))
     test, train = order[:n_test], order[n_test:]
     return Dataset(x[train], y[train], x[test], y[test], num_classes=10)
+from workloads import cifar  # noqa: E402,F401  registers cifar10, cifar100

@@ -3,6 +3,9 @@
 The forget set is a fraction of one target class (or of all classes), picked at random or by memorization score.
 Its examples are then permuted once: the first `attack_pool_fraction` are the pool a relearning attacker may train
 on, the rest are the held-out forget examples on which recovery is always measured.
+
+Canaries (optional) are further examples from the same candidates, given random wrong labels in the training set
+itself (so the original memorises them) and unlearned together with the forget set.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ class ForgetConfig:
     criterion: str = "random"  # random | high_mem | low_mem
     seed: int = 0
     attack_pool_fraction: float = 0.2
+    canary_fraction: float = 0.0  # of the candidates, relabelled at random and forgotten with the forget set
 
 
 @dataclass(frozen=True)
@@ -29,9 +33,36 @@ class ForgetSet:
     retain: torch.Tensor  # sorted indices of everything else
     pool: torch.Tensor
     heldout: torch.Tensor
+    canaries: torch.Tensor = torch.empty(0, dtype=torch.long)
+    canary_labels: torch.Tensor = torch.empty(0, dtype=torch.long)  # the wrong labels they are trained with
+
+    @property
+    def unlearn(self) -> torch.Tensor:
+        """What unlearning methods forget: the forget set and the canaries."""
+        return torch.cat([self.forget, self.canaries])
+
+    def training_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """The training labels every model trains on: canaries carry their wrong labels."""
+        if len(self.canaries) == 0:
+            return labels
+        labels = labels.clone()
+        labels[self.canaries.to(labels.device)] = self.canary_labels.to(labels.device)
+        return labels
 
 
-def select_forget_set(labels: torch.Tensor, cfg: ForgetConfig, memorization: Optional[torch.Tensor] = None) -> ForgetSet:
+def wrong_labels(labels: torch.Tensor, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """(y + U{1..C-1}) mod C: uniformly one of the other classes, never y."""
+    return (labels + torch.randint(1, num_classes, labels.shape, generator=generator)) % num_classes
+
+
+def attack_pool_size(labels: torch.Tensor, cfg: ForgetConfig) -> int:
+    """How many forget examples a relearning attacker may draw from (known before any model exists)."""
+    candidates = len(labels) if cfg.target_class is None else int((labels == cfg.target_class).sum())
+    return int(cfg.attack_pool_fraction * round(cfg.fraction * candidates))
+
+
+def select_forget_set(labels: torch.Tensor, cfg: ForgetConfig, memorization: Optional[torch.Tensor] = None,
+                      num_classes: Optional[int] = None) -> ForgetSet:
     if cfg.criterion not in CRITERIA:
         raise ValueError(f"forget.criterion must be one of {CRITERIA}, got {cfg.criterion!r}")
     if cfg.criterion != "random" and memorization is None:
@@ -50,6 +81,12 @@ def select_forget_set(labels: torch.Tensor, cfg: ForgetConfig, memorization: Opt
     chosen = candidates[:count]
     forget = chosen[torch.randperm(count, generator=generator)]
     pool_size = int(cfg.attack_pool_fraction * count)
-    is_forget = torch.zeros(len(labels), dtype=torch.bool)
-    is_forget[forget] = True
-    return ForgetSet(forget=forget, retain=(~is_forget).nonzero().flatten(), pool=forget[:pool_size], heldout=forget[pool_size:])
+    canaries = candidates[count:count + int(cfg.canary_fraction * len(candidates))]
+    if cfg.canary_fraction > 0 and (len(canaries) == 0 or count + len(canaries) > len(candidates)):
+        raise ValueError(f"forget.canary_fraction={cfg.canary_fraction}: no room for canaries beside the forget set")
+    removed = torch.zeros(len(labels), dtype=torch.bool)
+    removed[forget] = True
+    removed[canaries] = True
+    canary_labels = wrong_labels(labels[canaries], num_classes or int(labels.max()) + 1, generator)
+    return ForgetSet(forget=forget, retain=(~removed).nonzero().flatten(), pool=forget[:pool_size], heldout=forget[pool_size:],
+                     canaries=canaries, canary_labels=canary_labels)

@@ -5,7 +5,10 @@ mem_i = mean correctness on i over models that trained on i - mean correctness o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -15,6 +18,7 @@ from workloads.train import TrainConfig, predict, train_classifier
 
 @dataclass
 class MemorizationConfig:
+    scores_file: Optional[str] = None  # C-scores (npz: labels, scores); memorization = 1 - score. Else: estimate.
     num_models: int = 16
     subset_fraction: float = 0.7
     seed: int = 0
@@ -46,3 +50,15 @@ def estimate_memorization(new_model: Callable[[int], nn.Module], x: torch.Tensor
         train_classifier(model, x[subset], y[subset], cfg.train, seed=cfg.seed * 1000 + m, augment=augment)
         correct[m] = predict(model, x).argmax(1) == y
     return {"scores": memorization_from(included, correct), "included": included, "correct": correct}
+
+
+def memorization_from_cscores(path: str | Path, train_labels: torch.Tensor) -> torch.Tensor:
+    """C-scores (Jiang et al.) for the training set, in its order, as memorization = 1 - score."""
+    with np.load(path) as data:
+        missing = {"labels", "scores"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path}: C-score file lacks {sorted(missing)} (needs arrays 'labels' and 'scores')")
+        labels, scores = torch.as_tensor(data["labels"]).long(), torch.as_tensor(data["scores"]).float()
+    if len(labels) != len(train_labels) or not torch.equal(labels, train_labels.cpu().long()):
+        raise ValueError(f"{path}: its labels do not match the training set's ({len(labels)} vs {len(train_labels)} examples)")
+    return 1.0 - scores

@@ -3,7 +3,7 @@ hidden[0] is the stem's output and hidden[i] the output of block i, the layers r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -31,8 +31,17 @@ class Blocks(nn.Module):
     def __init__(self, stem: nn.Module, blocks: list[nn.Module], head: nn.Module):
         super().__init__()
         self.stem, self.blocks, self.head = stem, nn.ModuleList(blocks), head
+        self.autocast_dtype: Optional[torch.dtype] = None  # set by workloads.speed; outputs stay float32
 
     def forward(self, x: torch.Tensor, return_hidden: bool = False):
+        if self.autocast_dtype is None:
+            return self._forward(x, return_hidden)
+        with torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype):
+            out = self._forward(x, return_hidden)
+        # Losses and metrics are computed on float32 outputs, outside autocast, whatever ran inside.
+        return (out[0].float(), [h.float() for h in out[1]]) if return_hidden else out.float()
+
+    def _forward(self, x: torch.Tensor, return_hidden: bool):
         h = self.stem(x)
         hidden = [h]
         for block in self.blocks:
@@ -74,3 +83,4 @@ def mlp(cfg: MLPConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Mo
     stem = nn.Sequential(nn.Flatten(), nn.Linear(width, cfg.hidden[0]), nn.ReLU())
     blocks = [nn.Sequential(nn.Linear(a, b), nn.ReLU()) for a, b in zip(cfg.hidden, cfg.hidden[1:])]
     return Blocks(stem, blocks, nn.Linear(cfg.hidden[-1], num_classes))
+from workloads import resnet  # noqa: E402,F401  registers resnet18, resnet34

@@ -4,12 +4,24 @@ A method is a small class: optional one-off `edit_weights`, a `retain_loss` and/
 of the model and a batch), and a `schedule`: `joint` sums both losses every step; `alternating` makes one full pass
 over the forget set minimising the forget loss, then one over the retain set minimising the retain loss, and so on.
 Epochs follow the reference convention: one epoch is the number of steps of one pass over the full training set.
+
+Two hooks serve the methods whose step is not a sum of per-batch losses; their defaults leave the loop as above:
+- `joint_loss(model, retain_batch, forget_batch, ctx)`: the loss of one `joint` step given both batches (forget_batch
+  is None without a forget set); by default retain_loss + forget_loss. For losses that need both batches at once.
+- `after_backward(model, ctx)`: runs after the step's loss is backpropagated and before the optimiser step, and may
+  add to the parameters' `.grad` (gradients that are not the gradient of a loss of the model's own weights). It may
+  draw extra forget batches from `ctx.forget_batches`.
+Randomness inside a step draws from `ctx.generator`, the loop's generator seeded from `ctx.seed` (it also orders the
+batches), so the same config gives the same run.
+
+Class attributes the orchestrator reads: `requires_start_model` (the method must start from another method's
+unlearned model, an initial safeguard) and `is_oracle` (the method is the retrained control, built by every sweep).
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar, Iterator, Optional
 
 import torch
 from omegaconf import MISSING
@@ -41,12 +53,16 @@ class UnlearnContext:
     seed: int
     step: int = 0
     total_steps: int = 1
+    generator: Optional[torch.Generator] = None  # set by unlearn(), seeded from `seed`
+    forget_batches: Optional[Iterator[tuple[torch.Tensor, torch.Tensor]]] = None  # the loop's forget stream
 
 
 class UnlearningMethod:
     Config: ClassVar[type] = MethodConfig
     schedule: ClassVar[str] = "joint"
     uses_forget_set: ClassVar[bool] = True
+    requires_start_model: ClassVar[bool] = False
+    is_oracle: ClassVar[bool] = False
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
@@ -59,6 +75,16 @@ class UnlearningMethod:
 
     def forget_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext) -> Optional[torch.Tensor]:
         return None
+
+    def joint_loss(self, model: nn.Module, retain_batch: tuple[torch.Tensor, torch.Tensor],
+                   forget_batch: Optional[tuple[torch.Tensor, torch.Tensor]], ctx: UnlearnContext) -> torch.Tensor:
+        terms = [self.retain_loss(model, *retain_batch, ctx)]
+        if forget_batch is not None:
+            terms.append(self.forget_loss(model, *forget_batch, ctx))
+        return sum(t for t in terms if t is not None)
+
+    def after_backward(self, model: nn.Module, ctx: UnlearnContext) -> None:
+        """Adds extra gradients to the parameters' `.grad` before the optimiser step; none by default."""
 
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")
@@ -84,13 +110,18 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
     total = steps_for(cfg.epochs, ctx.train_size, cfg.batch_size) if max_steps is None else max_steps
     ctx.total_steps = total
     generator = generator_for(ctx.seed, ctx.retain_x.device)
+    ctx.generator = generator
     method.edit_weights(model, ctx)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     retain = BatchStream(ctx.retain_x, ctx.retain_y, cfg.batch_size, generator)
     forget = BatchStream(ctx.forget_x, ctx.forget_y, cfg.batch_size, generator) if method.uses_forget_set else None
+    ctx.forget_batches = forget
     alternating = method.schedule == "alternating"
     phase, left_in_phase = "forget", forget.batches_per_pass if alternating else 0  # the reference starts with a forget pass
     model.train()
+    # The teacher runs in train mode too, as in the reference: with batch-norm, eval-mode statistics would make its
+    # outputs differ from the (identical) student's at step 0.
+    ctx.original.train()
     curve, running, since_log = [], torch.zeros((), device=ctx.retain_x.device), 0
     for step in range(total):
         ctx.step = step
@@ -101,12 +132,11 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
             left_in_phase -= 1
             loss = method.forget_loss(model, *next(forget), ctx) if phase == "forget" else method.retain_loss(model, *next(retain), ctx)
         else:
-            terms = [method.retain_loss(model, *next(retain), ctx)]
-            if forget is not None:
-                terms.append(method.forget_loss(model, *next(forget), ctx))
-            loss = sum(t for t in terms if t is not None)
+            retain_batch = next(retain)  # drawn before the forget batch, as both streams share one generator
+            loss = method.joint_loss(model, retain_batch, next(forget) if forget is not None else None, ctx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        method.after_backward(model, ctx)
         optimizer.step()
         running += loss.detach()
         since_log += 1
