@@ -9,6 +9,8 @@ from typing import Iterator, Optional
 from orchestrator.keys import canonical_json, sha256_hex
 from orchestrator.spec import MethodSetting, SweepSpec, as_dict, expand_method
 from workloads.methods import METHODS
+from workloads.data import DATASETS, attack_only_fields
+from workloads.relearn import usable_ks, uses_corrupted_test
 
 KINDS = ("memorization", "train_original", "train_retrain", "unlearn", "relearn", "interpolate", "distance", "evaluate")
 
@@ -38,6 +40,7 @@ class SweepDAG:
     # Named handles the summary reads, per seed.
     original: dict[int, Node]
     original_eval: dict[int, Node]
+    original_relearn: dict[int, dict[int, Node]]  # the attack on the original: what relearning adds to a model that never forgot
     retrain: dict[int, Node]
     retrain_eval: dict[int, Node]
     retrain_relearn: dict[int, dict[int, Node]]
@@ -69,7 +72,12 @@ def build_dag(spec: SweepSpec, attack_pool: Optional[int] = None) -> SweepDAG:
             nodes.append(seen[identity])
         return seen[identity]
 
-    data = {"dataset": as_dict(spec.dataset), "model": as_dict(spec.model), "speed": as_dict(spec.speed)}
+    dataset = as_dict(spec.dataset)
+    attack_only = attack_only_fields(DATASETS.get(spec.dataset.name).config)
+    data = {"dataset": {**dataset, "args": {k: v for k, v in dataset["args"].items() if k not in attack_only}},
+            "model": as_dict(spec.model), "speed": as_dict(spec.speed)}
+    # Only attacks that train on the corrupted test copy see the fields that describe it.
+    attack_data = {**data, "dataset": dataset} if uses_corrupted_test(spec.relearn.relearn_set) else data
     forget = as_dict(spec.forget)
     memorization = None
     if spec.forget.criterion != "random":
@@ -82,14 +90,14 @@ def build_dag(spec: SweepSpec, attack_pool: Optional[int] = None) -> SweepDAG:
     forget_inputs = {"forget_scores": memorization}
     relearn_config = {k: v for k, v in as_dict(spec.relearn).items() if k != "k"}
     # The k grid stops at the attack pool: k forget examples must exist to be given to the attacker.
-    ks = [k for k in spec.relearn.k if attack_pool is None or k <= attack_pool]
+    ks = usable_ks(spec.relearn.k, spec.relearn.relearn_set, attack_pool)
 
     def evaluate(model: Node, label: str, slot: str = "") -> Node:
         return add("evaluate", {**data, "forget": forget}, f"evaluate {label}", True, f"evaluate {slot or label}",
                    model=model, **forget_inputs)
 
     def attacks(model: Node, label: str, seed: int, slot: str = "") -> dict[int, Node]:
-        return {k: add("relearn", {**data, "forget": forget, "relearn": relearn_config, "k": k, "seed": seed},
+        return {k: add("relearn", {**attack_data, "forget": forget, "relearn": relearn_config, "k": k, "seed": seed},
                        f"relearn {label} k={k}", True, f"relearn {slot or label} k={k}", model=model, **forget_inputs)
                 for k in ks}
 
@@ -99,7 +107,7 @@ def build_dag(spec: SweepSpec, attack_pool: Optional[int] = None) -> SweepDAG:
                   f"lmc {slot or label}", a=original, b=model, **forget_inputs)
         return distance, lmc
 
-    dag = SweepDAG(nodes, memorization, {}, {}, {}, {}, {}, {}, {}, [])
+    dag = SweepDAG(nodes, memorization, {}, {}, {}, {}, {}, {}, {}, {}, [])
     train = as_dict(spec.train)
     settings = [s for i, m in enumerate(spec.methods) for s in expand_method(m, f"methods[{i}]", spec.method_overrides)]
     # Canaries are relabelled in the training set itself, so with them even the original depends on the forget set.
@@ -111,6 +119,7 @@ def build_dag(spec: SweepSpec, attack_pool: Optional[int] = None) -> SweepDAG:
                       f"retrain seed={seed}", True, **forget_inputs)
         dag.original[seed], dag.retrain[seed] = original, retrain
         dag.original_eval[seed] = evaluate(original, f"original seed={seed}")
+        dag.original_relearn[seed] = attacks(original, f"original seed={seed}", seed)
         dag.retrain_eval[seed] = evaluate(retrain, f"retrain seed={seed}")
         dag.retrain_relearn[seed] = attacks(retrain, f"retrain seed={seed}", seed)
         dag.retrain_distance[seed], dag.retrain_lmc[seed] = weight_space(retrain, original, f"retrain seed={seed}")

@@ -15,10 +15,11 @@ from workloads.forget import ForgetSet
 from workloads.memorization import MemorizationConfig, estimate_memorization, memorization_from_cscores
 from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
 from workloads.models import MODELS, build_model
-from workloads.relearn import RelearnConfig, relearn
+from workloads.relearn import RelearnConfig, relearn, uses_corrupted_test
 from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model
 from workloads.train import TrainConfig, evaluate, train_classifier
-from workloads.weightspace import l2_distance, linear_mode_connectivity
+from workloads.mia import loss_attack, per_example_loss
+from workloads.weightspace import LMCConfig, l2_distance, linear_mode_connectivity
 
 
 @dataclass
@@ -125,6 +126,9 @@ def run_evaluate(config, inputs, ctx):
         result[f"{split}_acc"], result[f"{split}_loss"] = metrics["acc"], metrics["loss"]
         result[f"{split}_per_class_acc"] = metrics["per_class_acc"]
     result["tow"] = result["retain_acc"] * (1 - result["forget_acc"]) * result["test_acc"]
+    splits = split_tensors(ctx)
+    attack = loss_attack(per_example_loss(model, *splits["forget"]), per_example_loss(model, *splits["test"]), seed=0)
+    result["mia_acc"], result["mia_auc"] = attack["acc"], attack["auc"]
     scalars = {k: v for k, v in result.items() if isinstance(v, float)}
     return NodeOutput(result=result, metrics=scalars)
 
@@ -144,10 +148,15 @@ def run_unlearn(config, inputs, ctx):
 
 
 def run_relearn(config, inputs, ctx):
+    """The attacker's set is built from the data, the forget set, k and the target class alone, so every model
+    (unlearned, retrained control, original) is attacked with the same examples."""
     cfg = checked(RelearnConfig, config["relearn"], "relearn")
     d = ctx.data
+    if d.x_corrupted_test is not None and uses_corrupted_test(cfg.relearn_set):  # same memory format as the rest
+        d = dataclasses.replace(d, x_corrupted_test=prepare_images(d.x_corrupted_test, speed_of(config)))
     model = load_model(config, d, inputs["model"].state, ctx.device)
-    out = relearn(model, d.x_train, d.y_train, ctx.forget_set, config["k"], cfg, config["seed"], (d.x_test, d.y_test), d.num_classes)
+    target_class = (config.get("forget") or {}).get("target_class")
+    out = relearn(model, d, ctx.forget_set, config["k"], cfg, config["seed"], target_class)
     return NodeOutput(result=out, metrics={"heldout_forget_acc": out["heldout_forget_acc"], "test_acc": out["test_acc"]},
                       curves={"heldout_forget_acc": out["curve"]})
 
@@ -161,8 +170,10 @@ def run_distance(config, inputs, ctx):
 def run_interpolate(config, inputs, ctx):
     model = new_model(config, ctx.data, 0, ctx.device)
     splits = {k: v for k, v in split_tensors(ctx).items() if k != "heldout_forget"}
+    lmc = checked(LMCConfig, config["lmc"], "lmc")
+    recalibrate = splits["retain"][0] if lmc.recompute_bn else None
     out = linear_mode_connectivity(model, inputs["a"].state, inputs["b"].state, splits, ctx.data.num_classes,
-                                   config["lmc"]["num_points"])
+                                   lmc.stride, recalibrate_on=recalibrate)
     curves = {f"lmc_{name}": [[i, v] for i, v in enumerate(values)] for name, values in out.items() if name not in ("t", "loss_barrier")}
     return NodeOutput(result=out, metrics={"loss_barrier": out["loss_barrier"]}, curves=curves)
 
@@ -177,9 +188,9 @@ HANDLERS: dict[str, Handler] = {
     "memorization": Handler(run_memorization),
     "train_original": Handler(run_train_original),
     "train_retrain": Handler(run_train_retrain),
-    "evaluate": Handler(run_evaluate),
+    "evaluate": Handler(run_evaluate, version=2),  # 2: adds membership inference
     "unlearn": Handler(run_unlearn),
-    "relearn": Handler(run_relearn),
+    "relearn": Handler(run_relearn, version=2),  # 2: every relearn set; results name their set and k
     "distance": Handler(run_distance),
     "interpolate": Handler(run_interpolate),
 }

@@ -19,9 +19,10 @@ from workloads.forget import CRITERIA, ForgetConfig
 from workloads.memorization import MemorizationConfig
 from workloads.methods import METHODS
 from workloads.models import MODELS
-from workloads.relearn import RELEARN_SETS, RelearnConfig
+from workloads.relearn import RelearnConfig, relearn_set_problem
 from workloads.speed import PRECISIONS, SpeedConfig
 from workloads.train import TrainConfig
+from workloads.weightspace import LMCConfig, interpolation_points
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -57,11 +58,6 @@ class RelearnSpec(RelearnConfig):
 
 
 @dataclass
-class LMCSpec:
-    num_points: int = 21
-
-
-@dataclass
 class TrackingSpec:
     uri: str = "sqlite:///mlflow.db"
     artifact_location: str = "mlartifacts"
@@ -83,7 +79,7 @@ class SweepSpec:
     # Applied over every method's hparams, for the keys a method has (e.g. epochs, batch_size in a smoke profile).
     method_overrides: dict[str, Any] = field(default_factory=dict)
     relearn: RelearnSpec = field(default_factory=RelearnSpec)
-    lmc: LMCSpec = field(default_factory=LMCSpec)
+    lmc: LMCConfig = field(default_factory=LMCConfig)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     # Named sets of overrides, applied by naming them on the command line (`unlearn-sweep run study.yaml smoke`).
     profiles: dict[str, Any] = field(default_factory=dict)
@@ -224,12 +220,16 @@ def validate(spec: SweepSpec, where: str) -> None:
         raise SpecError(f"{where}: forget.attack_pool_fraction: must be in [0, 1), got {spec.forget.attack_pool_fraction}")
     if not 0 < spec.memorization.subset_fraction < 1:
         raise SpecError(f"{where}: memorization.subset_fraction: must be in (0, 1), got {spec.memorization.subset_fraction}")
-    if spec.relearn.relearn_set not in RELEARN_SETS:
-        raise SpecError(f"{where}: relearn.relearn_set: must be one of {', '.join(RELEARN_SETS)}, got {spec.relearn.relearn_set!r}")
+    dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
+    relearn_problem = relearn_set_problem(spec.relearn.relearn_set, spec.forget.target_class, spec.dataset.name, dataset_args)
+    if relearn_problem is not None:  # unknown set; +retain_cls without a target class; corrupted_test* without corrupted data
+        raise SpecError(f"{where}: relearn.relearn_set: {relearn_problem}")
     if any(k < 0 for k in spec.relearn.k):
         raise SpecError(f"{where}: relearn.k: values must be >= 0, got {spec.relearn.k}")
-    if spec.lmc.num_points < 2:
-        raise SpecError(f"{where}: lmc.num_points: must be at least 2, got {spec.lmc.num_points}")
+    try:
+        interpolation_points(spec.lmc.stride)
+    except ValueError as error:
+        raise SpecError(f"{where}: {error}") from None
     if not spec.seeds:
         raise SpecError(f"{where}: seeds: at least one seed is needed")
 

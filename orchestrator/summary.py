@@ -9,7 +9,7 @@ from orchestrator.dag import Node
 from orchestrator.spec import changed_hparams
 from orchestrator.sweep import Sweep
 
-MODEL_METRICS = ("forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "tow")
+MODEL_METRICS = ("forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "tow", "mia_acc", "mia_auc")
 
 
 def _result(sweep: Sweep, node: Node) -> Optional[dict]:
@@ -56,7 +56,10 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
         if retrain is not None:
             retrain |= {"relearned": _relearned(sweep, dag.retrain_relearn[seed], with_curve=False),
                         "l2_to_original": _l2(sweep, dag.retrain_distance[seed]), "lmc": _lmc(sweep, dag.retrain_lmc[seed])}
-        controls.append({"seed": seed, "original": _model_metrics(sweep, dag.original_eval[seed], dag.original[seed]), "retrain": retrain})
+        original = _model_metrics(sweep, dag.original_eval[seed], dag.original[seed])
+        if original is not None:
+            original["relearned"] = _relearned(sweep, dag.original_relearn[seed], with_curve=False)
+        controls.append({"seed": seed, "original": original, "retrain": retrain})
     results = [{
         "method": r["method"], "hparams": r["hparams"], "seed": r["seed"],
         "start_from": None if r["start_from"] is None else r["start_from"].as_dict(),
@@ -73,7 +76,29 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
         "original": controls[0]["original"], "retrain": controls[0]["retrain"],
         "seeds": controls,  # every seed's controls; "original"/"retrain" above are the first seed's
         "results": results,
+        "correlations": correlations(results),
     }
+
+
+def correlations(results: list[dict]) -> dict:
+    """Spearman rank correlation, across the sweep's unlearned models, between a weight-space measurement and how
+    much held-out forget accuracy relearning brings back (relearned - unlearned), per k: the study's central claim
+    is that distance and barrier to the original predict resistance to relearning."""
+    from scipy.stats import spearmanr
+
+    out: dict = {}
+    ks = sorted({k for r in results for k in r["relearned"]}, key=int)
+    for measure, value in (("l2_to_original", lambda r: r["l2_to_original"]),
+                           ("loss_barrier", lambda r: (r["lmc"] or {}).get("loss_barrier"))):
+        for k in ks:
+            pairs = [(value(r), r["relearned"][k]["heldout_forget_acc"] - r["unlearned"]["heldout_forget_acc"])
+                     for r in results if r["method"] != "retrain" and r["unlearned"] and k in r["relearned"] and value(r) is not None]
+            entry = {"k": int(k), "n": len(pairs), "spearman": None, "p_value": None}
+            if len(pairs) >= 3 and len({a for a, _ in pairs}) > 1 and len({b for _, b in pairs}) > 1:
+                rho, p = spearmanr([a for a, _ in pairs], [b for _, b in pairs])
+                entry["spearman"], entry["p_value"] = float(rho), float(p)
+            out[f"{measure}_vs_recovery_k{k}"] = entry
+    return out
 
 
 def _pct(value: Optional[float]) -> str:
@@ -93,7 +118,8 @@ def results_table(summary: dict) -> Table:
                       "-" if l2 is None else f"{l2:.2f}", "-" if not lmc else f"{lmc['loss_barrier']:.3f}")
 
     for control in summary["seeds"]:
-        row("original", control["seed"], control["original"], {}, None, None)
+        original = control["original"] or {}
+        row("original", control["seed"], original, original.get("relearned", {}), None, None)
         retrain = control["retrain"] or {}
         row("retrain (control)", control["seed"], retrain, retrain.get("relearned", {}), retrain.get("l2_to_original"), retrain.get("lmc"))
     for r in summary["results"]:

@@ -67,9 +67,10 @@ class Tracker:
 
     def finish_sweep(self, run_id: str, summary: dict, ok: bool) -> None:
         self.client.log_dict(run_id, summary, "summary.json")
-        nodes = summary.get("nodes", {})
-        self.client.log_batch(run_id, metrics=[Metric(f"nodes_{k}", float(v), int(time.time() * 1000), 0) for k, v in nodes.items()]
-                              + [Metric("wall_seconds", summary.get("wall_seconds", 0.0), int(time.time() * 1000), 0)])
+        now = int(time.time() * 1000)
+        metrics = {f"nodes_{k}": v for k, v in summary.get("nodes", {}).items()} | {"wall_seconds": summary.get("wall_seconds", 0.0)}
+        metrics |= {f"spearman_{name}": c["spearman"] for name, c in summary.get("correlations", {}).items() if c["spearman"] is not None}
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
     # -- nodes ----------------------------------------------------------------------------------------------------

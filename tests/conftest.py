@@ -22,7 +22,7 @@ def tiny_quickstart(path: Path, **changes) -> Path:
         method.hparams.epochs = 0.5
     cfg.relearn.epochs = 1
     cfg.relearn.eval_every = 2
-    cfg.lmc.num_points = 5
+    cfg.lmc.stride = 0.25
     cfg.forget.fraction = 0.1
     for dotted, value in changes.items():
         OmegaConf.update(cfg, dotted.replace("__", "."), value, merge=False)

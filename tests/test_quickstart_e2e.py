@@ -35,7 +35,11 @@ def test_summary_has_the_design_schema(first_run):
     assert s["nodes"]["executed"] == s["nodes"]["total"] and s["nodes"]["cached"] == 0 and s["nodes"]["failed"] == 0
     for model in (s["original"], s["retrain"]):
         assert {"forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "run_id"} <= set(model)
-    assert set(s["retrain"]["relearned"]) == {"0", "10"}
+    assert set(s["retrain"]["relearned"]) == {"0", "10"} and set(s["original"]["relearned"]) == {"0", "10"}
+    for model in [s["original"], s["retrain"]] + [r["unlearned"] for r in s["results"]]:
+        assert 0 <= model["mia_auc"] <= 1 and 0 <= model["tow"] <= 1
+    assert s["correlations"]["l2_to_original_vs_recovery_k0"]["n"] == 5
+    assert -1 <= s["correlations"]["loss_barrier_vs_recovery_k10"]["spearman"] <= 1
     assert {r["method"] for r in s["results"]} == {"finetune", "neggrad_plus", "alternating_scrub", "weight_distortion", "weight_dist_reg"}
     for r in s["results"]:
         assert set(r["relearned"]) == {"0", "10"} and r["relearned"]["0"]["curve"]

@@ -27,7 +27,7 @@ def test_study_plan_lists_every_node_of_the_study_without_data(tmp_path, capsys,
     monkeypatch.chdir(tmp_path)
     assert main(["plan", str(STUDY), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 0
     out = capsys.readouterr().out
-    assert "223 nodes" in out  # 21 unlearn nodes (9 chained), 22 models x 6 k values of relearning, ...
+    assert "229 nodes" in out  # 21 unlearn nodes (9 chained), 23 attacked models (with the original) x 6 k values, ...
     for chained in ("tar after circuit_breakers", "mode_connectivity after alternating_scrub", "weight_dist_reg after weight_distortion"):
         assert chained in out
 

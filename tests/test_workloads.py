@@ -88,7 +88,7 @@ def test_lmc_endpoints_reproduce_each_model():
     x, y = torch.randn(64, 1, 6), torch.randint(0, 3, (64,))
     a, b = nn.Sequential(nn.Flatten(), nn.Linear(6, 3)), nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
     probe = nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
-    out = linear_mode_connectivity(probe, a.state_dict(), b.state_dict(), {"test": (x, y)}, 3, num_points=5)
+    out = linear_mode_connectivity(probe, a.state_dict(), b.state_dict(), {"test": (x, y)}, 3, stride=0.25)
     assert out["t"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     for model, i in ((a, 0), (b, -1)):
         expected = evaluate(model, x, y, 3)

@@ -11,13 +11,18 @@ cached result can only ever have come from the standard release. `verify: false`
 Images become float32 (N, 3, 32, 32) in [0, 1] without normalisation, as in the reference study. Training-time
 augmentation is the study's random 32x32 crop of the 4-pixel reflect-padded image plus a random horizontal flip,
 done on the device for a whole batch at once (`crop_flip`).
+
+With `corrupted_root` naming an extracted CIFAR-10-C (for cifar100: CIFAR-100-C) folder, the dataset also carries
+the corrupted test set the `corrupted_test*` relearning attacks train on: the `corruptions` listed (default: the
+reference study's one choice, `jpeg_compression`) at `corruption_severity` (default: the reference's 5), one copy of
+the test set per corruption, each checked to have exactly the test set's labels in the test set's order.
 """
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import numpy as np
 import torch
@@ -137,13 +142,31 @@ def crop_flip(padding: int = 4, flip: bool = True) -> Callable[[torch.Tensor, to
     return augment
 
 
+# The 15 corruptions of Hendrycks & Dietterich's benchmark (the CIFAR-10-C folder also holds 4 extra ones:
+# speckle_noise, gaussian_blur, spatter, saturate). Any file in the folder can be named in `corruptions`.
+CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)
+REFERENCE_CORRUPTIONS = ("jpeg_compression",)  # what the reference study's corrupted_test attacks train on
+REFERENCE_SEVERITY = 5
+
+
 @dataclass
 class CIFARConfig:
+    CORRUPTED_TEST_KEY: ClassVar[str] = "corrupted_root"
+    ATTACK_ONLY_FIELDS: ClassVar[tuple[str, ...]] = ("corrupted_root", "corruptions", "corruption_severity")
+
     root: str = MISSING  # the folder holding cifar-10-batches-py/ or cifar-100-python/ (torchvision's `root`)
     download: bool = False  # fetch the official archive through torchvision when the files are missing
     verify: bool = True  # check every batch file against the official md5 before reading it
     crop_padding: int = 4  # augmentation: random crop of the reflect-padded image; 0 disables the crop
     flip: bool = True  # augmentation: random horizontal flip
+    # The corrupted test set (for the corrupted_test* relearning attacks): an extracted CIFAR-10-C / CIFAR-100-C
+    # folder holding labels.npy and <corruption>.npy; null: none.
+    corrupted_root: Optional[str] = None
+    corruptions: list[str] = field(default_factory=lambda: list(REFERENCE_CORRUPTIONS))
+    corruption_severity: int = REFERENCE_SEVERITY  # 1..5
 
 
 def load_cifar(name: str, cfg: CIFARConfig) -> Dataset:
@@ -155,7 +178,20 @@ def load_cifar(name: str, cfg: CIFARConfig) -> Dataset:
     x_train, y_train = read_split(lay, root, train=True, verify=cfg.verify)
     x_test, y_test = read_split(lay, root, train=False, verify=cfg.verify)
     augment = crop_flip(cfg.crop_padding, cfg.flip) if cfg.crop_padding or cfg.flip else None
-    return Dataset(x_train, y_train, x_test, y_test, num_classes=lay.num_classes, augment=augment)
+    corrupted = {}
+    if cfg.corrupted_root is not None:
+        x_c, y_c = load_corrupted(cfg.corrupted_root, list(cfg.corruptions), cfg.corruption_severity)
+        check_corrupted_labels(y_c, y_test, len(cfg.corruptions), f"{lay.title} test set", cfg.corrupted_root)
+        corrupted = {"x_corrupted_test": x_c, "y_corrupted_test": y_c}
+    return Dataset(x_train, y_train, x_test, y_test, num_classes=lay.num_classes, augment=augment, **corrupted)
+
+
+def check_corrupted_labels(y_corrupted: torch.Tensor, y_test: torch.Tensor, copies: int, what: str, where) -> None:
+    """The corrupted set must be `copies` copies of the test set, label for label (as the reference asserts)."""
+    if len(y_corrupted) != copies * len(y_test) or not torch.equal(y_corrupted, y_test.repeat(copies)):
+        raise ValueError(f"dataset.args.corrupted_root: the labels in {where} are not those of the {what} "
+                         f"({len(y_corrupted) // max(copies, 1)} per corruption for {len(y_test)} test images, or in another "
+                         f"order): is it the corrupted set of another dataset?")
 
 
 @register_dataset("cifar10", CIFARConfig)

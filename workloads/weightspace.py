@@ -1,10 +1,19 @@
 """Weight-space evaluations: L2 distance and linear mode connectivity between two models of one architecture."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 from torch import nn
 
 from workloads.train import evaluate
+
+
+@dataclass
+class LMCConfig:
+    stride: float = 0.05  # t = 0, stride, 2 * stride, ..., 1 (21 points by default)
+    recompute_bn: bool = False  # re-estimate batch-norm statistics on the retain set at every point
 
 
 def l2_distance(model: nn.Module, state_a: dict, state_b: dict) -> dict:
@@ -27,18 +36,40 @@ def loss_barrier(t: list[float], losses: list[float]) -> float:
     return max(loss - ((1 - s) * losses[0] + s * losses[-1]) for s, loss in zip(t, losses))
 
 
-def interpolation_points(num_points: int) -> list[float]:
-    return [i / (num_points - 1) for i in range(num_points)]
+def interpolation_points(stride: float) -> list[float]:
+    steps = round(1 / stride)
+    if steps < 1 or abs(steps * stride - 1) > 1e-9:
+        raise ValueError(f"lmc.stride must divide 1 into whole steps, got {stride}")
+    return [i / steps for i in range(steps + 1)]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> None:
+    """Replace batch-norm running statistics by their average over x (cumulative, not momentum)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # None = cumulative moving average: every batch counts equally
+    model.train()
+    for i in range(0, len(x), batch_size):
+        model(x[i:i + batch_size])
+    model.eval()
 
 
 @torch.no_grad()
 def linear_mode_connectivity(model: nn.Module, state_a: dict, state_b: dict, splits: dict[str, tuple],
-                             num_classes: int, num_points: int = 21, barrier_split: str = "test") -> dict:
-    """Evaluates loss and accuracy of every split at evenly spaced points between a (t=0) and b (t=1)."""
-    ts = interpolation_points(num_points)
+                             num_classes: int, stride: float = 0.05, barrier_split: str = "test",
+                             recalibrate_on: Optional[torch.Tensor] = None) -> dict:
+    """Loss and accuracy of every split at evenly spaced points from a (t=0) to b (t=1); with `recalibrate_on`,
+    batch-norm statistics are re-estimated on those inputs at every point instead of interpolated."""
+    ts = interpolation_points(stride)
     result: dict = {"t": ts}
     for t in ts:
         model.load_state_dict(interpolate_states(state_a, state_b, t))
+        if recalibrate_on is not None:
+            recalibrate_batchnorm(model, recalibrate_on)
         for split, (x, y) in splits.items():
             metrics = evaluate(model, x, y, num_classes)
             result.setdefault(f"{split}_loss", []).append(metrics["loss"])
