@@ -89,11 +89,14 @@ def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor
 def run_memorization(config, inputs, ctx):
     cfg = checked(MemorizationConfig, config["memorization"], "memorization")
     d = ctx.data
+    how = {"mode": "scores_file"}
     if cfg.scores_file is not None:
         scores = memorization_from_cscores(cfg.scores_file, d.y_train)
     else:
-        scores = estimate_memorization(lambda seed: new_model(config, d, seed, ctx.device), d.x_train, d.y_train, cfg, d.augment)["scores"].cpu()
-    return NodeOutput(result={"mean": scores.mean().item(), "num_examples": len(scores)},
+        out = estimate_memorization(lambda seed: new_model(config, d, seed, ctx.device), d.x_train, d.y_train, cfg, d.augment)
+        scores = out["scores"].cpu()
+        how = {"mode": out.get("mode"), "message": out.get("message")}  # vmapped, or sequential and why
+    return NodeOutput(result={"mean": scores.mean().item(), "num_examples": len(scores), **how},
                       metrics={"mean_memorization": scores.mean().item(), "frac_above_0.5": (scores > 0.5).float().mean().item()},
                       tensors={"scores": scores})
 
