@@ -124,12 +124,12 @@ def run_train_retrain(config, inputs, ctx):
 def run_evaluate(config, inputs, ctx):
     model = load_model(config, ctx.data, inputs["model"].state, ctx.device)
     result: dict[str, Any] = {}
-    for split, (x, y) in split_tensors(ctx).items():
+    splits = split_tensors(ctx)
+    for split, (x, y) in splits.items():
         metrics = evaluate(model, x, y, ctx.data.num_classes)
         result[f"{split}_acc"], result[f"{split}_loss"] = metrics["acc"], metrics["loss"]
         result[f"{split}_per_class_acc"] = metrics["per_class_acc"]
     result["tow"] = result["retain_acc"] * (1 - result["forget_acc"]) * result["test_acc"]
-    splits = split_tensors(ctx)
     attack = loss_attack(per_example_loss(model, *splits["forget"]), per_example_loss(model, *splits["test"]), seed=0)
     result["mia_acc"], result["mia_auc"] = attack["acc"], attack["auc"]
     scalars = {k: v for k, v in result.items() if isinstance(v, float)}

@@ -104,9 +104,6 @@ class Sweep:
             self.lookup(node)
 
     # -- execution ------------------------------------------------------------------------------------------------
-    def ready(self, node: Node) -> bool:
-        return all(self.states[inp].status in ("cached", "executed") for inp in node.inputs.values())
-
     def blocked(self, node: Node) -> bool:
         return any(self.states[inp].status in ("failed", "skipped") for inp in node.inputs.values())
 
