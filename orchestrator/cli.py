@@ -1,6 +1,6 @@
 """unlearn-sweep: plan and run unlearning/relearning sweeps.
 
-  unlearn-sweep run  CONFIG [key=value ...] [--executor local] [--summary summary.json]
+  unlearn-sweep run  CONFIG [key=value ...] [--executor local|ray] [--address auto|ray://host:port] [--summary summary.json]
   unlearn-sweep plan CONFIG [key=value ...]
 
 Exit codes: 0 done, 1 some node failed (everything finished is kept), 2 bad input (nothing ran).
@@ -76,20 +76,35 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def make_pool(args, tracker, spec):
+    if args.executor == "ray":
+        from orchestrator.ray_pool import RayPool
+
+        try:
+            return RayPool(tracker, args.address, args.workers)
+        except ConnectionError as error:
+            raise SpecError(f"--address: cannot connect to a Ray cluster at {args.address}: {error}") from None
+    from orchestrator.executor import LocalPool
+
+    return LocalPool(tracker, spec.device)
+
+
 def cmd_run(args) -> int:
+    from orchestrator.executor import run_sweep
     from orchestrator.summary import build_summary, results_table
-    from orchestrator.sweep import LocalExecutor, Sweep
+    from orchestrator.sweep import Sweep
 
     spec = load_spec(args.config, args.overrides)
     tracker = _tracker(spec, args)
-    sweep = Sweep(spec, tracker)
+    sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    sweep = Sweep(spec, tracker, sweep_id)
     if sweep.data_error:
         raise SpecError(sweep.data_error)
-    executor = LocalExecutor(spec.device)
-    sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    parent = tracker.start_sweep(spec.name, sweep_id, as_dict(spec), executor.name)
-    console.print(f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {executor.name} "
-                  f"on {executor.device}, tracking {tracker.uri}")
+    pool = make_pool(args, tracker, spec)
+    retries = args.retries if args.retries is not None else (1 if pool.name == "ray" else 0)
+    parent = tracker.start_sweep(spec.name, sweep_id, as_dict(spec), pool.name)
+    console.print(f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {pool.describe()}, "
+                  f"tracking {tracker.uri}")
     start = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -98,16 +113,26 @@ def cmd_run(args) -> int:
         def on_change(node):
             c = sweep.counts()
             done = c["executed"] + c["cached"] + c["failed"] + c["skipped"]
-            now = f"running {node.label}" if sweep.states[node].status == "running" else ""
+            now = f" running {c['running']}" + (f" waiting on another sweep {c['waiting']}" if c["waiting"] else "")
+            if pool.name == "local" and sweep.states[node].status == "running":
+                now = f" running {node.label}"
             progress.update(task, completed=done, description=(
-                f"done {c['executed']} cached {c['cached']} failed {c['failed'] + c['skipped']} {now}"))
+                f"done {c['executed']} cached {c['cached']} failed {c['failed'] + c['skipped']}{now}"))
 
-        ok = False
+        ok, searches = False, []
         try:
-            executor.run(sweep, sweep_id, parent, on_change)
+            if spec.search:  # the searches' best settings join the methods; their trials are already in the store
+                from orchestrator.search import run_searches
+
+                sweep, searches = run_searches(sweep, pool, sweep_id, parent, retries, on_change)
+                progress.update(task, total=len(sweep.dag.nodes))
+            run_sweep(sweep, pool, sweep_id, parent, retries, on_change)
             ok = not any(s.status in ("failed", "skipped") for s in sweep.states.values())
         finally:
-            summary = build_summary(sweep, sweep_id, executor.name, time.perf_counter() - start)
+            pool.close()
+            summary = build_summary(sweep, sweep_id, pool.name, time.perf_counter() - start)
+            if searches:
+                summary["search"] = searches
             _write_atomic(Path(args.summary), json.dumps(summary, indent=1))
             tracker.finish_sweep(parent, summary, ok)
     out.print(results_table(summary))
@@ -130,7 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then the sweep's tracking.uri)")
         command.set_defaults(func=func)
         if name == "run":
-            command.add_argument("--executor", choices=["local"], default="local")
+            command.add_argument("--executor", choices=["local", "ray"], default="local",
+                                 help="local: one node at a time in this process; ray: worker actors on a Ray cluster")
+            command.add_argument("--address", default=None,
+                                 help="Ray cluster: auto, ray://host:10001 (default: start a local Ray)")
+            command.add_argument("--workers", type=int, default=None, help="at most this many Ray worker actors")
+            command.add_argument("--retries", type=int, default=None,
+                                 help="re-runs of a node that raised (default: 1 on ray, 0 locally)")
             command.add_argument("--summary", default="summary.json", help="where to write summary.json")
     args = parser.parse_args(argv)
     try:

@@ -81,11 +81,16 @@ def build_dag(spec: SweepSpec, attack_pool: Optional[int] = None) -> SweepDAG:
     forget = as_dict(spec.forget)
     memorization = None
     if spec.forget.criterion != "random":
-        config = {**data, "memorization": as_dict(spec.memorization)}
         scores_file = spec.memorization.scores_file
+        shards = spec.memorization.shards if scores_file is None else 1  # a C-score file is read, never sharded
+        # `shards` enters the config only above 1, so unsharded keys stay those from before it existed.
+        config = {**data, "memorization": {k: v for k, v in as_dict(spec.memorization).items() if k != "shards" or shards > 1}}
         if scores_file is not None:  # the file's bytes, not its path, decide the result
             config["scores_sha256"] = sha256_hex(Path(scores_file).read_bytes()) if Path(scores_file).is_file() else None
-        memorization = add("memorization", config, "memorization")
+        # Sharded: n nodes each train a contiguous block of the models; the memorization node merges them.
+        parts = {f"shard_{i}": add("memorization", {**config, "shard": {"index": i, "count": shards}}, f"memorization shard {i}/{shards}")
+                 for i in range(shards if shards > 1 else 0)}
+        memorization = add("memorization", config, "memorization", **parts)
     # Every node that reads the forget set depends on the memorization node that chose it.
     forget_inputs = {"forget_scores": memorization}
     relearn_config = {k: v for k, v in as_dict(spec.relearn).items() if k != "k"}

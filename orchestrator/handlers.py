@@ -12,7 +12,8 @@ import torch
 from orchestrator.spec import checked
 from workloads.data import DATASETS, Dataset, load_dataset
 from workloads.forget import ForgetSet
-from workloads.memorization import MemorizationConfig, estimate_memorization, memorization_from_cscores
+from workloads.memorization import (MemorizationConfig, estimate_memorization, memorization_from, memorization_from_cscores,
+                                    shard_models)
 from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
 from workloads.models import MODELS, build_model
 from workloads.relearn import RelearnConfig, relearn, uses_corrupted_test
@@ -87,13 +88,32 @@ def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor
 
 
 def run_memorization(config, inputs, ctx):
+    """Per-example memorization scores, from a C-score file or estimated from subset models. With
+    `memorization.shards` = n > 1 the DAG has n shard nodes (config `shard`: index, count), each training a contiguous
+    block of the models and returning their `included`/`correct` rows, and the memorization node (inputs shard_0 ...
+    shard_{n-1}) concatenates them in shard order and computes the scores."""
     cfg = checked(MemorizationConfig, config["memorization"], "memorization")
     d = ctx.data
     how = {"mode": "scores_file"}
+    new = lambda seed: new_model(config, d, seed, ctx.device)
+    if "shard" in config:
+        models = shard_models(cfg.num_models, config["shard"]["count"], config["shard"]["index"])
+        out = estimate_memorization(new, d.x_train, d.y_train, cfg, d.augment, models)
+        return NodeOutput(result={"models": [models.start, models.stop], "mode": out["mode"], "message": out["message"]},
+                          tensors={"included": out["included"].cpu(), "correct": out["correct"].cpu()})
     if cfg.scores_file is not None:
         scores = memorization_from_cscores(cfg.scores_file, d.y_train)
+    elif inputs:
+        shards = [inputs[f"shard_{i}"] for i in range(len(inputs))]
+        parts = [shard.load_tensors() for shard in shards]
+        included, correct = (torch.cat([part[name] for part in parts]) for name in ("included", "correct"))
+        if len(included) != cfg.num_models:
+            raise ValueError(f"memorization.shards: the shards hold {len(included)} models, not num_models={cfg.num_models}")
+        scores = memorization_from(included, correct)
+        how = {"mode": "+".join(dict.fromkeys(shard.result["mode"] for shard in shards)),
+               "message": f"{len(shards)} shards: " + "; ".join(dict.fromkeys(shard.result["message"] for shard in shards))}
     else:
-        out = estimate_memorization(lambda seed: new_model(config, d, seed, ctx.device), d.x_train, d.y_train, cfg, d.augment)
+        out = estimate_memorization(new, d.x_train, d.y_train, cfg, d.augment)
         scores = out["scores"].cpu()
         how = {"mode": out.get("mode"), "message": out.get("message")}  # vmapped, or sequential and why
     return NodeOutput(result={"mean": scores.mean().item(), "num_examples": len(scores), **how},

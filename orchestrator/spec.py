@@ -5,6 +5,7 @@ against that entry's config dataclass, with the method's defaults from configs/m
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,20 @@ class MethodSpec:
 
 
 @dataclass
+class SearchSpec:
+    """A hyperparameter search over one unlearning method, run with Ray Tune (orchestrator/search.py)."""
+    name: str = "???"  # the method
+    space: dict[str, Any] = field(default_factory=dict)  # hparam -> {loguniform|uniform|randint: [lo, hi]} or {choice: [...]}
+    hparams: dict[str, Any] = field(default_factory=dict)  # fixed values under the space
+    algorithm: str = "random"  # random | optuna (TPE)
+    metric: str = "forget_gap"  # forget_gap | heldout_forget_gap (minimised), tow (maximised)
+    test_acc_floor: float = 0.0  # a trial below this test accuracy ranks below every trial above it
+    num_samples: int = 8
+    max_concurrent: int = 2
+    seed: int = 0
+
+
+@dataclass
 class RelearnSpec(RelearnConfig):
     k: list[int] = field(default_factory=lambda: [0])
 
@@ -60,7 +75,9 @@ class RelearnSpec(RelearnConfig):
 @dataclass
 class TrackingSpec:
     uri: str = "sqlite:///mlflow.db"
-    artifact_location: str = "mlartifacts"
+    # Where a new experiment keeps checkpoints: None is ./mlartifacts for an embedded store and the server's default
+    # artifact root (S3 on a cluster) for a tracking server; or any URI (s3://bucket/prefix).
+    artifact_location: Optional[str] = None
     experiment: str = "unlearn-sweep"
 
 
@@ -76,11 +93,14 @@ class SweepSpec:
     forget: ForgetConfig = field(default_factory=ForgetConfig)
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     methods: list[MethodSpec] = field(default_factory=list)
+    search: list[SearchSpec] = field(default_factory=list)  # each best setting found joins the methods
     # Applied over every method's hparams, for the keys a method has (e.g. epochs, batch_size in a smoke profile).
     method_overrides: dict[str, Any] = field(default_factory=dict)
     relearn: RelearnSpec = field(default_factory=RelearnSpec)
     lmc: LMCConfig = field(default_factory=LMCConfig)
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    # num_cpus / num_gpus per node kind, per method or `default` (orchestrator/resources.py); the Ray executor's business.
+    resources: dict[str, Any] = field(default_factory=dict)
     # Named sets of overrides, applied by naming them on the command line (`unlearn-sweep run study.yaml smoke`).
     profiles: dict[str, Any] = field(default_factory=dict)
 
@@ -106,11 +126,21 @@ def checked(schema: type, values: Any, where: str) -> Any:
         raise SpecError(_omegaconf_message(error, where)) from None
 
 
-def method_defaults(name: str) -> dict:
+@functools.lru_cache(maxsize=None)
+def _method_file(name: str) -> dict:
     path = CONFIG_DIR / "methods" / f"{name}.yaml"
     if not path.exists():
         raise SpecError(f"method {name!r} has no defaults file {path}")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+
+
+def method_defaults(name: str) -> dict:
+    """The method's default hparams (its defaults file, less the `resources:` it asks of a worker)."""
+    return {k: v for k, v in _method_file(name).items() if k != "resources"}
+
+
+def method_resources(name: str) -> Optional[dict]:
+    return _method_file(name).get("resources") if name in METHODS else None
 
 
 def changed_hparams(method: str, hparams: dict) -> str:
@@ -183,8 +213,10 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SweepSpec), raw)
         for override in overrides:
-            if "=" in override:
-                merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([override]))
+            if "=" in override:  # update, not merge: a path may index a list (methods.0.hparams.lr=0.01)
+                key, raw = override.split("=", 1)
+                value = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={raw}"]))["value"]
+                OmegaConf.update(merged, key, value, merge=True)
             elif override in merged.profiles:
                 merged = OmegaConf.merge(merged, merged.profiles[override])
             else:
@@ -204,8 +236,11 @@ def validate(spec: SweepSpec, where: str) -> None:
         if component.name not in registry:
             raise SpecError(f"{where}: {section}.name: unknown {section} {component.name!r}; known: {', '.join(registry.names())}")
         checked(registry.get(component.name).config, component.args, f"{where}: {section}.args")
-    if not spec.methods:
+    if not spec.methods and not spec.search:
         raise SpecError(f"{where}: methods: the sweep lists no unlearning method")
+    from orchestrator.search import check_search
+    for i, search in enumerate(spec.search):
+        check_search(search, f"{where}: search[{i}]")
     for i, method in enumerate(spec.methods):
         expand_method(method, f"{where}: methods[{i}]", spec.method_overrides)
     if spec.speed.precision not in PRECISIONS:
@@ -220,6 +255,9 @@ def validate(spec: SweepSpec, where: str) -> None:
         raise SpecError(f"{where}: forget.attack_pool_fraction: must be in [0, 1), got {spec.forget.attack_pool_fraction}")
     if not 0 < spec.memorization.subset_fraction < 1:
         raise SpecError(f"{where}: memorization.subset_fraction: must be in (0, 1), got {spec.memorization.subset_fraction}")
+    if not 1 <= spec.memorization.shards <= spec.memorization.num_models:
+        raise SpecError(f"{where}: memorization.shards: must be in [1, memorization.num_models={spec.memorization.num_models}], "
+                        f"got {spec.memorization.shards}")
     dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
     relearn_problem = relearn_set_problem(spec.relearn.relearn_set, spec.forget.target_class, spec.dataset.name, dataset_args)
     if relearn_problem is not None:  # unknown set; +retain_cls without a target class; corrupted_test* without corrupted data
@@ -232,6 +270,9 @@ def validate(spec: SweepSpec, where: str) -> None:
         raise SpecError(f"{where}: {error}") from None
     if not spec.seeds:
         raise SpecError(f"{where}: seeds: at least one seed is needed")
+    from orchestrator.dag import KINDS
+    from orchestrator.resources import check_resources
+    check_resources(spec.resources, KINDS, METHODS.names(), where)
 
 
 def as_dict(config: Any) -> dict:

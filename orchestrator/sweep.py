@@ -1,27 +1,21 @@
-"""A planned sweep: the DAG, each node's content key (resolved as soon as it can be), its cache state, and how to
-execute one node. Executors decide only *where and when* nodes run."""
+"""A planned sweep: the DAG, each node's content key (resolved as soon as it can be) and its cache state.
+Executors (orchestrator/executor.py) decide where and when nodes run."""
 from __future__ import annotations
 
-import dataclasses
-import time
-from collections import OrderedDict
-from pathlib import Path
-import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Optional
 
 import torch
 
 from orchestrator.dag import Node, SweepDAG, build_dag
-from orchestrator.handlers import HANDLERS, InputNode, NodeOutput, RunContext, dataset_for, speed_of
+from orchestrator.handlers import HANDLERS, dataset_for
 from orchestrator.keys import content_key, index_hash
 from orchestrator.spec import SweepSpec, as_dict
 from orchestrator.tracking import Tracker
 from workloads.forget import ForgetSet, attack_pool_size, select_forget_set
-from workloads.train import pick_device
 
-STATE_CACHE_SIZE = 8
-STATUSES = ("pending", "cached", "running", "executed", "failed", "skipped")
+STATUSES = ("pending", "cached", "waiting", "running", "executed", "failed", "skipped")
 
 
 @dataclass
@@ -37,6 +31,7 @@ class NodeState:
 class Sweep:
     spec: SweepSpec
     tracker: Tracker
+    sweep_id: str = ""
     dag: SweepDAG = field(init=False)
     states: dict[Node, NodeState] = field(init=False)
 
@@ -55,8 +50,6 @@ class Sweep:
         self.dag = build_dag(self.spec, pool)
         self.states = {node: NodeState() for node in self.dag}
         self._forget_set: Optional[ForgetSet] = None
-        # Recently used checkpoints, so a parent read by many children is loaded once; bounded for ResNet-sized sweeps.
-        self._states_cache: OrderedDict[str, dict] = OrderedDict()
 
     # -- keys -----------------------------------------------------------------------------------------------------
     def forget_set(self) -> Optional[ForgetSet]:
@@ -94,8 +87,9 @@ class Sweep:
         if self.resolve_key(node) is None:
             return False
         found = self.tracker.find(node.key)
-        if found is not None:
-            state.status, state.run_id, state.result = "cached", found.run_id, found.result
+        if found is not None:  # computed earlier by this very sweep (a search trial, another phase) counts as executed
+            state.status = "executed" if self.sweep_id and found.sweep_id == self.sweep_id else "cached"
+            state.run_id, state.result = found.run_id, found.result
         return found is not None
 
     def refresh(self) -> None:
@@ -107,72 +101,9 @@ class Sweep:
     def blocked(self, node: Node) -> bool:
         return any(self.states[inp].status in ("failed", "skipped") for inp in node.inputs.values())
 
-    def input_node(self, node: Node) -> InputNode:
-        state = self.states[node]
-
-        def load_state():
-            if node.key not in self._states_cache:
-                self._remember(node.key, self.tracker.load_state(state.run_id))
-            self._states_cache.move_to_end(node.key)
-            return self._states_cache[node.key]
-
-        return InputNode(state.result, load_state, lambda: self.tracker.load_tensors(state.run_id))
-
-    def execute(self, node: Node, device: torch.device) -> NodeOutput:
-        """Runs one node in this process (key already resolved, inputs done)."""
-        config = node.config
-        data = dataset_for(config, device, speed_of(config)) if "dataset" in config else None
-        forget_set = self.forget_set() if node.reads_forget_set else None
-        if forget_set is not None and len(forget_set.canaries):
-            data = dataclasses.replace(data, y_train=forget_set.training_labels(data.y_train))
-        ctx = RunContext(device, data, forget_set, config)
-        inputs = {role: self.input_node(inp) for role, inp in node.inputs.items()}
-        return HANDLERS[node.kind].run(config, inputs, ctx)
-
-    def run_node(self, node: Node, device: torch.device, sweep_id: str, parent_run_id: str) -> None:
-        """Execute and record one ready node; failures are recorded, never raised."""
-        state = self.states[node]
-        state.status = "running"
-        start = time.perf_counter()
-        try:
-            output = self.execute(node, device)
-            state.seconds = time.perf_counter() - start
-            state.run_id = self.tracker.record(node, sweep_id, parent_run_id, output, state.seconds)
-            state.result, state.status = output.result, "executed"
-            if output.state is not None:
-                self._remember(node.key, output.state)
-        except Exception as error:  # noqa: BLE001 - a failed node must not stop the sweep
-            state.status, state.error = "failed", f"{type(error).__name__}: {error}"
-            self.tracker.record_failure(node, sweep_id, parent_run_id, traceback.format_exc())
-
-    def _remember(self, key: str, state: dict) -> None:
-        self._states_cache[key] = state
-        while len(self._states_cache) > STATE_CACHE_SIZE:
-            self._states_cache.popitem(last=False)
-
     def counts(self) -> dict[str, int]:
         counts = {s: 0 for s in STATUSES}
         for state in self.states.values():
             counts[state.status] += 1
         return counts
 
-
-class LocalExecutor:
-    """In-process, one node at a time, in topological order."""
-
-    name = "local"
-
-    def __init__(self, device: str = "auto"):
-        self.device = pick_device(device)
-
-    def run(self, sweep: Sweep, sweep_id: str, parent_run_id: str, on_change: Callable[[Node], None] = lambda n: None) -> None:
-        for node in sweep.dag:
-            if sweep.blocked(node):
-                sweep.states[node].status = "skipped"
-            elif sweep.lookup(node):
-                sweep.tracker.link(sweep.states[node].run_id, sweep_id, parent_run_id)
-            else:
-                sweep.states[node].status = "running"
-                on_change(node)
-                sweep.run_node(node, self.device, sweep_id, parent_run_id)
-            on_change(node)

@@ -38,19 +38,43 @@ def _chunks(items: list, size: int):
         yield items[i:i + size]
 
 
+# A claimed run's driver refreshes this tag every HEARTBEAT_SECONDS; a run silent for STALE_SECONDS is abandoned.
+HEARTBEAT = "heartbeat"
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 60.0
+
+
+def input_keys(node) -> dict[str, str]:
+    """A Node's or a NodeTask's input keys by role."""
+    return {role: getattr(inp, "key", inp) for role, inp in node.inputs.items()}
+
+
+@dataclass
+class Claim:
+    run_id: Optional[str]  # ours to compute and record into
+    holder: Optional[str] = None  # else: the run of another sweep computing the same key
+
+
 @dataclass
 class CachedRun:
     run_id: str
     result: dict
+    sweep_id: str = ""  # the sweep that computed it
 
 
 class Tracker:
-    def __init__(self, uri: str, experiment: str, artifact_location: str):
+    def __init__(self, uri: str, experiment: str, artifact_location: Optional[str] = None):
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # workers may run in another folder
+            uri = "sqlite:///" + os.path.abspath(uri.removeprefix("sqlite:///"))
         self.uri = uri
+        self.args = (uri, experiment, artifact_location)  # enough to open the same store in a worker process
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
-            location = artifact_location if "://" in artifact_location else Path(artifact_location).resolve().as_uri()
+            # None: the server's default artifact root (on a cluster, S3), or ./mlartifacts for an embedded store.
+            if artifact_location is None and uri.split(":")[0] in ("sqlite", "postgresql", "mysql", "mssql", "file", ""):
+                artifact_location = "mlartifacts"
+            location = artifact_location if artifact_location is None or "://" in artifact_location else Path(artifact_location).resolve().as_uri()
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         else:
             self.experiment_id = found.experiment_id
@@ -73,6 +97,17 @@ class Tracker:
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
+    def record_search(self, run_id: str, searches: list[dict]) -> None:
+        """The best trial of each search on the sweep's parent run: its hparams, score and unlearn run."""
+        now = int(time.time() * 1000)
+        for search in searches:
+            best, name = search.get("best"), search["method"]
+            if best is None:
+                continue
+            self._log_params(run_id, _flatten(f"search.{name}.best", best["hparams"], {}))
+            self.client.set_tag(run_id, f"search.{name}.best_run_id", best["unlearn_run_id"])
+            self.client.log_batch(run_id, metrics=[Metric(f"search_{name}_best_{search['metric']}", float(best["score"]), now, 0)])
+
     # -- nodes ----------------------------------------------------------------------------------------------------
     def find(self, key: str) -> Optional[CachedRun]:
         """The newest FINISHED run of this key whose artifacts verify."""
@@ -83,7 +118,8 @@ class Tracker:
                 manifest = self._manifest(run.info.run_id)
                 for name in manifest:
                     self._verified(run.info.run_id, name)
-                return CachedRun(run.info.run_id, json.loads(self._verified(run.info.run_id, RESULT).read_text()))
+                return CachedRun(run.info.run_id, json.loads(self._verified(run.info.run_id, RESULT).read_text()),
+                                 run.data.tags.get("sweep_id", ""))
             except (OSError, ValueError, KeyError, MlflowException):
                 continue  # missing or tampered artifacts: not a result
         return None
@@ -106,29 +142,65 @@ class Tracker:
         """Mark a reused node run as part of a later sweep, without recomputing it."""
         self.client.set_tag(run_id, f"reused_by.{sweep_id}", parent_run_id)
 
-    def record(self, node, sweep_id: str, parent_run_id: str, output, seconds: float) -> str:
+    # -- claims: one computation per key, across concurrent sweeps --------------------------------------------------
+    def claim(self, node, sweep_id: str, parent_run_id: str) -> Claim:
+        """Opens this node's run, then looks for live runs of the same key: the earliest (start time, run id) wins
+        and computes it, the others delete their run and wait for the winner's result. Runs are kept alive by
+        `heartbeat`; a run whose heartbeat is older than STALE_SECONDS belongs to a dead driver and is marked KILLED."""
         tags = {"node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
-                "mlflow.parentRunId": parent_run_id, **{f"input.{role}": inp.key for role, inp in node.inputs.items()}}
-        run_id = self.client.create_run(self.experiment_id, run_name=node.label, tags=tags).info.run_id
-        try:
-            self._log_params(run_id, _flatten("", node.config, {}))
-            now = int(time.time() * 1000)
-            metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [Metric("node_seconds", seconds, now, 0)]
-            metrics += [Metric(name, float(value), now, int(step)) for name, curve in output.curves.items() for step, value in curve]
-            for batch in _chunks(metrics, 1000):
-                self.client.log_batch(run_id, metrics=batch)
-            self._log_artifacts(run_id, output)
-            self.client.set_terminated(run_id, "FINISHED")
-        except BaseException:
-            self.client.set_terminated(run_id, "FAILED")
-            raise
-        return run_id
+                "mlflow.parentRunId": parent_run_id, HEARTBEAT: str(time.time()),
+                **{f"input.{role}": key for role, key in input_keys(node).items()}}
+        run = self.client.create_run(self.experiment_id, run_name=node.label, tags=tags)
+        live = [run]
+        for other in self.client.search_runs([self.experiment_id], f"tags.node_key = '{node.key}' and attributes.status = 'RUNNING'",
+                                             max_results=50):
+            if other.info.run_id == run.info.run_id:
+                continue
+            if self._stale(other):
+                self.kill(other.info.run_id, "its sweep stopped sending heartbeats")
+            else:
+                live.append(other)
+        first = min(live, key=lambda r: (r.info.start_time, r.info.run_id))
+        finished = self.find(node.key) if first.info.run_id == run.info.run_id else None  # done since we looked
+        if first.info.run_id != run.info.run_id or finished is not None:
+            self.client.delete_run(run.info.run_id)
+            return Claim(None, first.info.run_id if finished is None else finished.run_id)
+        self._log_params(run.info.run_id, _flatten("", node.config, {}))
+        return Claim(run.info.run_id, None)
 
-    def record_failure(self, node, sweep_id: str, parent_run_id: str, error: str) -> None:
-        tags = {"node_key": node.key or "", "node_kind": node.kind, "sweep_id": sweep_id, "mlflow.parentRunId": parent_run_id}
-        run_id = self.client.create_run(self.experiment_id, run_name=node.label, tags=tags).info.run_id
+    def holder_alive(self, run_id: str) -> bool:
+        """Whether a run that won a claim is still computing (RUNNING with a fresh heartbeat)."""
+        run = self.client.get_run(run_id)
+        return run.info.status == "RUNNING" and run.info.lifecycle_stage == "active" and not self._stale(run)
+
+    def heartbeat(self, run_ids) -> None:
+        now = str(time.time())
+        for run_id in run_ids:
+            self.client.set_tag(run_id, HEARTBEAT, now)
+
+    def _stale(self, run) -> bool:
+        return time.time() - float(run.data.tags.get(HEARTBEAT, 0)) > STALE_SECONDS
+
+    # -- results --------------------------------------------------------------------------------------------------
+    def record(self, run_id: str, output, seconds: float) -> None:
+        """Metrics, curves and artifacts of a claimed run; FINISHED once the manifest is written."""
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [Metric("node_seconds", seconds, now, 0)]
+        metrics += [Metric(name, float(value), now, int(step)) for name, curve in output.curves.items() for step, value in curve]
+        for batch in _chunks(metrics, 1000):
+            self.client.log_batch(run_id, metrics=batch)
+        self._log_artifacts(run_id, output)
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def fail(self, run_id: str, error: str) -> None:
         self.client.set_tag(run_id, "error", error[-4000:])
         self.client.set_terminated(run_id, "FAILED")
+
+    def kill(self, run_id: str, why: str) -> None:
+        """A run that will never finish (its worker or its sweep died); never a run that already finished."""
+        if self.client.get_run(run_id).info.status == "RUNNING":
+            self.client.set_tag(run_id, "killed", why)
+            self.client.set_terminated(run_id, "KILLED")
 
     def load_state(self, run_id: str) -> dict:
         # weights_only: a tampered checkpoint cannot run code when loaded.

@@ -1,15 +1,22 @@
 """The memorization estimator: the vmapped ensemble trains the same models as sequential training, the fallback for
-models with running statistics, the seeded masks and batch streams, and the estimate on a case with a known answer."""
+models with running statistics, the seeded masks and batch streams, the estimate on a case with a known answer, and
+shards (blocks of the models trained apart, merged into the same scores), down to a sharded sweep through the CLI."""
+import json
+
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from torch import nn
 
 from workloads.data import random_shift_1d
-from workloads.memorization import (MemorizationConfig, SubsetStream, estimate_memorization, subset_masks,
-                                    train_subset_models, why_not_vectorized)
+from orchestrator.cli import main
+from orchestrator.tracking import Tracker
+from tests.conftest import tiny_quickstart
+from workloads.memorization import (MemorizationConfig, SubsetStream, estimate_memorization, memorization_from,
+                                    shard_models, subset_masks, train_subset_models, why_not_vectorized)
 from workloads.models import CNN1DConfig, build_model
 from workloads.resnet import ResNetConfig
-from workloads.train import TrainConfig
+from workloads.train import TrainConfig, steps_for
 
 
 def tiny_signals(n=240, seed=0):
@@ -124,3 +131,73 @@ def test_subset_stream_gives_full_batches_of_successive_permutations():
     assert torch.equal(torch.cat([next(again)[1] for _ in range(5)]), drawn)
     with pytest.raises(ValueError):
         SubsetStream(x, y, subset[:0], 3, torch.Generator())
+
+
+def merged_shards(x, y, cfg, count):
+    parts = [estimate_memorization(tiny_cnn, x, y, cfg, models=shard_models(cfg.num_models, count, i)) for i in range(count)]
+    included, correct = (torch.cat([part[name] for part in parts]) for name in ("included", "correct"))
+    return {"scores": memorization_from(included, correct), "included": included, "correct": correct}
+
+
+def test_shards_on_the_sequential_path_merge_into_the_unsharded_estimate_bitwise():
+    x, y = tiny_signals(120)
+    cfg = MemorizationConfig(num_models=4, subset_fraction=0.5, seed=3, vectorize=False,
+                             train=TrainConfig(epochs=1, batch_size=4, lr=1e-2, weight_decay=1e-3))
+    assert [list(shard_models(4, 3, i)) for i in range(3)] == [[0], [1], [2, 3]]  # contiguous blocks, every model once
+    masks = subset_masks(4, len(y), 0.5, 3)
+    own_steps = [steps_for(1, round(masks[list(shard_models(4, 3, i))].sum(1).float().mean().item()), 4) for i in range(3)]
+    assert set(own_steps) != {steps_for(1, round(masks.sum().item() / 4), 4)}  # a shard's own mean would change the steps
+    whole = estimate_memorization(tiny_cnn, x, y, cfg)
+    for count in (2, 3):
+        merged = merged_shards(x, y, cfg, count)
+        for name in ("included", "correct", "scores"):
+            assert torch.equal(merged[name], whole[name]), (count, name)
+    assert whole["scores"].abs().max() > 0  # not trivially equal
+
+
+def test_shards_on_the_vmap_path_train_the_same_models_up_to_float_rounding():
+    x, y = tiny_signals(120)
+    cfg = MemorizationConfig(num_models=4, subset_fraction=0.5, seed=3,
+                             train=TrainConfig(epochs=1, batch_size=4, lr=1e-2, weight_decay=1e-3))
+    masks = subset_masks(4, len(y), 0.5, 3)
+    whole = train_subset_models(tiny_cnn, x, y, masks, cfg, augment=random_shift_1d(2))
+    shards = [train_subset_models(tiny_cnn, x, y, masks, cfg, augment=random_shift_1d(2), models=range(0, 3)),
+              train_subset_models(tiny_cnn, x, y, masks, cfg, augment=random_shift_1d(2), models=range(3, 4))]
+    assert whole.mode == shards[0].mode == "vmap" and [len(s) for s in shards] == [3, 1]
+    for name, p in whole.params.items():
+        torch.testing.assert_close(torch.cat([s.params[name] for s in shards]), p, rtol=1e-4, atol=1e-5)
+    a, b = whole.logits(x), torch.cat([s.logits(x) for s in shards])
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+
+    estimate, merged = estimate_memorization(tiny_cnn, x, y, cfg), merged_shards(x, y, cfg, 2)
+    assert torch.equal(merged["included"], estimate["included"])
+    same = (merged["correct"] == estimate["correct"]).all(0)  # all but near-ties
+    assert same.float().mean() > 0.99
+    torch.testing.assert_close(merged["scores"][same], estimate["scores"][same])
+
+
+def test_a_sharded_sweep_runs_shard_nodes_and_chooses_the_same_forget_set(tmp_path, tracking, capsys):
+    path = tiny_quickstart(tmp_path / "q.yaml", memorization__shards=2, relearn__k=[0],
+                           methods=[{"name": "neggrad_plus", "hparams": {"lr": 1e-2, "epochs": 0.5}}])
+    store = [f"tracking.uri={tracking['uri']}", f"tracking.artifact_location={tracking['artifacts']}"]
+    assert main(["run", str(path), "memorization.shards=0", *store, "--summary", str(tmp_path / "bad.json")]) == 2
+    assert "memorization.shards" in capsys.readouterr().err
+
+    client, runs, summaries = MlflowClient(tracking["uri"]), {}, {}
+    for shards in (2, 1):
+        summary = tmp_path / f"s{shards}.json"
+        assert main(["run", str(path), f"memorization.shards={shards}", *store, "--summary", str(summary)]) == 0
+        summaries[shards] = done = json.loads(summary.read_text())
+        assert done["nodes"]["failed"] == 0
+        runs[shards] = client.search_runs([client.get_experiment_by_name("unlearn-sweep").experiment_id],
+                                          f"tags.sweep_id = '{done['sweep_id']}' and tags.node_kind = 'memorization'")
+    assert sorted(r.info.run_name for r in runs[2]) == ["memorization", "memorization shard 0/2", "memorization shard 1/2"]
+    assert all(r.info.status == "FINISHED" for r in runs[2]) and len(runs[1]) == 1
+    tracker = Tracker(tracking["uri"], "unlearn-sweep", tracking["artifacts"])
+    tensors = lambda shards, name: tracker.load_tensors(next(r.info.run_id for r in runs[shards] if r.info.run_name == name))
+    scores = {shards: tensors(shards, "memorization")["scores"] for shards in runs}
+    assert torch.equal(scores[2], scores[1])  # the same scores (sequential path), so the same forget set
+    assert summaries[2]["original"]["forget_acc"] == summaries[1]["original"]["forget_acc"]  # one original, one forget set
+    assert summaries[2]["original"]["run_id"] == summaries[1]["original"]["run_id"]
+    shard = tensors(2, "memorization shard 1/2")
+    assert shard["included"].dtype == torch.bool and shard["correct"].shape == (2, len(scores[2]))

@@ -15,12 +15,19 @@ for sequential on 1 thread against 2):
   and wrapping across pass boundaries, so every step gives every model exactly batch_size examples (vmap needs equal
   shapes, and subsets differ in size); the stream's generator (seed * 1000 + m) also drives the augmentation;
 - every model takes the same number of steps, `steps_for(epochs, round(mean subset size), batch_size)`, as
-  train_classifier counts them for a set of the mean subset size: about `epochs` passes over a model's own subset;
+  train_classifier counts them for a set of the mean subset size (over all num_models masks): about `epochs` passes
+  over a model's own subset;
 - Adam with weight decay and cosine decay (`train.adam_with_cosine`). In the ensemble one Adam runs over the stacked
   (M, ...) parameters with the sum of the per-model mean losses: Adam, its weight decay and the schedule act
   element-wise, and model m's slice of the gradient of the sum is model m's own gradient, so this is per-model Adam.
 - correctness of every model on every training example, in eval mode, vmapped in chunks of examples (one model at a
   time on the sequential path).
+
+Shards: `models` (a range of model indices) trains only those models. Model m is the same model in any range (its
+seed, its row of the masks drawn for all num_models, the step count from all of them), so the orchestrator can spread
+the estimate over `shards` nodes, each a contiguous block (`shard_models`), and concatenate their included/correct
+rows: bitwise the unsharded result on the sequential path, and up to float rounding on the vmap path (an ensemble's
+batched kernels depend on how many models it stacks).
 
 Speed (benchmarks/memorization_ensemble.py, BENCHMARKS.md: 32 models on MNIST-1D, the same steps, on a 2-core CPU):
 the ensemble trains 2.8x faster than the sequential loop for a small 1D CNN (11k parameters) and 3.7-3.9x for a
@@ -54,6 +61,7 @@ class MemorizationConfig:
     subset_fraction: float = 0.7
     seed: int = 0
     vectorize: bool = True  # train the models as one vmapped ensemble where the architecture allows
+    shards: int = 1  # the orchestrator spreads the models over this many nodes (contiguous blocks); a scores_file never shards
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -64,6 +72,11 @@ def memorization_from(included: torch.Tensor, correct: torch.Tensor) -> torch.Te
     acc_in = (correct * included).sum(0) / n_in.clamp(min=1)
     acc_out = (correct * (1 - included)).sum(0) / n_out.clamp(min=1)
     return torch.where((n_in > 0) & (n_out > 0), acc_in - acc_out, torch.zeros_like(acc_in))
+
+
+def shard_models(num_models: int, count: int, index: int) -> range:
+    """The models of shard `index` of `count`: a contiguous block, the blocks differing in size by at most one."""
+    return range(index * num_models // count, (index + 1) * num_models // count)
 
 
 def subset_masks(num_models: int, num_examples: int, fraction: float, seed: int) -> torch.Tensor:
@@ -151,27 +164,29 @@ class Ensemble:
 
 
 def train_subset_models(new_model: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tensor,
-                        included: torch.Tensor, cfg: MemorizationConfig, augment=None) -> Ensemble:
-    """Model m = new_model(cfg.seed * 1000 + m) trained on x[included[m]]; vmapped if cfg.vectorize and possible."""
-    seeds = [cfg.seed * 1000 + m for m in range(len(included))]
-    models = [new_model(s).to(x.device) for s in seeds]
-    subsets = [row.nonzero().flatten() for row in included]
+                        included: torch.Tensor, cfg: MemorizationConfig, augment=None, models: Optional[range] = None) -> Ensemble:
+    """Model m = new_model(cfg.seed * 1000 + m) trained on x[included[m]], for m in `models` (default: every row of
+    `included`, which holds all the masks: the step count comes from all of them); vmapped if cfg.vectorize and possible."""
+    models = range(len(included)) if models is None else models
+    seeds = [cfg.seed * 1000 + m for m in models]
+    nets = [new_model(s).to(x.device) for s in seeds]
+    subsets = [included[m].nonzero().flatten() for m in models]
     t = cfg.train
-    total = steps_for(t.epochs, round(sum(len(s) for s in subsets) / len(subsets)), t.batch_size)
+    total = steps_for(t.epochs, round(included.sum().item() / len(included)), t.batch_size)
     streams = [SubsetStream(x, y, s, t.batch_size, generator_for(seed, x.device), augment if t.augment else None)
                for s, seed in zip(subsets, seeds)]
-    reason = why_not_vectorized(models[0], x) if cfg.vectorize else "vectorize is off"
+    reason = why_not_vectorized(nets[0], x) if cfg.vectorize else "vectorize is off"
     if reason is not None:
-        for model, stream in zip(models, streams):
-            fit(model, stream, *adam_with_cosine(model, t.lr, t.weight_decay, total, t.final_lr_fraction), total)
-        params, buffers = stack_module_state(models)
-        return Ensemble(models[0], {k: v.detach() for k, v in params.items()}, buffers, "sequential", f"sequential: {reason}")
+        for net, stream in zip(nets, streams):
+            fit(net, stream, *adam_with_cosine(net, t.lr, t.weight_decay, total, t.final_lr_fraction), total)
+        params, buffers = stack_module_state(nets)
+        return Ensemble(nets[0], {k: v.detach() for k, v in params.items()}, buffers, "sequential", f"sequential: {reason}")
 
-    params, buffers = stack_module_state(models)  # leaf tensors (M, ...) that require grad
+    params, buffers = stack_module_state(nets)  # leaf tensors (M, ...) that require grad
     holder = nn.ParameterList(params.values())  # the same storage, as Parameters, for adam_with_cosine
     params = dict(zip(params, holder))
     optimizer, schedule = adam_with_cosine(holder, t.lr, t.weight_decay, total, t.final_lr_fraction)
-    base = models[0].train()
+    base = nets[0].train()
     forward = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)))
     for _ in range(total):
         index = torch.stack([stream.next_index() for stream in streams])  # (M, B): one gather for every model
@@ -185,16 +200,18 @@ def train_subset_models(new_model: Callable[[int], nn.Module], x: torch.Tensor, 
         optimizer.step()
         schedule.step()
     return Ensemble(base, {k: v.detach() for k, v in params.items()}, buffers, "vmap",
-                    f"vmap: {len(models)} models trained as one ensemble")
+                    f"vmap: {len(nets)} models trained as one ensemble")
 
 
 def estimate_memorization(new_model: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tensor,
-                          cfg: MemorizationConfig, augment=None) -> dict:
-    """Trains cfg.num_models models, model m on subset m; returns scores, the masks and correctness behind them,
-    and which path ran (`mode`: "vmap" or "sequential") with a `message` saying why."""
-    included = subset_masks(cfg.num_models, len(y), cfg.subset_fraction, cfg.seed).to(x.device)
-    ensemble = train_subset_models(new_model, x, y, included, cfg, augment)
-    correct = ensemble.logits(x).argmax(2) == y
+                          cfg: MemorizationConfig, augment=None, models: Optional[range] = None) -> dict:
+    """Trains the models in `models` (default: all cfg.num_models), model m on subset m; returns scores, the masks and
+    correctness behind them (rows: those models), and which path ran (`mode`: "vmap" or "sequential") with a `message`
+    saying why."""
+    masks = subset_masks(cfg.num_models, len(y), cfg.subset_fraction, cfg.seed).to(x.device)
+    models = range(cfg.num_models) if models is None else models
+    ensemble = train_subset_models(new_model, x, y, masks, cfg, augment, models)
+    included, correct = masks[list(models)], ensemble.logits(x).argmax(2) == y
     return {"scores": memorization_from(included, correct), "included": included, "correct": correct,
             "mode": ensemble.mode, "message": ensemble.message}
 

@@ -1,0 +1,36 @@
+"""Compute-once across sweeps: two sweeps started at the same moment against one store share their original,
+retrained and memorization nodes; each of those is computed by one of them, and the other picks up its result."""
+import subprocess
+import sys
+from collections import Counter
+
+from mlflow.tracking import MlflowClient
+
+from orchestrator.tracking import Tracker
+from tests.conftest import REPO, tiny_quickstart
+
+
+def test_two_concurrent_sweeps_sharing_an_original_train_it_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    Tracker(uri, "unlearn-sweep", str(tmp_path / "artifacts"))  # the store exists before both start, as on a server
+    first = tiny_quickstart(tmp_path / "a.yaml")
+    second = tiny_quickstart(tmp_path / "b.yaml", methods__0__hparams__lr=1e-3)  # another finetune lr
+    sweeps = [subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path), "--tracking-uri", uri,
+                                "--summary", str(tmp_path / f"{path.stem}.json")], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for path in (first, second)]
+    outputs = [sweep.communicate(timeout=600)[0] for sweep in sweeps]
+    assert [sweep.returncode for sweep in sweeps] == [0, 0], outputs
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("unlearn-sweep")
+    runs = client.search_runs([experiment.experiment_id], "tags.node_kind != 'sweep'", max_results=5000)
+    finished = Counter(r.data.tags["node_key"] for r in runs if r.info.status == "FINISHED")
+    assert set(finished.values()) == {1}, "some node was computed twice"
+    kinds = {r.data.tags["node_kind"] for r in runs if r.info.status == "FINISHED"}
+    assert {"memorization", "train_original", "train_retrain"} <= kinds
+    # 41 nodes each; the finetune setting's unlearn/evaluate/relearn x2/distance/lmc differ: 6 nodes of the second are its own.
+    assert len(finished) == 41 + 6
+    original = [r for r in runs if r.data.tags["node_kind"] == "train_original"]
+    assert len(original) == 1 and original[0].info.status == "FINISHED"
+    shared_with = [t for t in original[0].data.tags if t.startswith("reused_by.")]
+    assert len(shared_with) == 1  # the sweep that did not train it took it from the store

@@ -1,0 +1,37 @@
+"""A node that raises: recorded as a FAILED run with its traceback, retried as asked, its descendants skipped,
+everything else finished, exit code 1. Overrides may index into the methods list."""
+import json
+from collections import Counter
+
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from orchestrator.spec import load_spec
+from tests.conftest import tiny_quickstart
+
+
+def test_list_index_overrides_reach_the_method(tmp_path):
+    spec = load_spec(tiny_quickstart(tmp_path / "q.yaml"), ["methods.1.hparams.lr=0.5", "methods.0.hparams.epochs=2"])
+    assert spec.methods[1].hparams["lr"] == 0.5 and spec.methods[0].hparams["epochs"] == 2
+
+
+def test_a_failing_node_is_retried_then_failed_and_the_rest_of_the_sweep_finishes(tmp_path):
+    sweep = tiny_quickstart(tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "a"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # batch_size 0 passes the schema and breaks at run time, in the finetune unlearn node only.
+    code = main(["run", str(sweep), "methods.0.hparams.batch_size=0", "--retries", "1", "--tracking-uri", uri,
+                 "--summary", str(tmp_path / "s.json")])
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert code == 1
+    assert summary["nodes"] == {"total": 41, "executed": 35, "cached": 0, "failed": 6}  # the node and its 5 descendants
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("unlearn-sweep").experiment_id], "tags.node_kind != 'sweep'",
+                              max_results=1000)
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 2 and len({r.data.tags["node_key"] for r in failed}) == 1  # the first try and one retry
+    assert all("ZeroDivisionError" in r.data.tags["error"] and r.data.tags["node_kind"] == "unlearn" for r in failed)
+    finished = Counter(r.data.tags["node_key"] for r in runs if r.info.status == "FINISHED")
+    assert len(finished) == 35 and set(finished.values()) == {1}
+    finetune = next(r for r in summary["results"] if r["method"] == "finetune")
+    assert (finetune["run_id"], finetune["unlearned"], finetune["relearned"]) == (None, None, {})  # no made-up numbers
