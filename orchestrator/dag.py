@@ -9,7 +9,7 @@ from typing import Iterator, Optional
 from orchestrator.keys import canonical_json, sha256_hex
 from orchestrator.spec import MethodSetting, SweepSpec, as_dict, expand_method
 from workloads.methods import METHODS
-from workloads.data import DATASETS, attack_only_fields
+from workloads.data import DATASETS, attack_only_fields, location_fields
 from workloads.relearn import usable_ks, uses_corrupted_test
 
 KINDS = ("memorization", "train_original", "train_retrain", "unlearn", "relearn", "interpolate", "distance", "evaluate")
@@ -50,6 +50,19 @@ class SweepDAG:
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
+
+
+def key_view(config: dict) -> dict:
+    """A node's config as its content key sees it: without the fields that only locate files (the dataset's folder,
+    the C-score file's path, whose bytes `scores_sha256` already stands for)."""
+    view = dict(config)
+    if "dataset" in view:
+        hidden = location_fields(DATASETS.get(view["dataset"]["name"]).config)
+        args = {k: v for k, v in view["dataset"]["args"].items() if k not in hidden}
+        view["dataset"] = {**view["dataset"], "args": args}
+    if (view.get("memorization") or {}).get("scores_file") is not None:
+        view["memorization"] = {**view["memorization"], "scores_file": "<scores_sha256>"}
+    return view
 
 
 def slot_of(setting: MethodSetting) -> str:

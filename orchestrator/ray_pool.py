@@ -59,8 +59,12 @@ class RayPool:
         self.max_workers = max_workers
         self.workers: list[Worker] = []
         self.running: dict["ray.ObjectRef", Worker] = {}
+        self._measure()
+        self.has_gpus = self.total["num_gpus"] > 0  # chooses the built-in resources; set them explicitly on autoscalers
+
+    def _measure(self) -> None:
         self.total = {name: ray.cluster_resources().get(resource, 0.0) for name, resource in RESOURCE_NAMES.items()}
-        self.has_gpus = self.total["num_gpus"] > 0
+        self._measured = time.monotonic()
 
     def describe(self) -> str:
         limit = f", at most {self.max_workers} workers" if self.max_workers else ""
@@ -69,9 +73,14 @@ class RayPool:
     # -- placement ------------------------------------------------------------------------------------------------
     def can_start(self, resources: dict) -> bool:
         shape = _shape(resources)
+        if time.monotonic() - self._measured > 5.0:  # an autoscaling cluster grows while the sweep runs
+            self._measure()
         if shape[0] > self.total["num_cpus"] or shape[1] > self.total["num_gpus"]:
-            raise RuntimeError(f"a node asks for {resources} but the Ray cluster has {self.total}; "
-                               "lower it in the sweep's resources section")
+            if self.owns_ray:  # nothing will ever add a node to our own local Ray
+                raise RuntimeError(f"a node asks for {resources} but the local Ray has {self.total}; "
+                                   "lower it in the sweep's resources section")
+            # One actor of this shape that nobody can place yet: the autoscaler sees the demand and adds a node.
+            return not any(w.shape == shape for w in self.workers)
         if any(w.task is None and w.shape == shape for w in self.workers):
             return True
         return self._room_after_retiring(shape) is not None

@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from orchestrator.dag import Node, SweepDAG, build_dag
+from orchestrator.dag import Node, SweepDAG, build_dag, key_view
 from orchestrator.handlers import HANDLERS, dataset_for
 from orchestrator.keys import content_key, index_hash
 from orchestrator.spec import SweepSpec, as_dict
@@ -75,7 +75,7 @@ class Sweep:
                 identity |= {"forget": index_hash(forget_set.forget), "retain": index_hash(forget_set.retain)}
                 if len(forget_set.canaries):
                     identity["canaries"] = index_hash(torch.cat([forget_set.canaries, forget_set.canary_labels]))
-            node.key = content_key(node.kind, HANDLERS[node.kind].version, node.config,
+            node.key = content_key(node.kind, HANDLERS[node.kind].version, key_view(node.config),
                                    {role: inp.key for role, inp in node.inputs.items()}, identity)
         return node.key
 

@@ -151,17 +151,20 @@ class Tracker:
                 "mlflow.parentRunId": parent_run_id, HEARTBEAT: str(time.time()),
                 **{f"input.{role}": key for role, key in input_keys(node).items()}}
         run = self.client.create_run(self.experiment_id, run_name=node.label, tags=tags)
-        live = [run]
-        for other in self.client.search_runs([self.experiment_id], f"tags.node_key = '{node.key}' and attributes.status = 'RUNNING'",
-                                             max_results=50):
+        live, done = [run], False
+        # One query for every run of the key (a handful): the live claims, and whether it finished since we looked.
+        for other in self.client.search_runs([self.experiment_id], f"tags.node_key = '{node.key}'", max_results=100,
+                                             order_by=["attributes.start_time DESC"]):
             if other.info.run_id == run.info.run_id:
                 continue
-            if self._stale(other):
+            if other.info.status == "FINISHED":
+                done = True
+            elif other.info.status == "RUNNING" and self._stale(other):
                 self.kill(other.info.run_id, "its sweep stopped sending heartbeats")
-            else:
+            elif other.info.status == "RUNNING":
                 live.append(other)
         first = min(live, key=lambda r: (r.info.start_time, r.info.run_id))
-        finished = self.find(node.key) if first.info.run_id == run.info.run_id else None  # done since we looked
+        finished = self.find(node.key) if done and first.info.run_id == run.info.run_id else None
         if first.info.run_id != run.info.run_id or finished is not None:
             self.client.delete_run(run.info.run_id)
             return Claim(None, first.info.run_id if finished is None else finished.run_id)

@@ -35,3 +35,11 @@ def test_a_failing_node_is_retried_then_failed_and_the_rest_of_the_sweep_finishe
     assert len(finished) == 35 and set(finished.values()) == {1}
     finetune = next(r for r in summary["results"] if r["method"] == "finetune")
     assert (finetune["run_id"], finetune["unlearned"], finetune["relearned"]) == (None, None, {})  # no made-up numbers
+
+
+def test_an_unreachable_ray_cluster_is_bad_input_named_before_anything_runs(tmp_path, capsys):
+    sweep = tiny_quickstart(tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "a"))
+    code = main(["run", str(sweep), "--executor", "ray", "--address", "auto", "--tracking-uri",
+                 f"sqlite:///{tmp_path / 'mlflow.db'}", "--summary", str(tmp_path / "s.json")])
+    assert code == 2 and "--address: cannot connect to a Ray cluster at auto" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()

@@ -5,7 +5,8 @@ import torch
 
 from orchestrator.dag import build_dag
 from orchestrator.spec import SpecError, load_spec
-from tests.conftest import QUICKSTART, tiny_quickstart
+from orchestrator.tracking import Tracker
+from tests.conftest import QUICKSTART, REPO, tiny_quickstart
 from workloads.forget import ForgetConfig, select_forget_set
 from workloads.memorization import memorization_from_cscores
 from workloads.models import CNN1DConfig, build_model
@@ -102,3 +103,25 @@ def test_a_sweep_with_canaries_reports_how_much_canary_memorisation_is_left(tmp_
     original, retrain, unlearned = summary["original"], summary["retrain"], summary["results"][0]["unlearned"]
     assert original["canary_acc"] > retrain["canary_acc"]  # the original memorised the wrong labels; the retrain never saw them
     assert unlearned["canary_acc"] < original["canary_acc"]  # and unlearning forgot some of them
+
+
+STUDY = REPO / "configs" / "sweeps" / "cifar10_resnet18_study.yaml"
+
+
+def test_where_the_data_lives_is_not_part_of_any_key(tmp_path):
+    """The same CIFAR files in two folders (a laptop's, a cluster's), fetched or not, checked or not: the same keys.
+    What the data is (its augmentation here) still is."""
+    from orchestrator.sweep import Sweep
+    from tests.test_study_smoke import write_tiny_cifar10
+
+    for folder in ("laptop", "cluster"):
+        write_tiny_cifar10(tmp_path / folder)
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", "unlearn-sweep", str(tmp_path / "a"))
+
+    def original_key(*overrides):
+        sweep = Sweep(load_spec(STUDY, ["smoke", "dataset.args.verify=false", *overrides]), tracker)
+        return sweep.resolve_key(sweep.dag.original[sweep.spec.seeds[0]])
+
+    laptop = original_key(f"dataset.args.root={tmp_path / 'laptop'}")
+    assert original_key(f"dataset.args.root={tmp_path / 'cluster'}", "dataset.args.download=true") == laptop
+    assert original_key(f"dataset.args.root={tmp_path / 'cluster'}", "dataset.args.crop_padding=2") != laptop

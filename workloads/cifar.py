@@ -156,6 +156,9 @@ REFERENCE_SEVERITY = 5
 class CIFARConfig:
     CORRUPTED_TEST_KEY: ClassVar[str] = "corrupted_root"
     ATTACK_ONLY_FIELDS: ClassVar[tuple[str, ...]] = ("corrupted_root", "corruptions", "corruption_severity")
+    # Where the files are and how they got there, not what they are (the md5 check covers that): outside every key,
+    # so a laptop's data/cifar10 and a cluster's /home/ray/data/cifar10 share cached nodes.
+    LOCATION_FIELDS: ClassVar[tuple[str, ...]] = ("root", "download", "verify", "corrupted_root")
 
     root: str = MISSING  # the folder holding cifar-10-batches-py/ or cifar-100-python/ (torchvision's `root`)
     download: bool = False  # fetch the official archive through torchvision when the files are missing

@@ -71,6 +71,11 @@ def attack_only_fields(config_class: type) -> tuple[str, ...]:
     return getattr(config_class, "ATTACK_ONLY_FIELDS", ())
 
 
+def location_fields(config_class: type) -> tuple[str, ...]:
+    """Config fields that say where the data lives, not what it is: they stay out of content keys."""
+    return getattr(config_class, "LOCATION_FIELDS", ())
+
+
 def provides_corrupted_test(config: Any) -> bool:
     """Whether a dataset loaded with `config` will carry a corrupted test set."""
     key = corrupted_test_key(config)

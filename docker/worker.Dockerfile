@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# The image every Ray node runs (KubeRay head and workers, the compose `worker` service, or `docker.image` in
+# cluster/aws-gpu.yaml once pushed to a registry). Build from the repository root:
+#   docker build -f docker/worker.Dockerfile -t unlearn-sweep-worker:ray2.58.0-py311-gpu .
+# RAY_VERSION must equal cluster/*.yaml's and the `ray` of every client that submits to the cluster.
+ARG RAY_VERSION=2.58.0
+ARG PYTHON=py311
+# CUDA-based Ray image: Ray, conda Python, non-root user `ray` (uid 1000, gid 100), home /home/ray.
+FROM rayproject/ray:${RAY_VERSION}-${PYTHON}-gpu
+ARG RAY_VERSION
+# Empty: torch from PyPI, whose bundled CUDA needs a recent host driver. For an older driver pick a wheel index
+# that matches it, e.g. --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
+ARG TORCH_INDEX_URL=""
+
+USER ray
+# Created by `ray`, not by WORKDIR (which may create it as root): the editable install writes into it.
+RUN mkdir -p /home/ray/unlearn-sweep /home/ray/data
+WORKDIR /home/ray/unlearn-sweep
+
+# Dependencies first, against empty packages, so that editing the code does not re-download torch.
+# Editable on purpose: orchestrator/spec.py finds configs/ next to the package, which `pip install .` would lose.
+COPY --chown=1000:100 pyproject.toml README.md ./
+RUN mkdir orchestrator workloads && touch orchestrator/__init__.py workloads/__init__.py \
+ && if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir torch torchvision --index-url "$TORCH_INDEX_URL"; fi \
+ && pip install --no-cache-dir -e . "ray[default,tune]==${RAY_VERSION}"
+
+COPY --chown=1000:100 orchestrator orchestrator
+COPY --chown=1000:100 workloads workloads
+COPY --chown=1000:100 configs configs
+COPY --chown=1000:100 cluster cluster
+# Fails the build if the pin drifted or the console script is missing.
+RUN python -c "import ray, sys; sys.exit(ray.__version__ != '${RAY_VERSION}')" && unlearn-sweep --help > /dev/null
