@@ -16,6 +16,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 
 from orchestrator.executor import Finished
+from orchestrator.spec import SpecError
 from orchestrator.worker import NodeTask, NodeWorker
 
 RESOURCE_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU"}
@@ -77,8 +78,8 @@ class RayPool:
             self._measure()
         if shape[0] > self.total["num_cpus"] or shape[1] > self.total["num_gpus"]:
             if self.owns_ray:  # nothing will ever add a node to our own local Ray
-                raise RuntimeError(f"a node asks for {resources} but the local Ray has {self.total}; "
-                                   "lower it in the sweep's resources section")
+                raise SpecError(f"resources: a node asks for {resources} but the local Ray has {self.total}; "
+                                "lower it in the sweep's resources section")
             # One actor of this shape that nobody can place yet: the autoscaler sees the demand and adds a node.
             return not any(w.shape == shape for w in self.workers)
         if any(w.task is None and w.shape == shape for w in self.workers):

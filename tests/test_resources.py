@@ -30,3 +30,13 @@ def test_resources_do_not_change_keys_and_bad_ones_are_named(tmp_path):
         load_spec(tiny_quickstart(tmp_path / "d.yaml", resources={"unlearn": {"num_gpus": -1}}))
     with pytest.raises(SpecError, match=r"resources.unlearn"):
         load_spec(tiny_quickstart(tmp_path / "e.yaml", resources={"unlearn": {"gpus": 1}}))
+
+
+def test_asking_a_local_ray_for_a_gpu_it_lacks_is_bad_input(tmp_path, capsys):
+    from orchestrator.cli import main
+
+    sweep = tiny_quickstart(tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "a"),
+                            resources={"train_original": {"num_gpus": 1}})
+    code = main(["run", str(sweep), "--executor", "ray", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+                 "--summary", str(tmp_path / "s.json")])
+    assert code == 2 and "resources: a node asks for {'num_gpus': 1.0" in capsys.readouterr().err
