@@ -15,8 +15,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol
 
-import torch
-
 from orchestrator.dag import Node
 from orchestrator.resources import resources_for
 from orchestrator.sweep import Sweep
@@ -159,7 +157,7 @@ class Scheduler:
     def _task(self, node: Node, run_id: str, resources: dict) -> NodeTask:
         states = self.sweep.states
         inputs = {role: InputRef(inp.key, states[inp].run_id, states[inp].result) for role, inp in node.inputs.items()}
-        return NodeTask(node.key, node.kind, node.label, node.slot, node.config, inputs, run_id,
+        return NodeTask(node.key, node.kind, node.config, inputs, run_id,
                         self.sweep.forget_set() if node.reads_forget_set else None, resources)
 
     def _settle(self, done: Finished) -> None:

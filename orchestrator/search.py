@@ -12,7 +12,7 @@ import dataclasses
 import tempfile
 from typing import Any, Callable
 
-from orchestrator.spec import MethodSpec, SearchSpec, SpecError, SweepSpec, checked, method_defaults
+from orchestrator.spec import MethodSpec, SearchSpec, SpecError, SweepSpec, check_method_name, checked, method_defaults
 from workloads.methods import METHODS
 
 DOMAINS = {"loguniform": 2, "uniform": 2, "randint": 2, "choice": None}
@@ -25,8 +25,7 @@ METRICS: dict[str, tuple[str, Callable[[dict, dict], float]]] = {
 
 
 def check_search(search: SearchSpec, where: str) -> None:
-    if search.name not in METHODS:
-        raise SpecError(f"{where}.name: unknown unlearning method {search.name!r}; known: {', '.join(METHODS.names())}")
+    check_method_name(search.name, where)
     fields = {f.name for f in dataclasses.fields(METHODS.get(search.name).Config)}
     if not search.space:
         raise SpecError(f"{where}.space: empty; name at least one hparam of {search.name} and its range")

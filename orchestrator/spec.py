@@ -167,10 +167,14 @@ class MethodSetting:
         return own if self.start is None else f"{own} after {self.start.label}"
 
 
+def check_method_name(name: str, where: str) -> None:
+    if name not in METHODS:
+        raise SpecError(f"{where}.name: unknown unlearning method {name!r}; known: {', '.join(METHODS.names())}")
+
+
 def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None) -> list[MethodSetting]:
     """One MethodSetting per point of the method's grid (times the points of its start_from's grid)."""
-    if spec.name not in METHODS:
-        raise SpecError(f"{where}.name: unknown unlearning method {spec.name!r}; known: {', '.join(METHODS.names())}")
+    check_method_name(spec.name, where)
     method = METHODS.get(spec.name)
     starts: list[Optional[MethodSetting]] = [None]
     if spec.start_from is not None:

@@ -44,11 +44,6 @@ HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0
 
 
-def input_keys(node) -> dict[str, str]:
-    """A Node's or a NodeTask's input keys by role."""
-    return {role: getattr(inp, "key", inp) for role, inp in node.inputs.items()}
-
-
 @dataclass
 class Claim:
     run_id: Optional[str]  # ours to compute and record into
@@ -149,7 +144,7 @@ class Tracker:
         `heartbeat`; a run whose heartbeat is older than STALE_SECONDS belongs to a dead driver and is marked KILLED."""
         tags = {"node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
                 "mlflow.parentRunId": parent_run_id, HEARTBEAT: str(time.time()),
-                **{f"input.{role}": key for role, key in input_keys(node).items()}}
+                **{f"input.{role}": inp.key for role, inp in node.inputs.items()}}
         run = self.client.create_run(self.experiment_id, run_name=node.label, tags=tags)
         live, done = [run], False
         # One query for every run of the key (a handful): the live claims, and whether it finished since we looked.

@@ -29,8 +29,6 @@ class InputRef:
 class NodeTask:
     key: str
     kind: str
-    label: str
-    slot: str
     config: dict
     inputs: dict[str, InputRef]
     run_id: str  # the claimed MLflow run this task records into
@@ -42,7 +40,6 @@ class NodeTask:
 class TaskResult:
     result: dict
     seconds: float  # the node's own compute time, recording excluded
-    record_seconds: float
 
 
 class NodeWorker:
@@ -64,7 +61,7 @@ class NodeWorker:
         self.tracker.record(task.run_id, output, seconds)
         if output.state is not None:
             self._remember(task.key, output.state)
-        return TaskResult(output.result, seconds, time.perf_counter() - start - seconds)
+        return TaskResult(output.result, seconds)
 
     def _input(self, ref: InputRef) -> InputNode:
         def load_state():
