@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads.cifar import ensure_files, layout
+from workloads.data.cifar import ensure_files, layout
 
 dest = Path(sys.argv[1])
 ensure_files(layout("cifar10"), dest / "cifar10", True)

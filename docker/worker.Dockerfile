@@ -18,7 +18,7 @@ RUN mkdir -p /home/ray/unlearn-sweep /home/ray/data
 WORKDIR /home/ray/unlearn-sweep
 
 # Dependencies first, against empty packages, so that editing the code does not re-download torch.
-# Editable on purpose: orchestrator/spec.py finds configs/ next to the package, which `pip install .` would lose.
+# Editable on purpose: orchestrator/spec/files.py finds configs/ next to the package, which `pip install .` would lose.
 COPY --chown=1000:100 pyproject.toml README.md ./
 RUN mkdir orchestrator workloads && touch orchestrator/__init__.py workloads/__init__.py \
  && if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir torch torchvision --index-url "$TORCH_INDEX_URL"; fi \

@@ -30,7 +30,7 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 def _tracker(spec, args):
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.tracking import Tracker
+    from orchestrator.track import Tracker
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or spec.tracking.uri
     try:
@@ -49,7 +49,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def cmd_plan(args) -> int:
-    from orchestrator.sweep import Sweep
+    from orchestrator.plan import Sweep
 
     spec = load_spec(args.config, args.overrides)
     sweep = Sweep(spec, _tracker(spec, args))
@@ -65,7 +65,7 @@ def cmd_plan(args) -> int:
         elif node.key is None:
             table.add_row("[yellow]run[/]", node.kind, node.label, "-", "key known once its inputs exist")
         else:
-            table.add_row("[yellow]run[/]", node.kind, node.label, node.short, sweep.tracker.why_new(node))
+            table.add_row("[yellow]run[/]", node.kind, node.label, node.short, sweep.tracker.sweeps.why_new(node))
     out.print(table)
     by_kind: dict[str, list[int]] = {}
     for node in sweep.dag:
@@ -78,21 +78,21 @@ def cmd_plan(args) -> int:
 
 def make_pool(args, tracker, spec):
     if args.executor == "ray":
-        from orchestrator.ray_pool import RayPool
+        from orchestrator.execute.ray_pool import RayPool
 
         try:
             return RayPool(tracker, args.address, args.workers)
         except ConnectionError as error:
             raise SpecError(f"--address: cannot connect to a Ray cluster at {args.address}: {error}") from None
-    from orchestrator.executor import LocalPool
+    from orchestrator.execute import LocalPool
 
     return LocalPool(tracker, spec.device)
 
 
 def cmd_run(args) -> int:
-    from orchestrator.executor import run_sweep
-    from orchestrator.summary import build_summary, results_table
-    from orchestrator.sweep import Sweep
+    from orchestrator.execute import run_sweep
+    from orchestrator.plan import Sweep
+    from orchestrator.report import build_summary, results_table
 
     spec = load_spec(args.config, args.overrides)
     tracker = _tracker(spec, args)
@@ -102,7 +102,7 @@ def cmd_run(args) -> int:
         raise SpecError(sweep.data_error)
     pool = make_pool(args, tracker, spec)
     retries = args.retries if args.retries is not None else (1 if pool.name == "ray" else 0)
-    parent = tracker.start_sweep(spec.name, sweep_id, as_dict(spec), pool.name)
+    parent = tracker.sweeps.start(spec.name, sweep_id, as_dict(spec), pool.name)
     console.print(f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {pool.describe()}, "
                   f"tracking {tracker.uri}")
     start = time.perf_counter()
@@ -122,7 +122,7 @@ def cmd_run(args) -> int:
         ok, searches = False, []
         try:
             if spec.search:  # the searches' best settings join the methods; their trials are already in the store
-                from orchestrator.search import run_searches
+                from orchestrator.execute.search import run_searches
 
                 sweep, searches = run_searches(sweep, pool, sweep_id, parent, retries, on_change)
                 progress.update(task, total=len(sweep.dag.nodes))
@@ -134,7 +134,7 @@ def cmd_run(args) -> int:
             if searches:
                 summary["search"] = searches
             _write_atomic(Path(args.summary), json.dumps(summary, indent=1))
-            tracker.finish_sweep(parent, summary, ok)
+            tracker.sweeps.finish(parent, summary, ok)
     out.print(results_table(summary))
     for node, state in sweep.states.items():
         if state.status == "failed":

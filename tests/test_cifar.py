@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from workloads.cifar import CIFARConfig, crop_flip, layout, load_corrupted, read_split
+from workloads.data.cifar import CIFARConfig, crop_flip, layout, load_corrupted, read_split
 from workloads.data import DATASETS, load_dataset
 
 PER_BATCH, TEST_SIZE = 4, 6

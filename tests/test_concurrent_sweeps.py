@@ -6,7 +6,7 @@ from collections import Counter
 
 from mlflow.tracking import MlflowClient
 
-from orchestrator.tracking import Tracker
+from orchestrator.track import Tracker
 from tests.conftest import REPO, tiny_quickstart
 
 

@@ -251,7 +251,7 @@ def test_data_paths_are_where_fetch_data_puts_them(tmp_path):
     assert fetch.split()[-1].replace("~", "/home/ray") == dest, "the launcher stages data where the overrides point"
 
     # The script, offline, on files already at the override paths: it must find them all and download nothing.
-    from workloads.cifar import layout
+    from workloads.data.cifar import layout
 
     lay = layout("cifar10")
     fake_root = tmp_path / root.relative_to(dest) / lay.folder
@@ -356,7 +356,7 @@ def test_worker_image_is_a_non_root_ray_image_with_the_project():
     assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-\$\{PYTHON\}-gpu$", text, re.M)
     assert re.search(r'pip install [^\n]*-e \. "ray\[[\w,]*tune[\w,]*\]==\$\{RAY_VERSION\}"', text)
     copied = set(re.findall(r"^COPY \S+ (\w+) \1$", text, re.M))
-    # orchestrator/spec.py reads configs/ next to the orchestrator package: both must land in the workdir.
+    # orchestrator/spec/files.py reads configs/ next to the orchestrator package: both must land in the workdir.
     assert {"orchestrator", "workloads", "configs", "cluster"} <= copied
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")

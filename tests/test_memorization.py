@@ -10,12 +10,12 @@ from torch import nn
 
 from workloads.data import random_shift_1d
 from orchestrator.cli import main
-from orchestrator.tracking import Tracker
+from orchestrator.track import Tracker
 from tests.conftest import tiny_quickstart
 from workloads.memorization import (MemorizationConfig, SubsetStream, estimate_memorization, memorization_from,
                                     shard_models, subset_masks, train_subset_models, why_not_vectorized)
 from workloads.models import CNN1DConfig, build_model
-from workloads.resnet import ResNetConfig
+from workloads.models.resnet import ResNetConfig
 from workloads.train import TrainConfig, steps_for
 
 
@@ -194,7 +194,7 @@ def test_a_sharded_sweep_runs_shard_nodes_and_chooses_the_same_forget_set(tmp_pa
     assert sorted(r.info.run_name for r in runs[2]) == ["memorization", "memorization shard 0/2", "memorization shard 1/2"]
     assert all(r.info.status == "FINISHED" for r in runs[2]) and len(runs[1]) == 1
     tracker = Tracker(tracking["uri"], "unlearn-sweep", tracking["artifacts"])
-    tensors = lambda shards, name: tracker.load_tensors(next(r.info.run_id for r in runs[shards] if r.info.run_name == name))
+    tensors = lambda shards, name: tracker.artifacts.load_tensors(next(r.info.run_id for r in runs[shards] if r.info.run_name == name))
     scores = {shards: tensors(shards, "memorization")["scores"] for shards in runs}
     assert torch.equal(scores[2], scores[1])  # the same scores (sequential path), so the same forget set
     assert summaries[2]["original"]["forget_acc"] == summaries[1]["original"]["forget_acc"]  # one original, one forget set

@@ -11,7 +11,7 @@ from workloads.methods import UnlearnContext, frozen_copy
 from workloads.methods.circuit_breakers import coefficients, hidden_cosine, hidden_mse
 from workloads.methods.l1_sparse import mean_abs
 from workloads.methods.mode_connectivity import mixed_state
-from workloads.methods.relabel import random_wrong_labels
+from workloads.methods.random_relabel import random_wrong_labels
 from workloads.methods.retrain import reinitialise
 from workloads.methods.scrub import kl_from_teacher, kl_from_uniform
 from workloads.methods.ssd import SSD, SSDConfig, dampening, fisher_diagonal

@@ -9,14 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from orchestrator.handlers import InputNode, RunContext, new_model, run_relearn
 from orchestrator.spec import SpecError, load_spec
 from tests.conftest import QUICKSTART
-from workloads.cifar import CIFARConfig
+from workloads.data.cifar import CIFARConfig
 from workloads.data import DATASETS, Dataset, DigitsConfig, MNIST1DConfig, load_dataset, synthetic_corruption
 from workloads.forget import ForgetConfig, select_forget_set
-from workloads.relearn import (RELEARN_SETS, RelearnConfig, attack_indices, attacker_set, relearn, usable_ks,
-                               uses_corrupted_test)
+from workloads.nodes import InputNode, NODE_KINDS, RunContext
+from workloads.nodes.common import new_model
+from workloads.relearn import RelearnConfig, relearn
+from workloads.relearn_sets import RELEARN_SETS, attack_indices, attacker_set, usable_ks, uses_corrupted_test
 
 GRID = [0, 1, 5, 10, 50, 100]
 CLASSES, TARGET = 5, 2
@@ -95,7 +96,7 @@ def test_the_attacker_set_does_not_depend_on_the_model_or_the_call():
 
 def test_impossible_sets_are_refused_with_a_reason():
     data, fs = identifiable(ForgetConfig(target_class=TARGET, fraction=0.5, seed=1))
-    with pytest.raises(ValueError, match="only_forget with k=0"):
+    with pytest.raises(ValueError, match="only_forget with k=0 would train on no example"):
         attacker_set(data, fs, 0, "only_forget")
     with pytest.raises(ValueError, match=r"k=\d+ must be in 0\.\.60"):
         attacker_set(data, fs, len(fs.pool) + 1, "retain")
@@ -203,7 +204,7 @@ def test_the_handler_attacks_with_the_configured_set(digits_attack):
               "relearn": {"relearn_set": "corrupted_test+retain_cls", "epochs": 0.1, "batch_size": 64, "eval_every": 1}}
     state = new_model(config, data, 0, torch.device("cpu")).state_dict()
     ctx = RunContext(torch.device("cpu"), data, fs, config)
-    out = run_relearn(config, {"model": InputNode({}, lambda: state)}, ctx)
+    out = NODE_KINDS.get("relearn").run(config, {"model": InputNode({}, lambda: state)}, ctx)
     assert {"curve", "heldout_forget_acc", "test_acc", "steps", "train_examples"} <= set(out.result)
     assert out.result["relearn_set"] == "corrupted_test+retain_cls" and out.result["k"] == 1
     assert out.curves["heldout_forget_acc"] == out.result["curve"]
@@ -212,7 +213,7 @@ def test_the_handler_attacks_with_the_configured_set(digits_attack):
 @pytest.mark.parametrize("overrides, message", [
     (["relearn.relearn_set=test+retain_cls"], "needs a forget set drawn from one class: set forget.target_class"),
     (["relearn.relearn_set=corrupted_test"], "'mnist1d' does not have .*set dataset.args.corrupted_test"),
-    (["relearn.relearn_set=holdout"], "must be one of retain, only_forget"),
+    (["relearn.relearn_set=holdout"], "must be one of corrupted_test, corrupted_test\\+retain_cls, only_forget, retain"),
 ])
 def test_the_sweep_file_is_checked_before_anything_runs(overrides, message):
     with pytest.raises(SpecError, match=f"relearn.relearn_set: .*{message}"):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from workloads.models import MODELS, build_model
-from workloads.resnet import ResNetConfig
+from workloads.models.resnet import ResNetConfig
 
 NARROW = ResNetConfig(width=8)
 

@@ -2,7 +2,7 @@
 the sweep's node kind, its default, and the built-in shares; none of it enters a content key."""
 import pytest
 
-from orchestrator.resources import resources_for
+from orchestrator.execute.resources import resources_for
 from orchestrator.spec import SpecError, load_spec, method_defaults
 from tests.conftest import tiny_quickstart
 
@@ -19,7 +19,7 @@ def test_the_most_specific_setting_wins():
 
 
 def test_resources_do_not_change_keys_and_bad_ones_are_named(tmp_path):
-    from orchestrator.dag import build_dag
+    from orchestrator.plan import build_dag
 
     plain = build_dag(load_spec(tiny_quickstart(tmp_path / "a.yaml")))
     packed = build_dag(load_spec(tiny_quickstart(tmp_path / "b.yaml", resources={"unlearn": {"num_gpus": 0.25}})))

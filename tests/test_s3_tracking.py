@@ -56,8 +56,8 @@ def test_checkpoints_go_to_s3_are_reused_from_there_and_credentials_stay_secret(
     assert second["nodes"]["executed"] == 6 and second["original"]["run_id"] == original
 
     # A fresh process loads the original's checkpoint from S3 and gets the model the sweep trained.
-    load = ("import sys, torch; from orchestrator.tracking import Tracker; t = Tracker(sys.argv[1], 'unlearn-sweep'); "
-            "state = t.load_state(sys.argv[2]); print(len(state), sum(v.numel() for v in state.values()))")
+    load = ("import sys, torch; from orchestrator.track import Tracker; t = Tracker(sys.argv[1], 'unlearn-sweep'); "
+            "state = t.artifacts.load_state(sys.argv[2]); print(len(state), sum(v.numel() for v in state.values()))")
     loaded = subprocess.run([sys.executable, "-c", load, stack["uri"], original], env={**stack["env"], "PYTHONPATH": str(REPO)},
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert loaded.returncode == 0, loaded.stderr[-2000:]

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.dag import build_dag
+from orchestrator.plan import build_dag
 from orchestrator.spec import SpecError, load_spec
-from orchestrator.tracking import Tracker
+from orchestrator.track import Tracker
 from tests.conftest import QUICKSTART, REPO, tiny_quickstart
 from workloads.forget import ForgetConfig, select_forget_set
 from workloads.memorization import memorization_from_cscores
@@ -25,9 +25,9 @@ def test_a_chain_shares_its_start_with_the_standalone_run(tmp_path):
     dag = build_dag(load_spec(sweep))
     unlearn = [n for n in dag if n.kind == "unlearn"]
     assert len(unlearn) == 4  # weight_distortion twice (two sigmas), tar, weight_dist_reg
-    standalone, tar = dag.results[0]["unlearn"], dag.results[1]["unlearn"]
-    assert tar.inputs["start"] is standalone and tar.inputs["original"] is dag.original[43]
-    assert dag.results[2]["unlearn"].inputs["start"].config["hparams"]["sigma"] == 0.5
+    standalone, tar = dag.results[0].nodes.model, dag.results[1].nodes.model
+    assert tar.inputs["start"] is standalone and tar.inputs["original"] is dag.controls[43].original.model
+    assert dag.results[2].nodes.model.inputs["start"].config["hparams"]["sigma"] == 0.5
 
 
 def test_cscore_files_become_memorization_and_must_match_the_labels(tmp_path):
@@ -67,7 +67,7 @@ def test_canaries_are_extra_candidates_with_wrong_labels_forgotten_with_the_forg
 def test_canaries_make_the_original_depend_on_the_forget_set(tmp_path):
     plain = build_dag(load_spec(tiny_quickstart(tmp_path / "a.yaml")))
     with_canaries = build_dag(load_spec(tiny_quickstart(tmp_path / "b.yaml", forget__canary_fraction=0.05)))
-    assert not plain.original[43].reads_forget_set and with_canaries.original[43].reads_forget_set
+    assert not plain.controls[43].original.model.reads_forget_set and with_canaries.controls[43].original.model.reads_forget_set
 
 
 def test_bf16_falls_back_to_fp32_on_a_cpu_and_autocast_keeps_outputs_float32():
@@ -79,7 +79,7 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_and_autocast_keeps_outputs_float32():
 
 
 def test_channels_last_keeps_values_and_state_dict_keys():
-    from workloads.resnet import ResNetConfig
+    from workloads.models.resnet import ResNetConfig
 
     model = build_model("resnet18", ResNetConfig(width=8), (3, 32, 32), 10, seed=0).eval()
     x = torch.rand(4, 3, 32, 32)
@@ -111,7 +111,7 @@ STUDY = REPO / "configs" / "sweeps" / "cifar10_resnet18_study.yaml"
 def test_where_the_data_lives_is_not_part_of_any_key(tmp_path):
     """The same CIFAR files in two folders (a laptop's, a cluster's), fetched or not, checked or not: the same keys.
     What the data is (its augmentation here) still is."""
-    from orchestrator.sweep import Sweep
+    from orchestrator.plan import Sweep
     from tests.test_study_smoke import write_tiny_cifar10
 
     for folder in ("laptop", "cluster"):
@@ -120,7 +120,7 @@ def test_where_the_data_lives_is_not_part_of_any_key(tmp_path):
 
     def original_key(*overrides):
         sweep = Sweep(load_spec(STUDY, ["smoke", "dataset.args.verify=false", *overrides]), tracker)
-        return sweep.resolve_key(sweep.dag.original[sweep.spec.seeds[0]])
+        return sweep.resolve_key(sweep.dag.controls[sweep.spec.seeds[0]].original.model)
 
     laptop = original_key(f"dataset.args.root={tmp_path / 'laptop'}")
     assert original_key(f"dataset.args.root={tmp_path / 'cluster'}", "dataset.args.download=true") == laptop

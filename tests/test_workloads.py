@@ -5,7 +5,7 @@ from torch import nn
 from workloads.data import load_dataset, DigitsConfig, MNIST1DConfig, random_shift_1d
 from workloads.forget import ForgetConfig, select_forget_set
 from workloads.memorization import memorization_from
-from workloads.relearn import attack_indices
+from workloads.relearn_sets import attack_indices
 from workloads.train import TrainConfig, evaluate, train_classifier
 from workloads.weightspace import interpolate_states, l2_distance, linear_mode_connectivity, loss_barrier
 

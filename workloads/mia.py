@@ -5,16 +5,6 @@ which is what a retrained model scores when the forget set generalises like the 
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from workloads.train import predict
-
-
-@torch.no_grad()
-def per_example_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    return F.cross_entropy(predict(model, x), y, reduction="none").float().cpu().numpy()
 
 
 def loss_attack(member_losses: np.ndarray, nonmember_losses: np.ndarray, seed: int = 0, folds: int = 5) -> dict:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workloads.metrics import accuracy, mean_loss, per_class_accuracy
+
 
 @dataclass
 class TrainConfig:
@@ -113,11 +115,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
     """Loss, accuracy and per-class accuracy (NaN for classes absent from y)."""
-    if len(y) == 0:
-        return {"loss": float("nan"), "acc": float("nan"), "per_class_acc": [float("nan")] * num_classes}
-    logits = predict(model, x)
-    correct = (logits.argmax(1) == y).float()
-    counts = torch.bincount(y, minlength=num_classes).float()
-    hits = torch.bincount(y, weights=correct, minlength=num_classes)
-    per_class = torch.where(counts > 0, hits / counts.clamp(min=1), torch.full_like(counts, float("nan")))
-    return {"loss": F.cross_entropy(logits, y).item(), "acc": correct.mean().item(), "per_class_acc": per_class.tolist()}
+    logits = predict(model, x) if len(y) else None
+    return {"loss": mean_loss(logits, y, num_classes), "acc": accuracy(logits, y, num_classes),
+            "per_class_acc": per_class_accuracy(logits, y, num_classes)}

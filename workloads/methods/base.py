@@ -14,6 +14,9 @@ Two hooks serve the methods whose step is not a sum of per-batch losses; their d
 Randomness inside a step draws from `ctx.generator`, the loop's generator seeded from `ctx.seed` (it also orders the
 batches), so the same config gives the same run.
 
+A variant (`alternating_scrub` is `scrub` on the alternating schedule) is the same class registered again with other
+class attributes, and its defaults file starts from the base method's (`base: scrub.yaml`).
+
 Class attributes the orchestrator reads: `requires_start_model` (the method must start from another method's
 unlearned model, an initial safeguard) and `is_oracle` (the method is the retrained control, built by every sweep).
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import ClassVar, Iterator, Optional
+from typing import Any, ClassVar, Iterator, Optional
 
 import torch
 from omegaconf import MISSING
@@ -90,10 +93,19 @@ class UnlearningMethod:
 METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")
 
 
-def register_method(name: str):
+def register_method(name: str, **variant: Any):
+    """Registers the class under `name`; with class attributes in `variant` (e.g. schedule="alternating"), registers a
+    variant of it under that name instead and returns the class unchanged, so decorators stack:
+
+        @register_method("alternating_scrub", schedule="alternating")
+        @register_method("scrub")
+        class Scrub(UnlearningMethod): ...
+    """
     def add(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
-        cls.name = name
-        return METHODS.register(name)(cls)
+        entry = type(f"{cls.__name__}[{name}]", (cls,), dict(variant)) if variant else cls
+        entry.name = name
+        METHODS.register(name)(entry)
+        return cls
 
     return add
 

@@ -44,9 +44,12 @@ class ScrubConfig(MethodConfig):
     kl_reduction: str = MISSING
 
 
+@register_method("uniform_scrub", forget_target="uniform")
+@register_method("alternating_scrub", schedule="alternating")
 @register_method("scrub")
 class Scrub(UnlearningMethod):
     Config = ScrubConfig
+    forget_target = "teacher"  # or "uniform": pull forget predictions to chance instead of away from the teacher
 
     def retain_loss(self, model, x, y, ctx):
         logits = model(x)
@@ -55,17 +58,8 @@ class Scrub(UnlearningMethod):
         return self.cfg.alpha * kl_from_teacher(logits, teacher, self.cfg.kl_reduction) + self.cfg.gamma * F.cross_entropy(logits, y)
 
     def forget_loss(self, model, x, y, ctx):
+        if self.forget_target == "uniform":
+            return kl_from_uniform(model(x), self.cfg.kl_reduction)
         with torch.no_grad():
             teacher = ctx.original(x)
         return -kl_from_teacher(model(x), teacher, self.cfg.kl_reduction)
-
-
-@register_method("alternating_scrub")
-class AlternatingScrub(Scrub):
-    schedule = "alternating"
-
-
-@register_method("uniform_scrub")
-class UniformScrub(Scrub):
-    def forget_loss(self, model, x, y, ctx):
-        return kl_from_uniform(model(x), self.cfg.kl_reduction)

@@ -1,0 +1,187 @@
+"""The scheduling loop every executor shares.
+
+The loop walks the DAG in topological order: a node whose inputs are done gets its content key; if the store has
+it, it is cached; otherwise it is claimed in MLflow (so two sweeps started together compute a shared node once: the
+loser waits for the winner's result) and handed to the pool. A pool only decides where a task runs: `LocalPool`
+(local.py) runs it in this process, `RayPool` (ray_pool.py) on a worker actor. Failed tasks are retried
+`retries` times; a task whose worker died is re-run elsewhere (up to MAX_LOST times), unless it had already
+finished, which it never does twice."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Optional, Protocol
+
+from orchestrator.execute.resources import resources_for
+from orchestrator.execute.worker import InputRef, NodeTask, TaskResult
+from orchestrator.plan import Node, Sweep
+from orchestrator.track import HEARTBEAT_SECONDS
+
+MAX_LOST = 3  # times a node may lose its worker before it counts as failed
+WAIT_POLL_SECONDS = 2.0  # how often a node another sweep is computing is looked for in the store
+
+
+@dataclass
+class Finished:
+    task: NodeTask
+    result: Optional[TaskResult] = None
+    error: Optional[str] = None  # the handler raised: its traceback
+    lost: Optional[str] = None  # the worker died: why
+
+
+class Pool(Protocol):
+    name: str
+    has_gpus: bool
+
+    def describe(self) -> str: ...
+    def can_start(self, resources: dict) -> bool: ...
+    def start(self, task: NodeTask) -> None: ...
+    def finished(self, timeout: Optional[float]) -> list[Finished]: ...
+    def retire_idle(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class Heartbeat(threading.Thread):
+    """Keeps this sweep's claimed runs alive in the store, so other sweeps wait for them instead of taking over."""
+
+    def __init__(self, tracker, run_ids: Callable[[], list[str]]):
+        super().__init__(daemon=True, name="unlearn-sweep-heartbeat")
+        self.tracker, self.run_ids, self.stop = tracker, run_ids, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(HEARTBEAT_SECONDS):
+            try:
+                self.tracker.claims.heartbeat(self.run_ids())
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                pass
+
+
+class Scheduler:
+    def __init__(self, sweep: Sweep, pool: Pool, sweep_id: str, parent_run_id: str, retries: int = 0,
+                 on_change: Callable[[Node], None] = lambda node: None, targets: Optional[list[Node]] = None):
+        """`targets`: run only these nodes and what they need (default: the whole DAG)."""
+        self.sweep, self.pool, self.sweep_id, self.parent = sweep, pool, sweep_id, parent_run_id
+        self.retries, self.on_change = retries, on_change
+        self.tracker = sweep.tracker
+        needed = set(sweep.dag) if targets is None else _with_ancestors(targets)
+        self.pending: list[Node] = [n for n in sweep.dag if n in needed]  # topological; retried nodes go to the front
+        self.in_flight: dict[str, Node] = {}  # claimed run id -> node
+        self.waiting: dict[Node, str] = {}  # node -> the run (of another sweep) computing it
+        self.missed: set[Node] = set()  # looked up once and not found
+        self.failures: Counter = Counter()
+        self.losses: Counter = Counter()
+
+    def run(self) -> None:
+        heartbeat = Heartbeat(self.tracker, lambda: list(self.in_flight))
+        heartbeat.start()
+        try:
+            while self.pending or self.in_flight or self.waiting:
+                self._start_ready()
+                if self.in_flight:
+                    for done in self.pool.finished(WAIT_POLL_SECONDS if self.waiting else None):
+                        self._settle(done)
+                elif self.waiting:
+                    time.sleep(WAIT_POLL_SECONDS)
+                self._check_waiting()
+        finally:
+            heartbeat.stop.set()
+            for run_id in list(self.in_flight):  # interrupted: these runs will never finish
+                self.tracker.claims.kill(run_id, "the sweep stopped")
+
+    # -- steps ----------------------------------------------------------------------------------------------------
+    def _start_ready(self) -> None:
+        states = self.sweep.states
+        for node in list(self.pending):
+            if self.sweep.blocked(node):
+                self._set(node, "skipped")
+            elif all(states[inp].status in ("cached", "executed") for inp in node.inputs.values()):
+                if node not in self.missed and self.sweep.lookup(node):
+                    self.pending.remove(node)
+                    self._link(node)
+                    continue
+                self.missed.add(node)  # not in the store: the claim below catches a result that arrives later
+                resources = resources_for(self.sweep.spec.resources, node.kind, node.config.get("method"), self.pool.has_gpus)
+                if not self.pool.can_start(resources):
+                    continue
+                claim = self.tracker.claims.claim(node, self.sweep_id, self.parent)
+                self.pending.remove(node)
+                if claim.holder is not None:
+                    self.waiting[node] = claim.holder
+                    self._set(node, "waiting")
+                    continue
+                self.in_flight[claim.run_id] = node
+                self.pool.start(self._task(node, claim.run_id, resources))
+                self._set(node, "running")
+
+    def _task(self, node: Node, run_id: str, resources: dict) -> NodeTask:
+        states = self.sweep.states
+        inputs = {role: InputRef(inp.key, states[inp].run_id, states[inp].result) for role, inp in node.inputs.items()}
+        return NodeTask(node.key, node.kind, node.config, inputs, run_id,
+                        self.sweep.forget_set() if node.reads_forget_set else None, resources)
+
+    def _settle(self, done: Finished) -> None:
+        node = self.in_flight.pop(done.task.run_id)
+        state = self.sweep.states[node]
+        if done.result is not None:
+            state.run_id, state.result, state.seconds = done.task.run_id, done.result.result, done.result.seconds
+            self._set(node, "executed")
+        elif done.lost is not None:
+            found = self.tracker.artifacts.find(node.key)
+            if found is not None and found.run_id == done.task.run_id:  # it finished before its worker died
+                state.run_id, state.result = found.run_id, found.result
+                self._set(node, "executed")
+                return
+            self.tracker.claims.kill(done.task.run_id, f"worker died: {done.lost}")
+            self.losses[node] += 1
+            self._retry_or_fail(node, self.losses[node] <= MAX_LOST, f"its worker died {self.losses[node]} times: {done.lost}")
+        else:
+            self.tracker.claims.fail(done.task.run_id, done.error)
+            self.failures[node] += 1
+            self._retry_or_fail(node, self.failures[node] <= self.retries, done.error.strip().splitlines()[-1])
+
+    def _retry_or_fail(self, node: Node, again: bool, error: str) -> None:
+        if again:
+            self.pending.insert(0, node)
+            self._set(node, "pending")
+        else:
+            self.sweep.states[node].error = error
+            self._set(node, "failed")
+
+    def _check_waiting(self) -> None:
+        for node, holder in list(self.waiting.items()):
+            if self.sweep.lookup(node):  # the other sweep's result: a cached node for this one
+                del self.waiting[node]
+                self._link(node)
+            elif not self.tracker.claims.holder_alive(holder):  # it failed or its sweep died: claim it again
+                del self.waiting[node]
+                self.pending.insert(0, node)
+                self._set(node, "pending")
+
+    def _link(self, node: Node) -> None:
+        if self.sweep.states[node].status == "cached":  # another sweep's run: say this one used it too
+            self.tracker.sweeps.link(self.sweep.states[node].run_id, self.sweep_id, self.parent)
+        self.on_change(node)
+
+    def _set(self, node: Node, status: str) -> None:
+        if status == "skipped":
+            self.pending.remove(node)
+        self.sweep.states[node].status = status
+        self.on_change(node)
+
+
+def _with_ancestors(nodes: list[Node]) -> set[Node]:
+    seen: set[Node] = set()
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(node.inputs.values())
+    return seen
+
+
+def run_sweep(sweep: Sweep, pool: Pool, sweep_id: str, parent_run_id: str, retries: int = 0,
+              on_change: Callable[[Node], None] = lambda node: None, targets: Optional[list[Node]] = None) -> None:
+    Scheduler(sweep, pool, sweep_id, parent_run_id, retries, on_change, targets).run()

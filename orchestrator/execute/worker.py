@@ -1,0 +1,79 @@
+"""Where a node actually runs: a `NodeTask` (everything a worker needs, picklable) and a `NodeWorker` that runs the
+task's node kind (looked up by name in workloads.nodes) against its own tracker, keeping datasets on its device
+(memoised per process by `dataset_for`) and recently used checkpoints in memory. The local executor holds one
+NodeWorker in-process; the Ray executor one per actor."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from orchestrator.track import Tracker
+from workloads.forget import ForgetSet
+from workloads.nodes import NODE_KINDS, InputNode, RunContext, dataset_for, speed_of
+
+STATE_CACHE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class InputRef:
+    key: str
+    run_id: str
+    result: dict
+
+
+@dataclass
+class NodeTask:
+    key: str
+    kind: str
+    config: dict
+    inputs: dict[str, InputRef]
+    run_id: str  # the claimed MLflow run this task records into
+    forget_set: Optional[ForgetSet] = None
+    resources: dict = field(default_factory=dict)
+
+
+@dataclass
+class TaskResult:
+    result: dict
+    seconds: float  # the node's own compute time, recording excluded
+
+
+class NodeWorker:
+    def __init__(self, tracker: Tracker, device: torch.device):
+        self.tracker, self.device = tracker, device
+        # A parent read by many children is loaded once; bounded for ResNet-sized sweeps.
+        self._states: OrderedDict[str, dict] = OrderedDict()
+
+    def run(self, task: NodeTask) -> TaskResult:
+        """Executes the task and records it into its claimed run (FINISHED). Raises what the handler raises."""
+        start = time.perf_counter()
+        config = task.config
+        data = dataset_for(config, self.device, speed_of(config)) if "dataset" in config else None
+        if task.forget_set is not None and len(task.forget_set.canaries):
+            data = dataclasses.replace(data, y_train=task.forget_set.training_labels(data.y_train))
+        inputs = {role: self._input(ref) for role, ref in task.inputs.items()}
+        output = NODE_KINDS.get(task.kind).run(config, inputs, RunContext(self.device, data, task.forget_set, config))
+        seconds = time.perf_counter() - start
+        self.tracker.artifacts.record(task.run_id, output, seconds)
+        if output.state is not None:
+            self._remember(task.key, output.state)
+        return TaskResult(output.result, seconds)
+
+    def _input(self, ref: InputRef) -> InputNode:
+        def load_state():
+            if ref.key not in self._states:
+                self._remember(ref.key, self.tracker.artifacts.load_state(ref.run_id))
+            self._states.move_to_end(ref.key)
+            return self._states[ref.key]
+
+        return InputNode(ref.result, load_state, lambda: self.tracker.artifacts.load_tensors(ref.run_id))
+
+    def _remember(self, key: str, state: dict) -> None:
+        self._states[key] = state
+        while len(self._states) > STATE_CACHE_SIZE:
+            self._states.popitem(last=False)

@@ -1,0 +1,103 @@
+"""A planned sweep: the DAG, each node's content key (resolved as soon as it can be) and its state, found in the
+store or not. Executors (orchestrator/execute) decide where and when the nodes that are not found run."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from orchestrator.plan.dag import Node, SweepDAG, build_dag
+from orchestrator.plan.identity import node_identity
+from orchestrator.spec import SweepSpec, as_dict
+from orchestrator.track import Tracker
+from workloads.forget import ForgetSet, attack_pool_size, select_forget_set
+from workloads.nodes import dataset_for
+
+STATUSES = ("pending", "cached", "waiting", "running", "executed", "failed", "skipped")
+
+
+@dataclass
+class NodeState:
+    status: str = "pending"
+    run_id: Optional[str] = None
+    result: Optional[dict] = None
+    seconds: float = 0.0
+    error: Optional[str] = None
+
+
+@dataclass
+class Sweep:
+    spec: SweepSpec
+    tracker: Tracker
+    sweep_id: str = ""
+    dag: SweepDAG = field(init=False)
+    states: dict[Node, NodeState] = field(init=False)
+
+    def __post_init__(self):
+        # Data that is missing must stop a run before any job starts, but a plan can still list every node.
+        self.data_error: Optional[str] = None
+        pool = None
+        try:
+            pool = attack_pool_size(self._data().y_train, self.spec.forget)
+        except (FileNotFoundError, RuntimeError) as error:
+            self.data_error = f"dataset: {error}"
+        scores_file = self.spec.memorization.scores_file
+        if self.spec.forget.criterion != "random" and scores_file is not None and not Path(scores_file).is_file():
+            missing = f"memorization.scores_file: no such file {scores_file}"
+            self.data_error = missing if self.data_error is None else f"{self.data_error}; {missing}"
+        self.dag = build_dag(self.spec, pool)
+        self.states = {node: NodeState() for node in self.dag}
+        self._forget_set: Optional[ForgetSet] = None
+
+    def _data(self):
+        return dataset_for({"dataset": as_dict(self.spec.dataset)})
+
+    # -- keys -----------------------------------------------------------------------------------------------------
+    def forget_set(self) -> Optional[ForgetSet]:
+        """The forget set, once the memorization scores it may need exist (None before that)."""
+        if self._forget_set is None and self.data_error is None:
+            scores = None
+            if self.dag.memorization is not None:
+                state = self.states[self.dag.memorization]
+                if state.status not in ("cached", "executed"):
+                    return None
+                scores = self.tracker.artifacts.load_tensors(state.run_id)["scores"]
+            data = self._data()
+            self._forget_set = select_forget_set(data.y_train, self.spec.forget, scores, data.num_classes)
+        return self._forget_set
+
+    def resolve_key(self, node: Node) -> Optional[str]:
+        if node.key is None and all(inp.key for inp in node.inputs.values()):
+            forget_set = self.forget_set() if node.reads_forget_set else None
+            if node.reads_forget_set and forget_set is None:
+                return None
+            node.key = node_identity(node.kind, node.config, node.input_keys, forget_set).key
+        return node.key
+
+    def lookup(self, node: Node) -> bool:
+        """Resolves the key and checks the cache; True if the node is already done."""
+        state = self.states[node]
+        if state.status in ("cached", "executed"):
+            return True
+        if self.resolve_key(node) is None:
+            return False
+        found = self.tracker.artifacts.find(node.key)
+        if found is not None:  # computed earlier by this very sweep (a search trial, another phase) counts as executed
+            state.status = "executed" if self.sweep_id and found.sweep_id == self.sweep_id else "cached"
+            state.run_id, state.result = found.run_id, found.result
+        return found is not None
+
+    def refresh(self) -> None:
+        """Resolve every key that can be resolved and mark cached nodes, in topological order (the `plan`)."""
+        for node in self.dag:
+            self.lookup(node)
+
+    # -- execution ------------------------------------------------------------------------------------------------
+    def blocked(self, node: Node) -> bool:
+        return any(self.states[inp].status in ("failed", "skipped") for inp in node.inputs.values())
+
+    def counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATUSES}
+        for state in self.states.values():
+            counts[state.status] += 1
+        return counts

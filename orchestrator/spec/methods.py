@@ -1,0 +1,85 @@
+"""Unlearning methods as a sweep names them: defaults from configs/methods/<name>.yaml (which may start from another
+file with `base:`; `_unlearning.yaml` holds the optimiser settings every method shares), the sweep's hparams and
+grid over them, and chains (`start_from`, an initial safeguard) -> fully resolved `MethodSetting`s."""
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import OmegaConf
+
+from orchestrator.spec.errors import SpecError, checked
+from orchestrator.spec.files import CONFIG_DIR, load_with_base
+from orchestrator.spec.schema import MethodSpec
+from workloads.methods import METHODS
+
+
+@functools.lru_cache(maxsize=None)
+def method_defaults(name: str) -> dict:
+    """The method's default hparams: its defaults file over the files it starts from."""
+    path = CONFIG_DIR / "methods" / f"{name}.yaml"
+    if not path.exists():
+        raise SpecError(f"method {name!r} has no defaults file {path}")
+    return OmegaConf.to_container(load_with_base(path, "method defaults file"), resolve=True)
+
+
+def changed_hparams(method: str, hparams: dict) -> str:
+    """The hparams that differ from the method's defaults file, as 'k=v ...'."""
+    defaults = method_defaults(method)
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()) if defaults.get(k) != v)
+
+
+@dataclass(frozen=True)
+class MethodSetting:
+    """One point of a method's grid, fully resolved, and the setting it starts from (None: the original)."""
+
+    name: str
+    hparams: dict
+    start: Optional["MethodSetting"] = None
+
+    def as_dict(self) -> dict:
+        """For summary.json: the method, its hparams and, for a chain, what it started from."""
+        return {"method": self.name, "hparams": self.hparams, "start_from": None if self.start is None else self.start.as_dict()}
+
+    @property
+    def label(self) -> str:
+        own = f"{self.name} {changed_hparams(self.name, self.hparams)}".strip()
+        return own if self.start is None else f"{own} after {self.start.label}"
+
+    @property
+    def slot(self) -> str:
+        """Its place in the sweep regardless of hyperparameters (chains keep their start's name)."""
+        return self.name if self.start is None else f"{self.name} after {self.start.slot}"
+
+    @property
+    def is_oracle(self) -> bool:
+        """The method is the retrained control every sweep builds anyway."""
+        return METHODS.get(self.name).is_oracle
+
+
+def check_method_name(name: str, where: str) -> None:
+    if name not in METHODS:
+        raise SpecError(f"{where}.name: unknown unlearning method {name!r}; known: {', '.join(METHODS.names())}")
+
+
+def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None) -> list[MethodSetting]:
+    """One MethodSetting per point of the method's grid (times the points of its start_from's grid)."""
+    check_method_name(spec.name, where)
+    method = METHODS.get(spec.name)
+    starts: list[Optional[MethodSetting]] = [None]
+    if spec.start_from is not None:
+        starts = expand_method(checked(MethodSpec, spec.start_from, f"{where}.start_from"), f"{where}.start_from", overrides)
+    elif method.requires_start_model:
+        raise SpecError(f"{where}: {spec.name} needs an initial safeguard model to start from; "
+                        f"add start_from: {{name: circuit_breakers}} (or another method)")
+    points = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())] or [{}]
+    fields = set(OmegaConf.structured(method.Config).keys())
+    forced = {k: v for k, v in (overrides or {}).items() if k in fields}
+    settings = []
+    for point in points:
+        config = checked(method.Config, OmegaConf.merge(method_defaults(spec.name), spec.hparams, point, forced), f"{where}.hparams")
+        hparams = OmegaConf.to_container(OmegaConf.structured(config))
+        settings.extend(MethodSetting(spec.name, hparams, start) for start in starts)
+    return settings

@@ -1,0 +1,87 @@
+"""The sweep file's typed schema. Sections that belong to a workload are that workload's own config dataclass
+(`train`, `speed`, `forget`, `memorization`, `relearn`, `lmc`); sections whose schema depends on a registry entry
+(`dataset.args`, `model.args`, a method's `hparams`) are checked against that entry's dataclass in validate.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from workloads.forget import ForgetConfig
+from workloads.memorization import MemorizationConfig
+from workloads.relearn import RelearnConfig
+from workloads.speed import SpeedConfig
+from workloads.train import TrainConfig
+from workloads.weightspace import LMCConfig
+
+
+@dataclass
+class Component:
+    name: str = "???"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetSpec(Component):
+    limit_train: Optional[int] = None  # keep the first N training examples (smoke runs)
+    limit_test: Optional[int] = None
+
+
+@dataclass
+class MethodSpec:
+    name: str = "???"
+    hparams: dict[str, Any] = field(default_factory=dict)  # merged over configs/methods/<name>.yaml
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # hparam -> values; the product is swept
+    # The initial safeguard: another method ({name, hparams}) whose unlearned model this one starts from.
+    start_from: Optional[dict[str, Any]] = None
+
+
+@dataclass
+class SearchSpec:
+    """A hyperparameter search over one unlearning method, run with Ray Tune (orchestrator/execute/search.py)."""
+    name: str = "???"  # the method
+    space: dict[str, Any] = field(default_factory=dict)  # hparam -> {loguniform|uniform|randint: [lo, hi]} or {choice: [...]}
+    hparams: dict[str, Any] = field(default_factory=dict)  # fixed values under the space
+    algorithm: str = "random"  # random | optuna (TPE)
+    metric: str = "forget_gap"  # forget_gap | heldout_forget_gap (minimised), tow (maximised)
+    test_acc_floor: float = 0.0  # a trial below this test accuracy ranks below every trial above it
+    num_samples: int = 8
+    max_concurrent: int = 2
+    seed: int = 0
+
+
+@dataclass
+class RelearnSpec(RelearnConfig):
+    k: list[int] = field(default_factory=lambda: [0])
+
+
+@dataclass
+class TrackingSpec:
+    uri: str = "sqlite:///mlflow.db"
+    # Where a new experiment keeps checkpoints: None is ./mlartifacts for an embedded store and the server's default
+    # artifact root (S3 on a cluster) for a tracking server; or any URI (s3://bucket/prefix).
+    artifact_location: Optional[str] = None
+    experiment: str = "unlearn-sweep"
+
+
+@dataclass
+class SweepSpec:
+    name: str = "???"
+    seeds: list[int] = field(default_factory=lambda: [43])
+    device: str = "auto"
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    model: Component = field(default_factory=Component)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    forget: ForgetConfig = field(default_factory=ForgetConfig)
+    memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
+    methods: list[MethodSpec] = field(default_factory=list)
+    search: list[SearchSpec] = field(default_factory=list)  # each best setting found joins the methods
+    # Applied over every method's hparams, for the keys a method has (e.g. epochs, batch_size in a smoke profile).
+    method_overrides: dict[str, Any] = field(default_factory=dict)
+    relearn: RelearnSpec = field(default_factory=RelearnSpec)
+    lmc: LMCConfig = field(default_factory=LMCConfig)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    # num_cpus / num_gpus per node kind, per method or `default` (spec/resources.py); the Ray executor's business.
+    resources: dict[str, Any] = field(default_factory=dict)
+    # Named sets of overrides, applied by naming them on the command line (`unlearn-sweep run study.yaml smoke`).
+    profiles: dict[str, Any] = field(default_factory=dict)

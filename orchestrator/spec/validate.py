@@ -1,0 +1,61 @@
+"""Everything about a sweep that can be known wrong before a job starts, each failure one SpecError naming the key."""
+from __future__ import annotations
+
+from orchestrator.spec.errors import SpecError, checked
+from orchestrator.spec.methods import expand_method
+from orchestrator.spec.resources import check_resources
+from orchestrator.spec.schema import Component, SweepSpec
+from orchestrator.spec.search import check_search
+from workloads.data import DATASETS
+from workloads.forget import CRITERIA
+from workloads.models import MODELS
+from workloads.relearn_sets import relearn_set_problem
+from workloads.speed import PRECISIONS
+from workloads.weightspace import interpolation_points
+
+
+def validate(spec: SweepSpec, where: str) -> None:
+    for section, registry in (("dataset", DATASETS), ("model", MODELS)):
+        component: Component = getattr(spec, section)
+        if component.name not in registry:
+            raise SpecError(f"{where}: {section}.name: unknown {section} {component.name!r}; known: {', '.join(registry.names())}")
+        checked(registry.get(component.name).config, component.args, f"{where}: {section}.args")
+    if not spec.methods and not spec.search:
+        raise SpecError(f"{where}: methods: the sweep lists no unlearning method")
+    for i, search in enumerate(spec.search):
+        check_search(search, f"{where}: search[{i}]")
+    for i, method in enumerate(spec.methods):
+        expand_method(method, f"{where}: methods[{i}]", spec.method_overrides)
+    if spec.speed.precision not in PRECISIONS:
+        raise SpecError(f"{where}: speed.precision: must be one of {', '.join(PRECISIONS)}, got {spec.speed.precision!r}")
+    _check_forget(spec, where)
+    dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
+    relearn_problem = relearn_set_problem(spec.relearn.relearn_set, spec.forget.target_class, spec.dataset.name, dataset_args)
+    if relearn_problem is not None:  # unknown set; +retain_cls without a target class; corrupted_test* without corrupted data
+        raise SpecError(f"{where}: relearn.relearn_set: {relearn_problem}")
+    if any(k < 0 for k in spec.relearn.k):
+        raise SpecError(f"{where}: relearn.k: values must be >= 0, got {spec.relearn.k}")
+    try:
+        interpolation_points(spec.lmc.stride)
+    except ValueError as error:
+        raise SpecError(f"{where}: {error}") from None
+    if not spec.seeds:
+        raise SpecError(f"{where}: seeds: at least one seed is needed")
+    check_resources(spec.resources, where)
+
+
+def _check_forget(spec: SweepSpec, where: str) -> None:
+    forget, memorization = spec.forget, spec.memorization
+    if not 0 <= forget.canary_fraction < 1:
+        raise SpecError(f"{where}: forget.canary_fraction: must be in [0, 1), got {forget.canary_fraction}")
+    if forget.criterion not in CRITERIA:
+        raise SpecError(f"{where}: forget.criterion: must be one of {', '.join(CRITERIA)}, got {forget.criterion!r}")
+    if not 0 < forget.fraction <= 1:
+        raise SpecError(f"{where}: forget.fraction: must be in (0, 1], got {forget.fraction}")
+    if not 0 <= forget.attack_pool_fraction < 1:
+        raise SpecError(f"{where}: forget.attack_pool_fraction: must be in [0, 1), got {forget.attack_pool_fraction}")
+    if not 0 < memorization.subset_fraction < 1:
+        raise SpecError(f"{where}: memorization.subset_fraction: must be in (0, 1), got {memorization.subset_fraction}")
+    if not 1 <= memorization.shards <= memorization.num_models:
+        raise SpecError(f"{where}: memorization.shards: must be in [1, memorization.num_models={memorization.num_models}], "
+                        f"got {memorization.shards}")

@@ -1,0 +1,88 @@
+"""One computation per key, across concurrent sweeps. A sweep claims a node by opening its run; the earliest live
+run of a key (start time, run id) computes it and the others wait for its result. The claiming sweep's heartbeat
+keeps a run alive; a run silent for STALE_SECONDS belongs to a dead driver and is marked KILLED and taken over."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from orchestrator.track.artifacts import Artifacts
+from orchestrator.track.store import Store, flatten
+
+HEARTBEAT = "heartbeat"
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 60.0
+
+
+class TrackedNode(Protocol):
+    """What the record needs of a planned node (orchestrator.plan.Node is one)."""
+
+    key: str
+    kind: str
+    slot: str  # the node's place regardless of hyperparameters: earlier runs in it explain why this one is new
+    label: str
+    config: dict
+
+    @property
+    def input_keys(self) -> dict[str, str]: ...
+
+
+@dataclass
+class Claim:
+    run_id: Optional[str]  # ours to compute and record into
+    holder: Optional[str] = None  # else: the run of another sweep computing the same key
+
+
+class Claims:
+    def __init__(self, store: Store, artifacts: Artifacts):
+        self.store, self.client, self.artifacts = store, store.client, artifacts
+
+    def claim(self, node: TrackedNode, sweep_id: str, parent_run_id: str) -> Claim:
+        """Opens this node's run, then reads every run of the key in one query: the earliest live claim wins and
+        computes it; the others delete their run and wait. A result finished since the lookup is caught here."""
+        tags = {"node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
+                "mlflow.parentRunId": parent_run_id, HEARTBEAT: str(time.time()),
+                **{f"input.{role}": key for role, key in node.input_keys.items()}}
+        run = self.client.create_run(self.store.experiment_id, run_name=node.label, tags=tags)
+        live, done = [run], False
+        for other in self.client.search_runs([self.store.experiment_id], f"tags.node_key = '{node.key}'", max_results=100,
+                                             order_by=["attributes.start_time DESC"]):
+            if other.info.run_id == run.info.run_id:
+                continue
+            if other.info.status == "FINISHED":
+                done = True
+            elif other.info.status == "RUNNING" and self._stale(other):
+                self.kill(other.info.run_id, "its sweep stopped sending heartbeats")
+            elif other.info.status == "RUNNING":
+                live.append(other)
+        first = min(live, key=lambda r: (r.info.start_time, r.info.run_id))
+        finished = self.artifacts.find(node.key) if done and first.info.run_id == run.info.run_id else None
+        if first.info.run_id != run.info.run_id or finished is not None:
+            self.client.delete_run(run.info.run_id)
+            return Claim(None, first.info.run_id if finished is None else finished.run_id)
+        self.store.log_params(run.info.run_id, flatten("", node.config, {}))
+        return Claim(run.info.run_id, None)
+
+    def holder_alive(self, run_id: str) -> bool:
+        """Whether a run that won a claim is still computing (RUNNING with a fresh heartbeat)."""
+        run = self.client.get_run(run_id)
+        return run.info.status == "RUNNING" and run.info.lifecycle_stage == "active" and not self._stale(run)
+
+    def heartbeat(self, run_ids) -> None:
+        now = str(time.time())
+        for run_id in run_ids:
+            self.client.set_tag(run_id, HEARTBEAT, now)
+
+    def fail(self, run_id: str, error: str) -> None:
+        self.client.set_tag(run_id, "error", error[-4000:])
+        self.client.set_terminated(run_id, "FAILED")
+
+    def kill(self, run_id: str, why: str) -> None:
+        """A run that will never finish (its worker or its sweep died); never a run that already finished."""
+        if self.client.get_run(run_id).info.status == "RUNNING":
+            self.client.set_tag(run_id, "killed", why)
+            self.client.set_terminated(run_id, "KILLED")
+
+    def _stale(self, run) -> bool:
+        return time.time() - float(run.data.tags.get(HEARTBEAT, 0)) > STALE_SECONDS

@@ -1,0 +1,51 @@
+"""Content keys are a promise: users' stores hold days of GPU work under them. Every node key of the fixture sweeps
+was recorded (tests/fixtures/content_keys.json) from the code before the orchestrator was restructured; the code of
+today must compute exactly those keys. Memorization scores are fixed arrays, so the forget set is known without
+training anything. A change that moves a key here must be a change of semantics, with the kind's version bumped."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator.plan import build_dag, node_identity
+from orchestrator.spec import as_dict, load_spec, method_defaults
+from tests.conftest import REPO
+from tests.test_study_smoke import write_tiny_cifar10
+from workloads.forget import attack_pool_size, select_forget_set
+from workloads.methods import METHODS
+from workloads.nodes import dataset_for
+
+FIXTURES = REPO / "tests" / "fixtures"
+RECORDED = json.loads((FIXTURES / "content_keys.json").read_text())
+
+
+def planned_keys(case: str, cifar_root) -> dict[str, dict]:
+    recorded = RECORDED["cases"][case]
+    overrides = [o.replace("<tiny cifar>", str(cifar_root)) for o in recorded["overrides"]]
+    spec = load_spec(REPO / recorded["sweep"], overrides)
+    data = dataset_for({"dataset": as_dict(spec.dataset)})
+    scores = torch.from_numpy(np.load(FIXTURES / f"scores_{case}.npy"))
+    forget_set = select_forget_set(data.y_train, spec.forget, scores, data.num_classes)
+    dag = build_dag(spec, attack_pool_size(data.y_train, spec.forget))
+    keys = {}
+    for node in dag:  # topological: every input is keyed before the nodes that read it
+        node.key = node_identity(node.kind, node.config, node.input_keys, forget_set if node.reads_forget_set else None).key
+        keys[node.label] = {"kind": node.kind, "key": node.key}
+    return keys
+
+
+@pytest.mark.parametrize("case", sorted(RECORDED["cases"]))
+def test_every_node_keeps_the_key_it_had_before_the_restructuring(case, tmp_path):
+    write_tiny_cifar10(tmp_path / "cifar", per_batch=100, test=200)
+    now, before = planned_keys(case, tmp_path / "cifar"), RECORDED["cases"][case]["nodes"]
+    assert set(now) == set(before), f"nodes added {sorted(set(now) - set(before))[:3]}, removed {sorted(set(before) - set(now))[:3]}"
+    moved = [label for label in before if now[label] != before[label]]
+    assert not moved, f"{len(moved)} of {len(before)} keys moved, e.g. {moved[:3]}"
+
+
+def test_every_method_keeps_its_resolved_defaults():
+    """Method defaults files now inherit (`base:`); what they resolve to must not have changed."""
+    assert sorted(METHODS.names()) == sorted(RECORDED["method_defaults"])
+    for name, defaults in RECORDED["method_defaults"].items():
+        assert method_defaults(name) == defaults, name

@@ -1,0 +1,44 @@
+"""Typed configs: a dict checked against a registry entry's config dataclass, with errors that name the key.
+
+Every workload reads its config through `typed`, so a value the dataclass does not have, or of the wrong type, is
+an error naming its full key path, whether it comes from a sweep file (the orchestrator turns it into a spec error
+before any job starts) or from a node's stored config inside a worker.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config value the schema rejects; the message starts with where it is (file or section) and its key."""
+
+
+def omegaconf_message(error: OmegaConfBaseException, where: str = "") -> str:
+    """'<where>.<full key>: <first line of the reason>', the key path spelled as the user writes it."""
+    key = getattr(error, "full_key", None)
+    first_line = str(error).splitlines()[0]
+    if not key:
+        return f"{where}: {first_line}" if where else first_line
+    if where and not where.endswith(".yaml"):
+        return f"{where}.{key}: {first_line}"
+    return f"{where + ': ' if where else ''}{key}: {first_line}"
+
+
+def typed(schema: type, values: Any, where: str) -> Any:
+    """values merged onto `schema`'s structured config -> a plain dataclass instance, or ConfigError naming the key."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        missing = sorted(OmegaConf.missing_keys(merged))
+        if missing:
+            raise ConfigError(f"{where}.{missing[0]}: required value is missing")
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise ConfigError(omegaconf_message(error, where)) from None
+
+
+def as_dict(config: Any) -> dict:
+    """A config dataclass (or dict) as plain, resolved Python containers."""
+    return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)

@@ -1,0 +1,13 @@
+"""Node kinds by registry name. Importing this package registers every kind module in it: `memorization`,
+`train_original`, `train_retrain`, `unlearn`, `relearn`, `evaluate`, `distance` and `interpolate`."""
+import importlib
+import pkgutil
+
+from workloads.nodes.base import NODE_KINDS, InputNode, NodeKind, NodeOutput, RunContext, register_kind
+from workloads.nodes.common import dataset_for, speed_of
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in ("base", "common"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["NODE_KINDS", "InputNode", "NodeKind", "NodeOutput", "RunContext", "dataset_for", "register_kind", "speed_of"]

@@ -1,0 +1,75 @@
+"""What a node kind is: a registered function (config, inputs, context) -> NodeOutput, with the `version` that enters
+every key it produces (bump it only when what the kind computes changes), the input roles it reads and whether it
+reads the forget set (then the forget and retain indices enter its key too). The orchestrator looks kinds up by
+name here; the modules beside this one are the kinds."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Union
+
+import torch
+
+from workloads.data import Dataset
+from workloads.forget import ForgetSet
+from workloads.registry import Registry
+
+
+@dataclass
+class NodeOutput:
+    result: dict  # JSON: what the summary and later sweeps read back
+    state: Optional[dict] = None  # a model's state_dict, stored as the checkpoint
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list] = field(default_factory=dict)  # name -> [[step, value], ...]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # extra tensor artifacts (memorization scores)
+
+
+@dataclass
+class InputNode:
+    """A finished input: its result, and its checkpoint loaded on first use."""
+
+    result: dict
+    load_state: Callable[[], dict]
+    load_tensors: Callable[[], dict] = dict
+
+    @property
+    def state(self) -> dict:
+        return self.load_state()
+
+
+@dataclass
+class RunContext:
+    device: torch.device
+    data: Optional[Dataset]  # on the device
+    forget_set: Optional[ForgetSet]
+    config: dict
+
+
+Run = Callable[[dict, dict[str, InputNode], RunContext], NodeOutput]
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    run: Run
+    version: int
+    reads: tuple[str, ...]  # input roles (glob patterns)
+    # Whether a node of this kind reads the forget set, from its config (a constant for most kinds).
+    reads_forget_set: Callable[[dict], bool]
+
+    def check_inputs(self, roles) -> None:
+        unknown = [r for r in roles if not any(fnmatch.fnmatchcase(r, pattern) for pattern in self.reads)]
+        if unknown:
+            raise ValueError(f"inputs {unknown} are not among the roles this kind reads: {self.reads}")
+
+
+NODE_KINDS: Registry[NodeKind] = Registry("node kind")
+
+
+def register_kind(name: str, version: int = 1, reads: tuple[str, ...] = (),
+                  reads_forget_set: Union[bool, Callable[[dict], bool]] = False):
+    def add(run: Run) -> Run:
+        flag = reads_forget_set if callable(reads_forget_set) else (lambda config, value=reads_forget_set: value)
+        NODE_KINDS.register(name)(NodeKind(run, version, tuple(reads), flag))
+        return run
+
+    return add

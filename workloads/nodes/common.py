@@ -1,0 +1,73 @@
+"""What several node kinds do the same way: the dataset and model a node config names, built on the node's device
+with its speed settings, and the evaluation splits of the forget set."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import torch
+
+from workloads.config import typed
+from workloads.data import DATASETS, Dataset, load_dataset
+from workloads.models import MODELS, build_model
+from workloads.nodes.base import NodeOutput, RunContext
+from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model
+from workloads.train import TrainConfig, evaluate, train_classifier
+
+
+def speed_of(config: dict) -> SpeedConfig:
+    return typed(SpeedConfig, config.get("speed", {}), "speed")
+
+
+def dataset_for(config: dict, device: torch.device | str = "cpu", speed: Optional[SpeedConfig] = None) -> Dataset:
+    """The node's dataset on `device` (memoised per process), from the `dataset` section of its config."""
+    spec = config["dataset"]
+    entry = DATASETS.get(spec["name"])
+    data = load_dataset(spec["name"], typed(entry.config, spec["args"], "dataset.args"), device,
+                        spec.get("limit_train"), spec.get("limit_test"))
+    if speed is not None and speed.channels_last and data.x_train.dim() == 4:
+        data = dataclasses.replace(data, x_train=prepare_images(data.x_train, speed), x_test=prepare_images(data.x_test, speed))
+    return data
+
+
+def new_model(config: dict, data: Dataset, seed: int, device: torch.device) -> torch.nn.Module:
+    """The node's architecture, initialised from `seed`, on `device`, set up by its speed config."""
+    entry = MODELS.get(config["model"]["name"])
+    args = typed(entry.config, config["model"]["args"], "model.args")
+    model = build_model(config["model"]["name"], args, data.input_shape, data.num_classes, seed).to(device)
+    return prepare_model(model, speed_of(config), device)
+
+
+def load_model(config: dict, data: Dataset, state: dict, device: torch.device) -> torch.nn.Module:
+    model = new_model(config, data, 0, device)
+    model.load_state_dict(state)
+    return model
+
+
+def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Evaluation splits. Forget examples are scored against their true labels, canaries against the wrong labels
+    they were trained with (canary accuracy is how much of that memorisation is left)."""
+    d, fs = ctx.data, ctx.forget_set
+    on = lambda idx: idx.to(d.x_train.device)
+    splits = {
+        "retain": (d.x_train[on(fs.retain)], d.y_train[on(fs.retain)]),
+        "forget": (d.x_train[on(fs.forget)], d.y_train[on(fs.forget)]),
+        "heldout_forget": (d.x_train[on(fs.heldout)], d.y_train[on(fs.heldout)]),
+        "test": (d.x_test, d.y_test),
+    }
+    if len(fs.canaries):
+        splits["canary"] = (d.x_train[on(fs.canaries)], fs.canary_labels.to(d.x_train.device))
+    return splits
+
+
+def train_model(config: dict, ctx: RunContext, index: Optional[torch.Tensor]) -> NodeOutput:
+    """A model trained from the config's seed by its `train` recipe on the training examples `index` (None: all)."""
+    cfg = typed(TrainConfig, config["train"], "train")
+    d = ctx.data
+    model = new_model(config, d, config["seed"], ctx.device)
+    x, y = (d.x_train, d.y_train) if index is None else (d.x_train[index.to(ctx.device)], d.y_train[index.to(ctx.device)])
+    curve = train_classifier(model, x, y, cfg, seed=config["seed"], augment=d.augment)
+    test = evaluate(model, d.x_test, d.y_test, d.num_classes)
+    precision = effective_precision(speed_of(config), ctx.device)
+    return NodeOutput(result={"train_examples": len(y), "test_acc": test["acc"], "precision": precision}, state=model.state_dict(),
+                      metrics={"test_acc": test["acc"], "test_loss": test["loss"]}, curves={"train_loss": curve})

@@ -1,0 +1,13 @@
+"""`distance`: the L2 norm of the difference of two models' weights and biases (batch-norm affine parameters
+included, running statistics excluded), with a per-layer breakdown (workloads/weightspace.py)."""
+import torch
+
+from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.common import new_model
+from workloads.weightspace import l2_distance
+
+
+@register_kind("distance", reads=("a", "b"))
+def run_distance(config, inputs, ctx):
+    out = l2_distance(new_model(config, ctx.data, 0, torch.device("cpu")), inputs["a"].state, inputs["b"].state)
+    return NodeOutput(result=out, metrics={"l2": out["l2"]})

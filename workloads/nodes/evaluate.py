@@ -1,0 +1,15 @@
+"""`evaluate`: a model on every evaluation split (retain, forget, held-out forget, test, canaries), scored by every
+registered metric (workloads/metrics.py): accuracy, loss and per-class accuracy per split, `tow`, and loss-based
+membership inference. Version 2 added membership inference."""
+from workloads.metrics import compute_metrics
+from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.common import load_model, split_tensors
+from workloads.train import predict
+
+
+@register_kind("evaluate", version=2, reads=("model", "forget_scores"), reads_forget_set=True)
+def run_evaluate(config, inputs, ctx):
+    model = load_model(config, ctx.data, inputs["model"].state, ctx.device)
+    scored = {split: (predict(model, x) if len(y) else None, y) for split, (x, y) in split_tensors(ctx).items()}
+    result = compute_metrics(scored, ctx.data.num_classes)
+    return NodeOutput(result=result, metrics={k: v for k, v in result.items() if isinstance(v, float)})

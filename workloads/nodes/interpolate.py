@@ -1,0 +1,19 @@
+"""`interpolate`: linear mode connectivity between two models, (1 - t) a + t b at every t of the stride (floating
+buffers too, batch-norm recalibrated only if configured), evaluated on retain, forget and test, with the loss
+barrier on test (workloads/weightspace.py)."""
+from workloads.config import typed
+from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.common import new_model, split_tensors
+from workloads.weightspace import LMCConfig, linear_mode_connectivity
+
+
+@register_kind("interpolate", reads=("a", "b", "forget_scores"), reads_forget_set=True)
+def run_interpolate(config, inputs, ctx):
+    model = new_model(config, ctx.data, 0, ctx.device)
+    splits = {k: v for k, v in split_tensors(ctx).items() if k != "heldout_forget"}
+    lmc = typed(LMCConfig, config["lmc"], "lmc")
+    recalibrate = splits["retain"][0] if lmc.recompute_bn else None
+    out = linear_mode_connectivity(model, inputs["a"].state, inputs["b"].state, splits, ctx.data.num_classes,
+                                   lmc.stride, recalibrate_on=recalibrate)
+    curves = {f"lmc_{name}": [[i, v] for i, v in enumerate(values)] for name, values in out.items() if name not in ("t", "loss_barrier")}
+    return NodeOutput(result=out, metrics={"loss_barrier": out["loss_barrier"]}, curves=curves)

@@ -1,0 +1,25 @@
+"""`relearn`: the relearning attack (workloads/relearn.py) on one model with k forget examples given away. The
+attacker's set is built from the data, the forget set, k and the target class alone, so every model (unlearned,
+retrained control, original) is attacked with the same examples. Version 2: every relearn set; results name their
+set and k."""
+import dataclasses
+
+from workloads.config import typed
+from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.common import load_model, speed_of
+from workloads.relearn import RelearnConfig, relearn
+from workloads.relearn_sets import uses_corrupted_test
+from workloads.speed import prepare_images
+
+
+@register_kind("relearn", version=2, reads=("model", "forget_scores"), reads_forget_set=True)
+def run_relearn(config, inputs, ctx):
+    cfg = typed(RelearnConfig, config["relearn"], "relearn")
+    d = ctx.data
+    if d.x_corrupted_test is not None and uses_corrupted_test(cfg.relearn_set):  # same memory format as the rest
+        d = dataclasses.replace(d, x_corrupted_test=prepare_images(d.x_corrupted_test, speed_of(config)))
+    model = load_model(config, d, inputs["model"].state, ctx.device)
+    target_class = (config.get("forget") or {}).get("target_class")
+    out = relearn(model, d, ctx.forget_set, config["k"], cfg, config["seed"], target_class)
+    return NodeOutput(result=out, metrics={"heldout_forget_acc": out["heldout_forget_acc"], "test_acc": out["test_acc"]},
+                      curves={"heldout_forget_acc": out["curve"]})

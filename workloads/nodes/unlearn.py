@@ -1,0 +1,24 @@
+"""`unlearn`: an unlearning method (by registry name, with its hparams) applied to its start model (the original,
+or another method's unlearned model: an initial safeguard), with a frozen copy of the original at hand. Canaries
+are forgotten together with the forget set."""
+import torch
+
+from workloads.config import typed
+from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
+from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.common import load_model, split_tensors
+
+
+@register_kind("unlearn", reads=("start", "original", "forget_scores"), reads_forget_set=True)
+def run_unlearn(config, inputs, ctx):
+    method_cls = METHODS.get(config["method"])
+    method = method_cls(typed(method_cls.Config, config["hparams"], f"{config['method']}.hparams"))
+    d, splits = ctx.data, split_tensors(ctx)
+    model = load_model(config, d, inputs["start"].state, ctx.device)
+    original = frozen_copy(load_model(config, d, inputs["original"].state, ctx.device))
+    forget_x, forget_y = splits["forget"]
+    if "canary" in splits:
+        forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
+    unlearn_ctx = UnlearnContext(original, *splits["retain"], forget_x, forget_y, d.num_classes, len(d.y_train), config["seed"])
+    curve = unlearn(method, model, unlearn_ctx)
+    return NodeOutput(result={"steps": unlearn_ctx.total_steps}, state=model.state_dict(), curves={"unlearn_loss": curve})
