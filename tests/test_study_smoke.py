@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 from orchestrator.cli import main
 from tests.conftest import REPO
 from tests.test_cifar import write_batch
+from workloads.nodes import NODE_KINDS
 
 STUDY = REPO / "configs" / "sweeps" / "cifar10_resnet18_study.yaml"
 
@@ -43,7 +44,13 @@ def test_smoke_study_runs_end_to_end_and_every_method_changes_the_model(tmp_path
     assert summary["nodes"]["failed"] == 0 and summary["nodes"]["executed"] == summary["nodes"]["total"]
     methods = {(r["method"], r["start_from"] and r["start_from"]["method"]) for r in summary["results"]}
     assert len(methods) == 22 and ("tar", "circuit_breakers") in methods
+    # Every registered node kind ran, and the oracle's rows (the retrained control) stay out of the correlations.
     client = MlflowClient(uri)
+    kinds = {run.data.tags.get("node_kind") for run in client.search_runs([client.get_experiment_by_name("unlearn-sweep").experiment_id],
+                                                                           max_results=1000)}
+    assert set(NODE_KINDS.names()) <= kinds
+    unlearned = [r for r in summary["results"] if r["method"] != "retrain"]
+    assert summary["correlations"]["l2_to_original_vs_recovery_k0"]["n"] == len(unlearned) < len(summary["results"])
     original = torch.load(client.download_artifacts(summary["original"]["run_id"], "model.pt", str(tmp_path)), weights_only=True)
     for result in summary["results"]:
         if result["method"] == "retrain":
