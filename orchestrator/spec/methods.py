@@ -3,6 +3,7 @@ file with `base:`; `_unlearning.yaml` holds the optimiser settings every method 
 grid over them, and chains (`start_from`, an initial safeguard) -> fully resolved `MethodSetting`s."""
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 from dataclasses import dataclass
@@ -17,12 +18,16 @@ from workloads.methods import METHODS
 
 
 @functools.lru_cache(maxsize=None)
-def method_defaults(name: str) -> dict:
-    """The method's default hparams: its defaults file over the files it starts from."""
+def _defaults_file(name: str) -> dict:
     path = CONFIG_DIR / "methods" / f"{name}.yaml"
     if not path.exists():
         raise SpecError(f"method {name!r} has no defaults file {path}")
     return OmegaConf.to_container(load_with_base(path, "method defaults file"), resolve=True)
+
+
+def method_defaults(name: str) -> dict:
+    """The method's default hparams: its defaults file over the files it starts from (a copy: callers may change it)."""
+    return copy.deepcopy(_defaults_file(name))
 
 
 def changed_hparams(method: str, hparams: dict) -> str:
