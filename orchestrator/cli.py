@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.spec import SpecError, as_dict, load_spec
+from workloads.runtime import configure_torch
 
 console = Console(stderr=True)
 # Tables go to stdout; when that is a file or a pipe, don't squeeze them into 80 columns.
@@ -73,7 +74,27 @@ def cmd_plan(args) -> int:
     out.print(", ".join(f"{kind}: {run} to run, {cached} cached" for kind, (run, cached) in by_kind.items()))
     counts = sweep.counts()
     out.print(f"[bold]{len(sweep.dag.nodes)} nodes: {counts['cached']} cached, {len(sweep.dag.nodes) - counts['cached']} to run")
+    to_run = [node for node in sweep.dag if sweep.states[node].status != "cached"]
+    if args.estimate and to_run and sweep.labels is not None:
+        print_estimate(sweep, to_run)
     return 0
+
+
+def print_estimate(sweep, to_run) -> None:
+    from orchestrator.plan.cost import estimate
+    from workloads.train import pick_device
+
+    found = estimate(to_run, sweep.labels, sweep.labels.test_size, pick_device(sweep.spec.device))
+    table = Table(title=f"estimated compute of the nodes to run, on {found.machine}")
+    for column in ("kind", "nodes", "train steps", "hours"):
+        table.add_column(column, justify="right" if column != "kind" else "left")
+    for kind, k in found.kinds.items():
+        table.add_row(kind, str(k.nodes), f"{k.train_steps:,}", f"{k.seconds / 3600:.3f}")
+    table.add_row("[bold]total", str(sum(k.nodes for k in found.kinds.values())),
+                  f"{sum(k.train_steps for k in found.kinds.values()):,}", f"[bold]{found.seconds / 3600:.3f}")
+    out.print(table)
+    out.print(f"about {found.seconds / 3600:.2f} device-hours on this machine, one node at a time "
+              "(step costs measured here once per model and batch size; see BENCHMARKS.md for other devices)")
 
 
 def make_pool(args, tracker, spec):
@@ -99,6 +120,9 @@ def cmd_run(args) -> int:
     sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     sweep = Sweep(spec, tracker, sweep_id)
     if sweep.data_error:
+        raise SpecError(sweep.data_error)
+    sweep.refresh()  # what is cached; a sweep with anything to compute must have its data, not just its labels
+    if sweep.counts()["cached"] < len(sweep.dag.nodes) and sweep.check_data():
         raise SpecError(sweep.data_error)
     pool = make_pool(args, tracker, spec)
     retries = args.retries if args.retries is not None else (1 if pool.name == "ray" else 0)
@@ -153,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("config", help="sweep YAML file")
         command.add_argument("overrides", nargs="*", help="key=value overrides, e.g. methods.0.hparams.lr=0.01")
         command.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then the sweep's tracking.uri)")
+        command.add_argument("--threads", type=int, default=None,
+                             help="torch threads of this process, which runs the local executor's nodes "
+                                  "(default: the cores it may use; Ray workers use their num_cpus)")
         command.set_defaults(func=func)
+        if name == "plan":
+            command.add_argument("--no-estimate", dest="estimate", action="store_false",
+                                 help="skip the compute estimate (it times a few steps of each model the first time)")
         if name == "run":
             command.add_argument("--executor", choices=["local", "ray"], default="local",
                                  help="local: one node at a time in this process; ray: worker actors on a Ray cluster")
@@ -164,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                                  help="re-runs of a node that raised (default: 1 on ray, 0 locally)")
             command.add_argument("--summary", default="summary.json", help="where to write summary.json")
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        console.print(f"[red]error:[/] --threads must be at least 1, got {args.threads}")
+        return 2
+    configure_torch(args.threads)  # before any torch op starts the thread pool
     try:
         return args.func(args)
     except SpecError as error:

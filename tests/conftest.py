@@ -1,11 +1,15 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+from workloads.runtime import configure_torch
+
+configure_torch(min(2, os.cpu_count() or 1))  # as the CLI does: before any torch op, denormals flushed
+# The per-machine caches (dataset labels, step costs) of this test session only, inherited by the CLI subprocesses.
+os.environ["UNLEARN_SWEEP_CACHE"] = tempfile.mkdtemp(prefix="unlearn-sweep-test-cache-")
 REPO = Path(__file__).resolve().parent.parent
 QUICKSTART = REPO / "configs" / "sweeps" / "quickstart.yaml"
 

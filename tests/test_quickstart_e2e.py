@@ -59,6 +59,7 @@ def test_mlflow_has_a_parent_run_and_one_child_per_node_with_checkpoints(first_r
     assert len({r.data.tags["node_key"] for r in children}) == len(children)
     for run in children:
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id and run.info.status == "FINISHED"
+        assert run.data.tags["runtime.flush_denormal"] == "True" and int(run.data.tags["runtime.torch_threads"]) >= 1
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"manifest.json", "result.json"} <= artifacts
         if run.data.tags["node_kind"] in MODEL_KINDS:
@@ -87,6 +88,9 @@ def test_sweep_changing_one_hparam_reuses_the_shared_parents(first_run, tmp_path
         assert kind in plan
     assert "unlearn: 1 to run, 4 cached" in plan
     assert "changed hparams.sigma" in plan  # why the new unlearn node runs
+    assert "estimated compute of the nodes to run" in plan and "device-hours on this machine" in plan
+    estimate = plan[plan.index("estimated compute"):]
+    assert "train_original" not in estimate and "│ unlearn " in estimate and "│ total " in estimate  # only what runs
 
     assert main(["run", str(changed), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "s.json")]) == 0
     summary = json.loads((tmp_path / "s.json").read_text())
@@ -96,15 +100,38 @@ def test_sweep_changing_one_hparam_reuses_the_shared_parents(first_run, tmp_path
     assert summary["original"]["run_id"] == first_run["summary"]["original"]["run_id"]
 
 
-def test_a_tampered_checkpoint_is_not_a_cached_result(first_run, tmp_path):
+def checkpoint_of(client: MlflowClient, run_id: str) -> Path:
+    return Path(client.get_run(run_id).info.artifact_uri.removeprefix("file://")) / "model.pt"
+
+
+def test_a_truncated_checkpoint_is_not_a_cached_result(first_run, tmp_path):
     client = MlflowClient(first_run["uri"])
     retrain_run = first_run["summary"]["retrain"]["run_id"]
-    checkpoint = Path(client.get_run(retrain_run).info.artifact_uri.removeprefix("file://")) / "model.pt"
-    checkpoint.write_bytes(checkpoint.read_bytes()[:-8] + b"tampered")
+    checkpoint = checkpoint_of(client, retrain_run)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-8])  # the listing's size no longer matches the manifest
     assert main(["run", str(first_run["sweep"]), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "t.json")]) == 0
     summary = json.loads((tmp_path / "t.json").read_text())
     assert summary["retrain"]["run_id"] != retrain_run  # recomputed, not loaded
     assert summary["nodes"]["executed"] == 1
+
+
+def test_a_tampered_checkpoint_is_caught_when_loaded_and_its_node_recomputed(first_run, tmp_path, capsys):
+    client = MlflowClient(first_run["uri"])
+    original_run = first_run["summary"]["original"]["run_id"]
+    checkpoint = checkpoint_of(client, original_run)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-8] + b"tampered")  # same size: only its sha256 tells
+    # Looking nodes up reads no checkpoint, so the plan still counts the original as cached...
+    assert main(["plan", str(first_run["sweep"]), "--tracking-uri", first_run["uri"]]) == 0
+    assert "train_original: 0 to run, 1 cached" in capsys.readouterr().out
+    # ...until a new method loads it: the hash fails, the original is retrained, then the new nodes run.
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(first_run["sweep"].read_text().replace("sigma: 0.15", "sigma: 0.45"))
+    assert main(["run", str(changed), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "t.json")]) == 0
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert summary["original"]["run_id"] != original_run and summary["nodes"]["failed"] == 0
+    stale = client.get_run(original_run)
+    assert stale.info.status == "FAILED" and "sha256" in stale.data.tags["corrupt_artifact"]
+    assert summary["original"]["test_acc"] == pytest.approx(first_run["summary"]["original"]["test_acc"], abs=1e-6)
 
 
 def test_command_line_entry_point_reports_bad_input_with_exit_code_2(tmp_path):

@@ -51,9 +51,8 @@ def test_ray_executor_gives_the_local_executors_results(tmp_path):
     # Memorization in two shards: on Ray they train side by side, and the merged scores must not care.
     sweep = tiny_quickstart(tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "artifacts"), memorization__shards=2)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each 1-CPU Ray worker runs: float results then agree bit for bit
-    try:
-        code, local = run_cli(tmp_path, sweep, "local")
+    try:  # one thread, as each 1-CPU Ray worker runs: float results then agree bit for bit
+        code, local = run_cli(tmp_path, sweep, "local", "--threads", "1")
     finally:
         torch.set_num_threads(threads)
     assert code == 0
@@ -61,6 +60,10 @@ def test_ray_executor_gives_the_local_executors_results(tmp_path):
     assert code == 0 and not ray.is_initialized()
     assert on_ray["executor"] == "ray" and on_ray["nodes"] == local["nodes"] == {**local["nodes"], "executed": 43, "failed": 0}
     assert_same_metrics(local, on_ray)
+    for name in ("local", "ray"):  # every node ran on exactly its one core, denormals flushed in all its threads
+        runs = [r for r in node_runs(f"sqlite:///{tmp_path / name}.db") if r.info.status == "FINISHED"]
+        assert len(runs) == 43
+        assert {(r.data.tags["runtime.torch_threads"], r.data.tags["runtime.flush_denormal"]) for r in runs} == {("1", "True")}
 
 
 def kill_a_worker_mid_training(uri: str, killed: list, stop: threading.Event):

@@ -1,6 +1,10 @@
-"""How a workload runs fast without changing what it computes: bf16 autocast where the GPU supports it,
-channels-last memory for image models, optional torch.compile. Config values of every training node; the
-precision that actually ran is reported, because on a CPU or an older GPU bf16 falls back to fp32."""
+"""How a workload runs fast without changing what it computes: bf16 autocast where the hardware computes bf16
+natively, channels-last memory for image models, optional torch.compile. Config values of every training node; the
+precision that actually ran is reported, because on a CPU or an older GPU bf16 falls back to fp32.
+
+`bf16` autocasts on CUDA GPUs only (what it always meant, so stored results keep their meaning);
+`bf16_everywhere` also autocasts on CPUs that compute bf16 natively (AVX-512-BF16 or AMX), where it is about 2x
+faster for convolutions. Neither is a default: bf16 changes the numbers (BENCHMARKS.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,12 +12,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "bf16_everywhere")
 
 
 @dataclass
 class SpeedConfig:
-    precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA GPUs that support it)
+    precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA GPUs that support it) | bf16_everywhere (and native-bf16 CPUs)
     channels_last: bool = False  # NHWC memory for 4-D image batches
     compile: bool = False  # torch.compile the model in place
 
@@ -21,8 +25,16 @@ class SpeedConfig:
 def effective_precision(cfg: SpeedConfig, device: torch.device) -> str:
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"speed.precision must be one of {PRECISIONS}, got {cfg.precision!r}")
-    bf16_ok = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return "bf16" if cfg.precision == "bf16" and bf16_ok else "fp32"
+    if cfg.precision == "fp32":
+        return "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cfg.precision == "bf16_everywhere" and device.type == "cpu" and cpu_computes_bf16() else "fp32"
+
+
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX-512-BF16 or AMX), not just bf16 storage emulated in fp32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def prepare_model(model: nn.Module, cfg: SpeedConfig, device: torch.device) -> nn.Module:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import traceback
 from typing import Optional
 
+import torch
+
 from orchestrator.execute.scheduler import Finished
 from orchestrator.execute.worker import NodeTask, NodeWorker
 from workloads.train import pick_device
@@ -21,7 +23,7 @@ class LocalPool:
         self.queue: list[NodeTask] = []
 
     def describe(self) -> str:
-        return f"local on {self.device}"
+        return f"local on {self.device}, {torch.get_num_threads()} torch threads"
 
     def can_start(self, resources: dict) -> bool:
         return not self.queue

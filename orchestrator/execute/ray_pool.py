@@ -25,11 +25,13 @@ RESOURCE_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU"}
 @ray.remote(max_restarts=0)
 class NodeActor:
     def __init__(self, tracker_args: tuple, num_cpus: float, num_gpus: float):
+        from workloads.runtime import configure_torch
+
+        configure_torch(max(1, int(num_cpus)))  # first, before any torch op: its share of the cores, denormals flushed
         import torch
 
         from orchestrator.track import Tracker
 
-        torch.set_num_threads(max(1, int(num_cpus)))  # its share of the node's cores, not all of them
         # Ray points CUDA_VISIBLE_DEVICES at this actor's GPU; a GPU that is only a logical resource means the CPU.
         on_gpu = num_gpus > 0 and torch.cuda.is_available()
         self.worker = NodeWorker(Tracker(*tracker_args), torch.device("cuda" if on_gpu else "cpu"))

@@ -138,8 +138,26 @@ class Scheduler:
             self._retry_or_fail(node, self.losses[node] <= MAX_LOST, f"its worker died {self.losses[node]} times: {done.lost}")
         else:
             self.tracker.claims.fail(done.task.run_id, done.error)
+            if self._recompute_corrupt_inputs(node):  # not the node's fault: run it again once its inputs are redone
+                self.pending.insert(0, node)
+                self._set(node, "pending")
+                return
             self.failures[node] += 1
             self._retry_or_fail(node, self.failures[node] <= self.retries, done.error.strip().splitlines()[-1])
+
+    def _recompute_corrupt_inputs(self, node: Node) -> bool:
+        """Inputs whose stored checkpoint turned out corrupt when the node loaded it (their runs are FAILED now)
+        go back to pending, so they are recomputed before the node runs again. True if there were any."""
+        states = self.sweep.states
+        corrupt = [inp for inp in node.inputs.values() if states[inp].status == "pending"
+                   or (states[inp].run_id is not None and not self.tracker.artifacts.is_result(states[inp].run_id))]
+        for inp in corrupt:
+            if states[inp].status != "pending":
+                states[inp].run_id, states[inp].result = None, None
+                self.missed.discard(inp)
+                self.pending.insert(0, inp)
+                self._set(inp, "pending")
+        return bool(corrupt)
 
     def _retry_or_fail(self, node: Node, again: bool, error: str) -> None:
         if again:

@@ -46,10 +46,11 @@ def score(search: SearchSpec, trial: dict, control: dict) -> tuple[float, bool]:
 
 def run_trial(point: dict, *, context: dict) -> None:
     """One Tune trial: run (or find) the setting's unlearn and evaluate nodes; report the score."""
-    import torch
     from ray import tune
 
-    torch.set_num_threads(max(1, int(context["num_cpus"])))
+    from workloads.runtime import configure_torch
+
+    configure_torch(max(1, int(context["num_cpus"])))  # the trial's own CPUs, denormals flushed
     search: SearchSpec = context["search"]
     point = plain(point)
     tracker = Tracker(*context["tracker_args"])

@@ -15,6 +15,7 @@ import torch
 from orchestrator.track import Tracker
 from workloads.forget import ForgetSet
 from workloads.nodes import NODE_KINDS, InputNode, RunContext, dataset_for, speed_of
+from workloads.runtime import runtime_facts
 
 STATE_CACHE_SIZE = 8
 
@@ -52,12 +53,14 @@ class NodeWorker:
     def run(self, task: NodeTask) -> TaskResult:
         """Executes the task and records it into its claimed run (FINISHED). Raises what the handler raises."""
         start = time.perf_counter()
+        runtime = runtime_facts(self.device)  # measured in the thread that runs the node
         config = task.config
         data = dataset_for(config, self.device, speed_of(config)) if "dataset" in config else None
         if task.forget_set is not None and len(task.forget_set.canaries):
             data = dataclasses.replace(data, y_train=task.forget_set.training_labels(data.y_train))
         inputs = {role: self._input(ref) for role, ref in task.inputs.items()}
         output = NODE_KINDS.get(task.kind).run(config, inputs, RunContext(self.device, data, task.forget_set, config))
+        output.result["runtime"] = runtime
         seconds = time.perf_counter() - start
         self.tracker.artifacts.record(task.run_id, output, seconds)
         if output.state is not None:

@@ -8,6 +8,7 @@ from typing import Optional
 
 from orchestrator.plan.dag import Node, SweepDAG, build_dag
 from orchestrator.plan.identity import node_identity
+from orchestrator.plan.labels import Labels, training_labels
 from orchestrator.spec import SweepSpec, as_dict
 from orchestrator.track import Tracker
 from workloads.forget import ForgetSet, attack_pool_size, select_forget_set
@@ -36,9 +37,13 @@ class Sweep:
     def __post_init__(self):
         # Data that is missing must stop a run before any job starts, but a plan can still list every node.
         self.data_error: Optional[str] = None
+        self.data_checked = False  # whether the data itself was read (labels may come from the cache)
+        self.labels: Optional[Labels] = None
         pool = None
         try:
-            pool = attack_pool_size(self._data().y_train, self.spec.forget)
+            self.labels, cached = training_labels(as_dict(self.spec.dataset))
+            self.data_checked = not cached
+            pool = attack_pool_size(self.labels.y_train, self.spec.forget)
         except (FileNotFoundError, RuntimeError) as error:
             self.data_error = f"dataset: {error}"
         scores_file = self.spec.memorization.scores_file
@@ -49,8 +54,16 @@ class Sweep:
         self.states = {node: NodeState() for node in self.dag}
         self._forget_set: Optional[ForgetSet] = None
 
-    def _data(self):
-        return dataset_for({"dataset": as_dict(self.spec.dataset)})
+    def check_data(self) -> Optional[str]:
+        """Reads the data once if only its cached labels were used, so a run that must compute something learns
+        before any job starts that the data is missing. Returns the problem, or None."""
+        if self.data_error is None and not self.data_checked:
+            try:
+                dataset_for({"dataset": as_dict(self.spec.dataset)})
+                self.data_checked = True
+            except (FileNotFoundError, RuntimeError) as error:
+                self.data_error = f"dataset: {error}"
+        return self.data_error
 
     # -- keys -----------------------------------------------------------------------------------------------------
     def forget_set(self) -> Optional[ForgetSet]:
@@ -62,8 +75,7 @@ class Sweep:
                 if state.status not in ("cached", "executed"):
                     return None
                 scores = self.tracker.artifacts.load_tensors(state.run_id)["scores"]
-            data = self._data()
-            self._forget_set = select_forget_set(data.y_train, self.spec.forget, scores, data.num_classes)
+            self._forget_set = select_forget_set(self.labels.y_train, self.spec.forget, scores, self.labels.num_classes)
         return self._forget_set
 
     def resolve_key(self, node: Node) -> Optional[str]:

@@ -1,6 +1,10 @@
 """A node's result as MLflow artifacts, written and read so that a result is never half there: `result.json`, the
-checkpoint `model.pt`, extra `tensors.pt`, and last `manifest.json` with the sha256 of each file. A node counts as
-cached only if its run FINISHED and every artifact in its manifest verifies; checkpoints load with
+checkpoint `model.pt`, extra `tensors.pt`, and last `manifest.json` with the sha256 and size of each file.
+
+Looking a node up never downloads a checkpoint: a FINISHED run is a cached result when its manifest is there, every
+file it names is in the artifact listing with the recorded size, and `result.json` (small) verifies. A checkpoint is
+hashed when it is loaded; one that does not verify raises `CorruptArtifact` and its run is marked FAILED with the
+reason, so the scheduler recomputes that node and the next lookup no longer finds it. Checkpoints load with
 `weights_only=True`, so a tampered artifact cannot run code."""
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 
 from orchestrator.track.store import Store, chunks, sha256_bytes
@@ -22,6 +26,14 @@ MANIFEST = "manifest.json"
 RESULT = "result.json"
 CHECKPOINT = "model.pt"
 TENSORS = "tensors.pt"
+
+
+class CorruptArtifact(ValueError):
+    """An artifact's bytes do not match its manifest: the run holding it is no longer a result."""
+
+    def __init__(self, run_id: str, message: str):
+        super().__init__(message)
+        self.run_id = run_id
 
 
 @dataclass
@@ -35,22 +47,27 @@ class Artifacts:
     def __init__(self, store: Store):
         self.store, self.client = store, store.client
         self._downloads = tempfile.TemporaryDirectory(prefix="unlearn-sweep-")
-        self._manifests: dict[str, dict[str, str]] = {}
+        self._manifests: dict[str, dict[str, dict]] = {}
         self._verified_paths: dict[tuple[str, str], Path] = {}
+        self._roots: dict[str, str] = {}  # run id -> artifact URI, from the search that found it (no get_run each)
 
     def find(self, key: str) -> Optional[CachedRun]:
         """The newest FINISHED run of this key whose artifacts verify."""
         runs = self.client.search_runs([self.store.experiment_id], f"tags.node_key = '{key}' and attributes.status = 'FINISHED'",
                                        max_results=5, order_by=["attributes.start_time DESC"])
         for run in runs:
+            self._roots[run.info.run_id] = run.info.artifact_uri
             try:
-                for name in self._manifest(run.info.run_id):
-                    self._verified(run.info.run_id, name)
-                return CachedRun(run.info.run_id, json.loads(self._verified(run.info.run_id, RESULT).read_text()),
-                                 run.data.tags.get("sweep_id", ""))
+                if self._complete(run.info.run_id):
+                    return CachedRun(run.info.run_id, json.loads(self._verified(run.info.run_id, RESULT).read_text()),
+                                     run.data.tags.get("sweep_id", ""))
             except (OSError, ValueError, KeyError, MlflowException):
                 continue  # missing or tampered artifacts: not a result
         return None
+
+    def is_result(self, run_id: str) -> bool:
+        """Whether the run still counts as a result (a corrupt checkpoint found on loading turns it FAILED)."""
+        return self.client.get_run(run_id).info.status == "FINISHED"
 
     def record(self, run_id: str, output, seconds: float) -> None:
         """Metrics, curves (logged with their steps, in batches) and artifacts of a claimed run; FINISHED once the
@@ -58,16 +75,18 @@ class Artifacts:
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [Metric("node_seconds", seconds, now, 0)]
         metrics += [Metric(name, float(value), now, int(step)) for name, curve in output.curves.items() for step, value in curve]
+        # How it ran (threads, denormal flushing, device) as tags, so the runs table can filter slow runs by them.
+        self.client.log_batch(run_id, tags=[RunTag(f"runtime.{k}", str(v)) for k, v in output.result.get("runtime", {}).items()])
         for batch in chunks(metrics, 1000):
             self.client.log_batch(run_id, metrics=batch)
         self._write(run_id, output)
         self.client.set_terminated(run_id, "FINISHED")
 
     def load_state(self, run_id: str) -> dict:
-        return torch.load(self._verified(run_id, CHECKPOINT), map_location="cpu", weights_only=True)
+        return self._load(run_id, CHECKPOINT)
 
     def load_tensors(self, run_id: str) -> dict:
-        return torch.load(self._verified(run_id, TENSORS), map_location="cpu", weights_only=True)
+        return self._load(run_id, TENSORS)
 
     # -- internals ------------------------------------------------------------------------------------------------
     def _write(self, run_id: str, output) -> None:
@@ -78,34 +97,62 @@ class Artifacts:
                     path = Path(folder) / name
                     torch.save(obj, path)
                     files[name] = path.read_bytes()
-            manifest = {name: sha256_bytes(data) for name, data in files.items()}
+            manifest = {name: {"sha256": sha256_bytes(data), "size": len(data)} for name, data in files.items()}
             for name, data in files.items():
                 (Path(folder) / name).write_bytes(data)
                 self.client.log_artifact(run_id, str(Path(folder) / name))
             (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=1))
             self.client.log_artifact(run_id, str(Path(folder) / MANIFEST))  # last: its presence means the rest is there
 
+    def _root(self, run_id: str) -> str:
+        if run_id not in self._roots:
+            self._roots[run_id] = self.client.get_run(run_id).info.artifact_uri
+        return self._roots[run_id]
+
+    def _local(self, run_id: str) -> Optional[Path]:
+        """The run's artifact folder when the store is on this file system (read in place, never copied)."""
+        root = self._root(run_id)
+        return Path(urllib.parse.urlparse(root).path) if root.startswith("file://") else None
+
     def _download(self, run_id: str, name: str) -> Path:
-        root = self.client.get_run(run_id).info.artifact_uri
-        if root.startswith("file://"):  # a local store: read in place instead of copying
-            path = Path(urllib.parse.urlparse(root).path) / name
-            if not path.is_file():
-                raise FileNotFoundError(path)
-            return path
+        if (folder := self._local(run_id)) is not None:
+            if not (folder / name).is_file():
+                raise FileNotFoundError(folder / name)
+            return folder / name
         target = Path(self._downloads.name) / run_id
         target.mkdir(parents=True, exist_ok=True)
         return Path(self.client.download_artifacts(run_id, name, str(target)))
 
-    def _manifest(self, run_id: str) -> dict[str, str]:
+    def _manifest(self, run_id: str) -> dict[str, dict]:
+        """name -> {"sha256", "size"}; manifests written before sizes were recorded give size None."""
         if run_id not in self._manifests:
-            self._manifests[run_id] = json.loads(self._download(run_id, MANIFEST).read_text())
+            entries = json.loads(self._download(run_id, MANIFEST).read_text())
+            self._manifests[run_id] = {name: entry if isinstance(entry, dict) else {"sha256": entry, "size": None}
+                                       for name, entry in entries.items()}
         return self._manifests[run_id]
+
+    def _complete(self, run_id: str) -> bool:
+        """Every file of the manifest is in the artifact listing with its recorded size (nothing downloaded)."""
+        folder = self._local(run_id)
+        if folder is not None:
+            listed = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+        else:
+            listed = {info.path: info.file_size for info in self.client.list_artifacts(run_id)}
+        return all(name in listed and entry["size"] in (None, listed[name]) for name, entry in self._manifest(run_id).items())
 
     def _verified(self, run_id: str, name: str) -> Path:
         """The artifact's local path, after checking its bytes against the sha256 recorded when it was written."""
         if (run_id, name) not in self._verified_paths:
             path = self._download(run_id, name)
-            if sha256_bytes(path.read_bytes()) != self._manifest(run_id)[name]:
-                raise ValueError(f"artifact {name} of run {run_id} does not match its recorded sha256")
+            if sha256_bytes(path.read_bytes()) != self._manifest(run_id)[name]["sha256"]:
+                raise CorruptArtifact(run_id, f"artifact {name} of run {run_id} does not match its recorded sha256")
             self._verified_paths[(run_id, name)] = path
         return self._verified_paths[(run_id, name)]
+
+    def _load(self, run_id: str, name: str) -> dict:
+        try:
+            return torch.load(self._verified(run_id, name), map_location="cpu", weights_only=True)
+        except CorruptArtifact as error:
+            self.client.set_tag(run_id, "corrupt_artifact", str(error))
+            self.client.set_terminated(run_id, "FAILED")  # no lookup finds it again; its node is recomputed
+            raise

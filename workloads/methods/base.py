@@ -70,6 +70,12 @@ class UnlearningMethod:
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
 
+    @classmethod
+    def batches_per_step(cls, hparams: dict) -> int:
+        """Forward-backward passes of one batch per loop step, for the plan's compute estimate: a retain and a forget
+        batch on the joint schedule, one on the alternating schedule or without a forget stream."""
+        return 2 if cls.uses_forget_set and cls.schedule == "joint" else 1
+
     def edit_weights(self, model: nn.Module, ctx: UnlearnContext) -> None:
         """A one-off change to the weights before optimisation starts; none by default."""
 

@@ -52,6 +52,10 @@ class TARConfig(MethodConfig):
 
 @register_method("tar")
 class TAR(UnlearningMethod):
+    @classmethod
+    def batches_per_step(cls, hparams: dict) -> int:  # each adversary step: a cross-entropy step and an entropy gradient
+        return super().batches_per_step(hparams) + 2 * hparams["adversaries"] * hparams["adversary_steps"]
+
     Config = TARConfig
     requires_start_model = True
 

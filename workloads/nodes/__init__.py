@@ -3,11 +3,12 @@
 import importlib
 import pkgutil
 
-from workloads.nodes.base import NODE_KINDS, InputNode, NodeKind, NodeOutput, RunContext, register_kind
+from workloads.nodes.base import NODE_KINDS, DataSize, InputNode, NodeKind, NodeOutput, RunContext, Work, register_kind
 from workloads.nodes.common import dataset_for, speed_of
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "common"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["NODE_KINDS", "InputNode", "NodeKind", "NodeOutput", "RunContext", "dataset_for", "register_kind", "speed_of"]
+__all__ = ["NODE_KINDS", "DataSize", "InputNode", "NodeKind", "NodeOutput", "RunContext", "Work", "dataset_for", "register_kind",
+           "speed_of"]

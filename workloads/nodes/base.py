@@ -49,12 +49,33 @@ Run = Callable[[dict, dict[str, InputNode], RunContext], NodeOutput]
 
 
 @dataclass(frozen=True)
+class Work:
+    """How much compute a node does, for the plan's estimate: training steps at a batch size (each stream of a step
+    counted: a method stepping on a forget and a retain batch does two) and examples passed forward only."""
+
+    train_steps: int = 0
+    batch_size: int = 128
+    forward_examples: int = 0
+
+
+@dataclass(frozen=True)
+class DataSize:
+    train: int
+    test: int
+
+
+def no_work(config: dict, size: DataSize) -> Work:
+    return Work()
+
+
+@dataclass(frozen=True)
 class NodeKind:
     run: Run
     version: int
     reads: tuple[str, ...]  # input roles (glob patterns)
     # Whether a node of this kind reads the forget set, from its config (a constant for most kinds).
     reads_forget_set: Callable[[dict], bool]
+    work: Callable[[dict, DataSize], Work] = no_work  # the plan's estimate of its compute, from its config
 
     def check_inputs(self, roles) -> None:
         unknown = [r for r in roles if not any(fnmatch.fnmatchcase(r, pattern) for pattern in self.reads)]
@@ -66,10 +87,11 @@ NODE_KINDS: Registry[NodeKind] = Registry("node kind")
 
 
 def register_kind(name: str, version: int = 1, reads: tuple[str, ...] = (),
-                  reads_forget_set: Union[bool, Callable[[dict], bool]] = False):
+                  reads_forget_set: Union[bool, Callable[[dict], bool]] = False,
+                  work: Callable[[dict, DataSize], Work] = no_work):
     def add(run: Run) -> Run:
         flag = reads_forget_set if callable(reads_forget_set) else (lambda config, value=reads_forget_set: value)
-        NODE_KINDS.register(name)(NodeKind(run, version, tuple(reads), flag))
+        NODE_KINDS.register(name)(NodeKind(run, version, tuple(reads), flag, work))
         return run
 
     return add

@@ -3,16 +3,16 @@ with its speed settings, and the evaluation splits of the forget set."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
 from workloads.config import typed
 from workloads.data import DATASETS, Dataset, load_dataset
 from workloads.models import MODELS, build_model
-from workloads.nodes.base import NodeOutput, RunContext
+from workloads.nodes.base import DataSize, NodeOutput, RunContext, Work
 from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model
-from workloads.train import TrainConfig, evaluate, train_classifier
+from workloads.train import TrainConfig, evaluate, steps_for, train_classifier
 
 
 def speed_of(config: dict) -> SpeedConfig:
@@ -71,3 +71,14 @@ def train_model(config: dict, ctx: RunContext, index: Optional[torch.Tensor]) ->
     precision = effective_precision(speed_of(config), ctx.device)
     return NodeOutput(result={"train_examples": len(y), "test_acc": test["acc"], "precision": precision}, state=model.state_dict(),
                       metrics={"test_acc": test["acc"], "test_loss": test["loss"]}, curves={"train_loss": curve})
+
+
+def training_work(config: dict, size: DataSize) -> Work:
+    """`train_original` / `train_retrain`: the recipe's steps over the training set, then the test set scored."""
+    cfg = typed(TrainConfig, config["train"], "train")
+    return Work(steps_for(cfg.epochs, size.train, cfg.batch_size), cfg.batch_size, size.test)
+
+
+def scoring_work(passes: int = 1) -> "Callable[[dict, DataSize], Work]":
+    """Nodes that only pass every training and test example forward, `passes` times."""
+    return lambda config, size: Work(forward_examples=passes * (size.train + size.test))

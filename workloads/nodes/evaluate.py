@@ -3,11 +3,11 @@ registered metric (workloads/metrics.py): accuracy, loss and per-class accuracy 
 membership inference. Version 2 added membership inference."""
 from workloads.metrics import compute_metrics
 from workloads.nodes.base import NodeOutput, register_kind
-from workloads.nodes.common import load_model, split_tensors
+from workloads.nodes.common import load_model, scoring_work, split_tensors
 from workloads.train import predict
 
 
-@register_kind("evaluate", version=2, reads=("model", "forget_scores"), reads_forget_set=True)
+@register_kind("evaluate", version=2, reads=("model", "forget_scores"), reads_forget_set=True, work=scoring_work())
 def run_evaluate(config, inputs, ctx):
     model = load_model(config, ctx.data, inputs["model"].state, ctx.device)
     scored = {split: (predict(model, x) if len(y) else None, y) for split, (x, y) in split_tensors(ctx).items()}

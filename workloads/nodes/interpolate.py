@@ -2,12 +2,17 @@
 buffers too, batch-norm recalibrated only if configured), evaluated on retain, forget and test, with the loss
 barrier on test (workloads/weightspace.py)."""
 from workloads.config import typed
-from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.base import NodeOutput, Work, register_kind
 from workloads.nodes.common import new_model, split_tensors
-from workloads.weightspace import LMCConfig, linear_mode_connectivity
+from workloads.weightspace import LMCConfig, interpolation_points, linear_mode_connectivity
 
 
-@register_kind("interpolate", reads=("a", "b", "forget_scores"), reads_forget_set=True)
+def interpolation_work(config, size):
+    points = len(interpolation_points(typed(LMCConfig, config["lmc"], "lmc").stride))
+    return Work(forward_examples=points * (size.train + size.test))
+
+
+@register_kind("interpolate", reads=("a", "b", "forget_scores"), reads_forget_set=True, work=interpolation_work)
 def run_interpolate(config, inputs, ctx):
     model = new_model(config, ctx.data, 0, ctx.device)
     splits = {k: v for k, v in split_tensors(ctx).items() if k != "heldout_forget"}

@@ -7,11 +7,21 @@ import torch
 from workloads.config import typed
 from workloads.memorization import (MemorizationConfig, estimate_memorization, memorization_from, memorization_from_cscores,
                                     shard_models)
-from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.base import NodeOutput, Work, register_kind
 from workloads.nodes.common import new_model
+from workloads.train import steps_for
 
 
-@register_kind("memorization", reads=("shard_*",))
+def memorization_work(config, size):
+    cfg = typed(MemorizationConfig, config["memorization"], "memorization")
+    if cfg.scores_file is not None or ("shard" not in config and cfg.shards > 1):  # read, or assembled from shards
+        return Work()
+    models = len(shard_models(cfg.num_models, config["shard"]["count"], config["shard"]["index"])) if "shard" in config else cfg.num_models
+    subset = round(cfg.subset_fraction * size.train)
+    return Work(models * steps_for(cfg.train.epochs, subset, cfg.train.batch_size), cfg.train.batch_size, models * size.train)
+
+
+@register_kind("memorization", reads=("shard_*",), work=memorization_work)
 def run_memorization(config, inputs, ctx):
     cfg = typed(MemorizationConfig, config["memorization"], "memorization")
     d = ctx.data

@@ -5,14 +5,22 @@ set and k."""
 import dataclasses
 
 from workloads.config import typed
-from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.base import NodeOutput, Work, register_kind
 from workloads.nodes.common import load_model, speed_of
 from workloads.relearn import RelearnConfig, relearn
 from workloads.relearn_sets import uses_corrupted_test
 from workloads.speed import prepare_images
+from workloads.train import steps_for
 
 
-@register_kind("relearn", version=2, reads=("model", "forget_scores"), reads_forget_set=True)
+def relearn_work(config, size):
+    cfg = typed(RelearnConfig, config["relearn"], "relearn")
+    steps = steps_for(cfg.epochs, size.train, cfg.batch_size)
+    heldout = round((config.get("forget") or {}).get("fraction", 0.1) * size.train)  # an upper bound: all classes
+    return Work(steps, cfg.batch_size, (steps // max(1, cfg.eval_every)) * heldout + size.train + size.test)
+
+
+@register_kind("relearn", version=2, reads=("model", "forget_scores"), reads_forget_set=True, work=relearn_work)
 def run_relearn(config, inputs, ctx):
     cfg = typed(RelearnConfig, config["relearn"], "relearn")
     d = ctx.data

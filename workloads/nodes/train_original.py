@@ -2,9 +2,10 @@
 recipe from the seed's initial weights. With canaries, their wrong labels are in the training set it sees (so the
 forget set's identity enters its key)."""
 from workloads.nodes.base import register_kind
-from workloads.nodes.common import train_model
+from workloads.nodes.common import train_model, training_work
 
 
-@register_kind("train_original", reads=("forget_scores",), reads_forget_set=lambda config: "forget" in config)
+@register_kind("train_original", reads=("forget_scores",), reads_forget_set=lambda config: "forget" in config,
+               work=training_work)
 def run_train_original(config, inputs, ctx):
     return train_model(config, ctx, None)

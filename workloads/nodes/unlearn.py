@@ -5,11 +5,21 @@ import torch
 
 from workloads.config import typed
 from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
-from workloads.nodes.base import NodeOutput, register_kind
+from workloads.nodes.base import NodeOutput, Work, register_kind
 from workloads.nodes.common import load_model, split_tensors
+from workloads.train import steps_for
 
 
-@register_kind("unlearn", reads=("start", "original", "forget_scores"), reads_forget_set=True)
+def unlearn_work(config, size):
+    method_cls = METHODS.get(config["method"])
+    hparams = config["hparams"]
+    if "epochs" not in hparams:  # a weight edit: no steps, a pass or two over the data
+        return Work(forward_examples=size.train)
+    steps = steps_for(hparams["epochs"], size.train, hparams["batch_size"])
+    return Work(method_cls.batches_per_step(hparams) * steps, hparams["batch_size"], size.train + size.test)
+
+
+@register_kind("unlearn", reads=("start", "original", "forget_scores"), reads_forget_set=True, work=unlearn_work)
 def run_unlearn(config, inputs, ctx):
     method_cls = METHODS.get(config["method"])
     method = method_cls(typed(method_cls.Config, config["hparams"], f"{config['method']}.hparams"))
