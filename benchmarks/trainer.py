@@ -234,8 +234,10 @@ def measure(config, device: torch.device, args, notes: list) -> list[tuple]:
     runners["reference loop fp32 NCHW"], loader = reference_runner(new_model(), dataset, args, device, total)
     precisions["reference loop fp32 NCHW"] = "fp32"
     for path, speed in PROJECT_PATHS.items():
-        if speed.channels_last and x.dim() != 4:
-            continue  # channels-last is a no-op on 1-D signals: the fp32 row already is this path
+        if speed.channels_last and x.dim() != 4:  # channels-last is a no-op on 1-D signals
+            if speed.precision == "fp32":
+                continue  # the fp32 NCHW row already is this path
+            path, speed = path.replace(" + channels-last", ""), SpeedConfig(precision=speed.precision)
         ran = effective_precision(speed, device)
         if speed.precision != "fp32" and ran == "fp32":
             notes.append(f"{label}, {device.type}: '{path}' skipped: bf16 would run as fp32 here (no native bf16)")
@@ -267,7 +269,9 @@ def header(args, devices: list[torch.device], facts: dict) -> str:
             f"# batch {args.batch_size}, {args.steps} timed steps x {args.repeats} interleaved repeats (median) after "
             f"{args.warmup} warm-up steps, {args.examples} examples, reference DataLoader workers: {args.workers}\n"
             f"# note: the {args.workers} loader workers (1 torch thread each) compete with the training threads for the "
-            f"same {available_cores()} cores")
+            f"same {available_cores()} cores"
+            + (f"\n# WARNING: load average {os.getloadavg()[0]:.1f}: another process holds cores, and torch threads that "
+               f"share them with it run 10-100x slower; measure on a quiet machine" if os.getloadavg()[0] > 0.5 else ""))
 
 
 def main() -> None:

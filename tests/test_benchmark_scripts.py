@@ -15,7 +15,7 @@ from tests.conftest import REPO
 ])
 def test_benchmark_runs_every_code_path_in_smoke_mode(script, tables):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--smoke"], capture_output=True, text=True,
-                          cwd=REPO, timeout=600)
+                          cwd=REPO, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     for table in tables:
         assert table in done.stdout
