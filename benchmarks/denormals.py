@@ -74,8 +74,10 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"CPU {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, {args.steps} steps, "
+    sys.path.insert(0, str(REPO))
+    from workloads.runtime import cpu_model
+
+    print(f"CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, {args.steps} steps, "
           f"load average {os.getloadavg()[0]:.2f}")
     print("| flag | every thread flushed | first window ms/step | last window ms/step | last / first | total s | test acc |")
     print("|---|---|---:|---:|---:|---:|---:|")

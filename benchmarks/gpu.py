@@ -28,7 +28,6 @@ import argparse
 import datetime
 import math
 import os
-import platform
 import re
 import statistics
 import sys
@@ -45,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from workloads.data.cifar import crop_flip  # noqa: E402
 from workloads.memorization import MemorizationConfig, subset_masks, train_subset_models  # noqa: E402
 from workloads.models import CNN1DConfig, ResNetConfig, build_model  # noqa: E402
+from workloads.runtime import cpu_model  # noqa: E402
 from workloads.speed import SpeedConfig, prepare_images, prepare_model  # noqa: E402
 from workloads.train import BatchStream, TrainConfig, adam_with_cosine, fit, generator_for, pick_device  # noqa: E402
 
@@ -290,13 +290,6 @@ SECTIONS = {1: ("ResNet-18 CIFAR training throughput", training_throughput),
             2: ("Memorization ensemble: vmapped against sequential", ensembles),
             3: ("Four quarter-GPU Ray actors side by side against one at a time", ray_actors),
             4: ("Projected wall time of the study sweep", study_projection)}
-
-
-def cpu_model() -> str:
-    try:
-        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def header(device: torch.device) -> str:

@@ -82,7 +82,9 @@ def main() -> None:
             times[name].append(wall(command, folder, env))
     import torch
 
-    print(f"CPU {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}, "
+    from workloads.runtime import cpu_model
+
+    print(f"CPU {cpu_model()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}, {args.repeats} repeats")
     floor = statistics.median(times["imports alone (torch, mlflow.tracking)"])
     print("| command | median wall s | beyond the import floor s |\n|---|---:|---:|")

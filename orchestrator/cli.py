@@ -84,7 +84,7 @@ def print_estimate(sweep, to_run) -> None:
     from orchestrator.plan.cost import estimate
     from workloads.train import pick_device
 
-    found = estimate(to_run, sweep.labels, sweep.labels.test_size, pick_device(sweep.spec.device))
+    found = estimate(to_run, sweep.labels, pick_device(sweep.spec.device))
     table = Table(title=f"estimated compute of the nodes to run, on {found.machine}")
     for column in ("kind", "nodes", "train steps", "hours"):
         table.add_column(column, justify="right" if column != "kind" else "left")

@@ -41,12 +41,12 @@ def test_each_kind_declares_the_work_of_its_recipe():
 
 def test_step_costs_are_measured_once_per_model_and_then_cached(tmp_path):
     spec, labels, dag = quickstart_dag(tiny_quickstart(tmp_path / "q.yaml"))
-    first = estimate(dag.nodes, labels, labels.test_size, pick_device("cpu"))
+    first = estimate(dag.nodes, labels, pick_device("cpu"))
     saved = json.loads((cache_dir() / "step_costs.json").read_text())
     mine = [entry for entry in saved.values() if entry["model"]["args"] == {"channels": [8, 16], "hidden": 32}]
     assert {entry["batch"] for entry in mine} == {128} and all(entry["train_step_seconds"] > 0 for entry in mine)
     mtime = (cache_dir() / "step_costs.json").stat().st_mtime_ns
-    again = estimate(dag.nodes, labels, labels.test_size, pick_device("cpu"))
+    again = estimate(dag.nodes, labels, pick_device("cpu"))
     assert (cache_dir() / "step_costs.json").stat().st_mtime_ns == mtime  # nothing measured the second time
     assert again.seconds == first.seconds > 0
     assert set(first.kinds) == {node.kind for node in dag}

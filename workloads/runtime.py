@@ -14,6 +14,7 @@ actor's `num_cpus`, a Tune trial's CPUs.
 from __future__ import annotations
 
 import os
+import platform
 from typing import Optional
 
 import torch
@@ -28,6 +29,15 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as benchmarks and step-cost caches name the machine."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def configure_torch(threads: Optional[int] = None) -> dict:

@@ -5,7 +5,6 @@ checkpoint loading and recording, and a method's own extra passes (SSD's Fisher,
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -15,6 +14,7 @@ from orchestrator.plan.dag import Node
 from orchestrator.plan.identity import canonical_json, sha256_hex
 from orchestrator.plan.labels import Labels, cache_dir
 from workloads.nodes import NODE_KINDS, DataSize, speed_of
+from workloads.runtime import cpu_model
 from workloads.step_cost import StepCost, measure_step_cost
 
 
@@ -41,19 +41,9 @@ def machine_name(device: torch.device) -> str:
     return f"{cpu_model()} ({torch.get_num_threads()} threads), torch {torch.__version__}"
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def estimate(nodes: Iterable[Node], labels: Labels, test_size: int, device: torch.device) -> Estimate:
+def estimate(nodes: Iterable[Node], labels: Labels, device: torch.device) -> Estimate:
     out = Estimate(machine_name(device))
-    size = DataSize(len(labels.y_train), test_size)
+    size = DataSize(len(labels.y_train), labels.test_size)
     costs = StepCosts(out.machine, labels, device)
     for node in nodes:
         work = NODE_KINDS.get(node.kind).work(node.config, size)
