@@ -22,8 +22,9 @@ Columns: "precision ran" is what `effective_precision` says ran (a bf16 row is s
 fall back to fp32); img/s is the median over interleaved repeats of images trained per second (warm-up excluded);
 "x reference" is that over the reference loop's img/s for the same model and device; GFLOP/s counts one training
 step's convolutions and matmuls, forward and backward (FlopCounterMode; element-wise ops and batch-norm are not
-counted), at the row's img/s; "% of peak" is against the fp32 peak estimated from the CPU's clock and widest FMA, or
-a GPU's data-sheet dense peak for the precision that ran (unknown for devices not in the table).
+counted), at the row's img/s; "% of peak" is against the peak of the precision that ran: on a CPU estimated from its
+clock and widest FMA (fp32) or its AMX / AVX512-BF16 units (bf16), on a GPU its data-sheet dense peak (unknown for
+devices not in the table).
 """
 from __future__ import annotations
 
@@ -184,11 +185,14 @@ def peak_flops(device: torch.device, precision: str) -> tuple[float | None, str]
         kind = ("bf16", "tf32", "fp32")[index]
         return peaks[index] * 1e12, f"{name} dense {kind} {peaks[index]} TFLOP/s (data sheet)"
     _, flags, mhz = cpu_flags_and_clock()
-    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8  # fp32 FLOP/cycle/core, 2 FMA units
+    per_cycle, kind = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8, "fp32"  # per core, 2 FMA units
+    if precision == "bf16" and flags & {"amx_bf16", "avx512_bf16"}:
+        # AMX tiles: 512 bf16 multiply-adds a cycle per core; AVX512-BF16 dot products: 2 ports x 16 lanes x 2 pairs.
+        per_cycle, kind = (1024, "bf16 (AMX)") if "amx_bf16" in flags else (128, "bf16 (AVX512-BF16)")
     cores = available_cores()
     if not mhz:
         return None, "CPU clock unknown"
-    return cores * mhz * 1e6 * per_cycle, f"estimate: {cores} cores x {mhz:.0f} MHz x {per_cycle} fp32 FLOP/cycle"
+    return cores * mhz * 1e6 * per_cycle, f"estimate: {cores} cores x {mhz:.0f} MHz x {per_cycle} {kind} FLOP/cycle"
 
 
 def synthetic_cifar(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -314,8 +318,8 @@ def main() -> None:
         print(f"| {label}{where} | {path} | {precision} | {rate:,.0f} | {rate / reference[(device, label)]:.2f}x "
               f"| {flops * rate / 1e9:.1f} | {share} |")
     for device in devices:
-        print(f"# peak {device.type}: {peak_flops(device, 'fp32')[1]}" +
-              (f"; bf16: {peak_flops(device, 'bf16')[1]}" if device.type == "cuda" else ""))
+        fp32, bf16 = peak_flops(device, "fp32")[1], peak_flops(device, "bf16")[1]
+        print(f"# peak {device.type}: {fp32}" + (f"; bf16: {bf16}" if bf16 != fp32 else ""))
     for note in notes:
         print(f"# {note}")
     print(f"# load average at the end {os.getloadavg()[0]:.2f}")

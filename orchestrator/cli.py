@@ -113,7 +113,7 @@ def make_pool(args, tracker, spec):
 def cmd_run(args) -> int:
     from orchestrator.execute import run_sweep
     from orchestrator.plan import Sweep
-    from orchestrator.report import build_summary, results_table
+    from orchestrator.report import build_summary, results_table, seeds_table
 
     spec = load_spec(args.config, args.overrides)
     tracker = _tracker(spec, args)
@@ -160,6 +160,8 @@ def cmd_run(args) -> int:
             _write_atomic(Path(args.summary), json.dumps(summary, indent=1))
             tracker.sweeps.finish(parent, summary, ok)
     out.print(results_table(summary))
+    if seeds_table(summary) is not None:
+        out.print(seeds_table(summary))
     for node, state in sweep.states.items():
         if state.status == "failed":
             console.print(f"[red]failed[/] {node.label}: {state.error}")

@@ -44,8 +44,8 @@ def test_lmc_with_recalibration_matches_its_endpoints_recalibrated():
     assert out["test_loss"][-1] == pytest.approx(nn.functional.cross_entropy(b(x), y).item(), abs=1e-6)
 
 
-def result(method, l2, barrier, unlearned, relearned):
-    return {"method": method, "l2_to_original": l2, "lmc": {"loss_barrier": barrier},
+def result(method, l2, barrier, unlearned, relearned, seed=43):
+    return {"method": method, "hparams": {}, "seed": seed, "l2_to_original": l2, "lmc": {"loss_barrier": barrier},
             "unlearned": {"heldout_forget_acc": unlearned}, "relearned": {"0": {"heldout_forget_acc": relearned}}}
 
 
@@ -57,3 +57,14 @@ def test_spearman_between_distance_and_recovery():
     assert out["l2_to_original_vs_recovery_k0"]["n"] == 3
     assert out["loss_barrier_vs_recovery_k0"]["spearman"] == pytest.approx(-0.5)
     assert correlations(results[:2])["l2_to_original_vs_recovery_k0"]["spearman"] is None  # too few methods
+
+
+def test_correlations_rank_settings_by_their_means_over_seeds():
+    """Seeds of one setting count once, by their means: a setting run on three seeds does not outweigh the others."""
+    seeds = [result("a", 1.0, 0.1, 0.3, 0.9, seed=s) for s in (1, 2, 3)]
+    results = seeds + [result("b", 2.0, 0.3, 0.3, 0.7), result("c", 3.0, 0.2, 0.3, 0.5)]
+    out = correlations(results)["l2_to_original_vs_recovery_k0"]
+    assert out["n"] == 3 and out["spearman"] == pytest.approx(-1.0)
+    # a's mean recovery falls below b's and c's once one of its seeds recovers little: the rank flips
+    seeds[0]["relearned"]["0"]["heldout_forget_acc"] = -1.2
+    assert correlations(results)["l2_to_original_vs_recovery_k0"]["spearman"] == pytest.approx(0.5)

@@ -153,3 +153,23 @@ def test_digits_with_a_random_forget_set_runs_without_memorization(tmp_path, tra
     kinds = {r.data.tags["node_kind"] for r in node_runs(MlflowClient(tracking["uri"]), summary["sweep_id"])}
     assert "memorization" not in kinds and "unlearn" in kinds
     assert summary["original"]["forget_acc"] > 0.5  # class-3 digits are learnable; the original saw them
+
+
+def test_a_second_seed_reuses_the_first_and_the_report_aggregates_over_seeds(first_run, tmp_path, capsys):
+    """Seeds are an axis: adding one computes only its own nodes, and every setting is reported as mean, sd, n."""
+    code = main(["run", str(first_run["sweep"]), "seeds=[43,44]", "--tracking-uri", first_run["uri"],
+                 "--summary", str(tmp_path / "two.json")])
+    two = json.loads((tmp_path / "two.json").read_text())
+    first_total = first_run["summary"]["nodes"]["total"]  # seed 43's nodes and the memorization they share
+    assert code == 0 and two["nodes"]["cached"] == first_total and two["nodes"]["executed"] == two["nodes"]["total"] - first_total
+    settings = two["over_seeds"]["settings"]
+    assert len(settings) == 5 and all(s["seeds"] == [43, 44] for s in settings)
+    for setting in settings:
+        rows = [r for r in two["results"] if r["method"] == setting["method"]]
+        heldout = [r["unlearned"]["heldout_forget_acc"] for r in rows]
+        metric = setting["metrics"]["unlearned.heldout_forget_acc"]
+        assert metric["n"] == 2 and metric["mean"] == pytest.approx(sum(heldout) / 2)
+        assert metric["sd"] == pytest.approx(abs(heldout[0] - heldout[1]) / 2 ** 0.5)
+    assert two["over_seeds"]["retrain"]["metrics"]["retrain.test_acc"]["n"] == 2
+    assert two["correlations"]["l2_to_original_vs_recovery_k0"]["n"] == 5  # settings, not seeds x settings
+    assert "mean ± sd over seeds" in capsys.readouterr().out

@@ -6,6 +6,7 @@ before any job starts) or from a node's stored config inside a worker.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -37,6 +38,31 @@ def typed(schema: type, values: Any, where: str) -> Any:
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         raise ConfigError(omegaconf_message(error, where)) from None
+
+
+_UNKEYED_AT = "unkeyed_at"
+
+
+def added_later(default: Any) -> Any:
+    """A config field added after content keys were first recorded, with `default` the behaviour from before it
+    existed. At that value it stays out of the content key (`keyed`), so stores keep their results; any other
+    value enters the key."""
+    return dataclasses.field(default=default, metadata={_UNKEYED_AT: default})
+
+
+def keyed(schema: type, values: dict) -> dict:
+    """`values` (a section typed by `schema`) as a content key sees it: without the fields `added_later` that hold
+    the value they were added with."""
+    neutral = {f.name: f.metadata[_UNKEYED_AT] for f in dataclasses.fields(schema) if _UNKEYED_AT in f.metadata}
+    return {k: v for k, v in values.items()
+            if not (k in neutral and type(v) is type(neutral[k]) and v == neutral[k])}
+
+
+def keyed_section(config: dict, name: str, schema: type) -> dict:
+    """`config` with its section `name` as `keyed` leaves it, and the section left out once nothing of it remains
+    (so nodes stored before the section existed keep their keys)."""
+    section = keyed(schema, config.get(name, {}))
+    return {k: v for k, v in config.items() if k != name} | ({name: section} if section else {})
 
 
 def as_dict(config: Any) -> dict:

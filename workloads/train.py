@@ -94,9 +94,11 @@ def fit(model: nn.Module, stream: BatchStream, optimizer, schedule, total_steps:
 
 
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
-                     augment=None) -> list[tuple[int, float]]:
-    """The original/retrain recipe: Adam, cosine decay to lr * final_lr_fraction, on-device augmentation."""
-    total = steps_for(cfg.epochs, len(y), cfg.batch_size)
+                     augment=None, epoch_size: Optional[int] = None) -> list[tuple[int, float]]:
+    """The original/retrain recipe: Adam, cosine decay to lr * final_lr_fraction, on-device augmentation. An epoch
+    is one pass over `epoch_size` examples (default: the set trained on), so a model trained on a subset can take
+    the steps, and the cosine length, of the full set's schedule."""
+    total = steps_for(cfg.epochs, len(y) if epoch_size is None else epoch_size, cfg.batch_size)
     stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), augment if cfg.augment else None)
     optimizer, schedule = adam_with_cosine(model, cfg.lr, cfg.weight_decay, total, cfg.final_lr_fraction)
     return fit(model, stream, optimizer, schedule, total)

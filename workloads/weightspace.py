@@ -1,4 +1,10 @@
-"""Weight-space evaluations: L2 distance and linear mode connectivity between two models of one architecture."""
+"""Weight-space evaluations: L2 distance and linear mode connectivity between two models of one architecture.
+
+The barriers follow Entezari et al. (2022, "The role of permutation invariance in linear mode connectivity"):
+the largest rise of the path above the straight line between its endpoints' values, on the test set, with no
+batch-norm recalibration unless `recompute_bn`. The loss barrier uses test cross-entropy; the error barrier the
+test error 1 - accuracy, the form Frankle et al. (2020) plot. The reference study reports neither; they are this
+tool's weight-space measurements beside its L2 distance."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,6 +40,11 @@ def interpolate_states(state_a: dict, state_b: dict, t: float) -> dict:
 def loss_barrier(t: list[float], losses: list[float]) -> float:
     """max_t [L(t) - ((1 - t) L(0) + t L(1))]: how far the path rises above the straight line between its ends."""
     return max(loss - ((1 - s) * losses[0] + s * losses[-1]) for s, loss in zip(t, losses))
+
+
+def error_barrier(t: list[float], accuracies: list[float]) -> float:
+    """The barrier of the test error 1 - accuracy along the path (as a fraction, like the accuracies)."""
+    return loss_barrier(t, [1.0 - acc for acc in accuracies])
 
 
 def interpolation_points(stride: float) -> list[float]:
@@ -75,4 +86,5 @@ def linear_mode_connectivity(model: nn.Module, state_a: dict, state_b: dict, spl
             result.setdefault(f"{split}_loss", []).append(metrics["loss"])
             result.setdefault(f"{split}_acc", []).append(metrics["acc"])
     result["loss_barrier"] = loss_barrier(ts, result[f"{barrier_split}_loss"])
+    result["error_barrier"] = error_barrier(ts, result[f"{barrier_split}_acc"])
     return result

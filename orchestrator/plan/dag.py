@@ -96,6 +96,7 @@ class DagBuilder:
         self.attack_data = {**self.data, "dataset": dataset} if uses_corrupted_test(spec.relearn.relearn_set) else self.data
         self.forget = as_dict(spec.forget)
         self.relearn = {k: v for k, v in as_dict(spec.relearn).items() if k != "k"}
+        self.evaluation = {"evaluation": as_dict(spec.evaluation)}  # what the evaluate and relearn nodes score on
         # The k grid stops at the attack pool: k forget examples must exist to be given to the attacker.
         self.ks = usable_ks(spec.relearn.k, spec.relearn.relearn_set, attack_pool)
         self.memorization = self._memorization() if spec.forget.criterion != "random" else None
@@ -156,8 +157,10 @@ class DagBuilder:
         """Evaluation and relearning attacks of `model`; L2 and LMC to `original` when given."""
         slot = slot or label
         with_forget = {**self.data, "forget": self.forget}
-        evaluate = self.add("evaluate", with_forget, f"evaluate {label}", f"evaluate {slot}", model=model, **self.forget_inputs)
-        relearn = {k: self.add("relearn", {**self.attack_data, "forget": self.forget, "relearn": self.relearn, "k": k, "seed": seed},
+        evaluate = self.add("evaluate", {**with_forget, **self.evaluation}, f"evaluate {label}", f"evaluate {slot}", model=model,
+                            **self.forget_inputs)
+        relearn = {k: self.add("relearn", {**self.attack_data, "forget": self.forget, "relearn": self.relearn, **self.evaluation,
+                                           "k": k, "seed": seed},
                                f"relearn {label} k={k}", f"relearn {slot} k={k}", model=model, **self.forget_inputs)
                    for k in self.ks}
         if original is None:

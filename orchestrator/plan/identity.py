@@ -49,8 +49,9 @@ class NodeIdentity:
 
     - `kind`: the node kind's registry name, and `version`, the kind's integer, bumped only when what the kind
       computes changes;
-    - `config`: the node's fully resolved config as the key sees it (`key_view`): defaults filled in, without the
-      fields that only say where files live;
+    - `config`: the node's fully resolved config as the key sees it (`key_view`, then the kind's own): defaults
+      filled in, without the fields that only say where files live or that were added later and hold the value
+      that reproduces the behaviour from before they existed;
     - `inputs`: role -> content key of each input node;
     - `data`: the dataset's name and split, plus, for a node that reads the forget set, the sha256 of the forget
       and retain index arrays (and of the canaries with their labels).
@@ -102,4 +103,4 @@ def node_identity(kind: str, config: dict, input_keys: dict[str, str], forget_se
     entry = NODE_KINDS.get(kind)
     if entry.reads_forget_set(config) != (forget_set is not None):
         raise ValueError(f"a {kind} node {'needs' if forget_set is None else 'does not read'} the forget set")
-    return NodeIdentity(kind, entry.version, key_view(config), dict(input_keys), data_identity(config, forget_set))
+    return NodeIdentity(kind, entry.version, entry.key_view(key_view(config)), dict(input_keys), data_identity(config, forget_set))

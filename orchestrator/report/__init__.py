@@ -1,5 +1,6 @@
-"""Stage 5, the report: summary.json and the results table, read off a planned sweep's states."""
+"""Stage 5, the report: summary.json (per seed and over seeds) and the results tables, read off a planned sweep's
+states."""
 from orchestrator.report.summary import build_summary, correlations
-from orchestrator.report.table import results_table
+from orchestrator.report.table import results_table, seeds_table
 
-__all__ = ["build_summary", "correlations", "results_table"]
+__all__ = ["build_summary", "correlations", "results_table", "seeds_table"]

@@ -1,12 +1,16 @@
 """summary.json: the machine-readable result of a sweep (schema in DESIGN.md), read off the planned sweep's states."""
 from __future__ import annotations
 
+from statistics import fmean
 from typing import Optional
 
 from scipy.stats import spearmanr
 
 from orchestrator.plan import ModelNodes, Node, Sweep
+from orchestrator.report.seeds import aggregate, recovery, setting_id
+from workloads.weightspace import error_barrier
 
+RELEARN_METRICS = ("heldout_forget_acc", "test_acc", "heldout_forget_acc_final", "test_acc_final")
 MODEL_METRICS = ("forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "tow", "mia_acc", "mia_auc")
 
 
@@ -27,7 +31,8 @@ def _relearned(sweep: Sweep, attacks: dict[int, Node], with_curve: bool) -> dict
     for k, node in attacks.items():
         result = _result(sweep, node)
         if result is not None:
-            out[str(k)] = {"heldout_forget_acc": result["heldout_forget_acc"], "test_acc": result["test_acc"]}
+            # Means of the last `report_last` evaluations, as the reference's figures plot them; the final values too.
+            out[str(k)] = {m: result[m] for m in RELEARN_METRICS if m in result}
             if with_curve:
                 out[str(k)]["curve"] = result["curve"]
     return out
@@ -38,7 +43,8 @@ def _lmc(sweep: Sweep, node: Optional[Node]) -> Optional[dict]:
     if result is None:
         return None
     return {"t": result["t"], "test_acc": result["test_acc"], "forget_acc": result["forget_acc"],
-            "loss_barrier": result["loss_barrier"]}
+            "loss_barrier": result["loss_barrier"],
+            "error_barrier": result.get("error_barrier", error_barrier(result["t"], result["test_acc"]))}
 
 
 def _l2(sweep: Sweep, node: Optional[Node]) -> Optional[float]:
@@ -78,24 +84,31 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
         "sweep": sweep.spec.name, "sweep_id": sweep_id, "executor": executor, "wall_seconds": round(wall_seconds, 3),
         "nodes": {"total": len(dag.nodes), "executed": counts["executed"], "cached": counts["cached"],
                   "failed": counts["failed"] + counts["skipped"]},
+        "method_overrides": dict(sweep.spec.method_overrides),  # hparams set for every method alike
         "original": controls[0]["original"], "retrain": controls[0]["retrain"],
         "seeds": controls,  # every seed's controls; "original"/"retrain" above are the first seed's
         "results": results,
+        "over_seeds": aggregate(results, controls),  # every setting and control: mean, sd, n over seeds
         "correlations": correlations(unlearned),
     }
 
 
 def correlations(results: list[dict]) -> dict:
-    """Spearman rank correlation, across the unlearned models in `results`, between a weight-space measurement and
-    how much held-out forget accuracy relearning brings back (relearned - unlearned), per k: the study's central
-    claim is that distance and barrier to the original predict resistance to relearning."""
+    """Spearman rank correlation, across method settings, between a weight-space measurement and how much held-out
+    forget accuracy relearning brings back (relearned - unlearned), per k: the study's central claim is that
+    distance and barrier to the original predict resistance to relearning. Each setting counts once, by its means
+    over the seeds that have both numbers (`n` is the number of settings)."""
     out: dict = {}
     ks = sorted({k for r in results for k in r["relearned"]}, key=int)
     for measure, value in (("l2_to_original", lambda r: r["l2_to_original"]),
-                           ("loss_barrier", lambda r: (r["lmc"] or {}).get("loss_barrier"))):
+                           ("loss_barrier", lambda r: (r["lmc"] or {}).get("loss_barrier")),
+                           ("error_barrier", lambda r: (r["lmc"] or {}).get("error_barrier"))):
         for k in ks:
-            pairs = [(value(r), r["relearned"][k]["heldout_forget_acc"] - r["unlearned"]["heldout_forget_acc"])
-                     for r in results if r["unlearned"] and k in r["relearned"] and value(r) is not None]
+            per_setting: dict[str, list[tuple[float, float]]] = {}
+            for r in results:
+                if value(r) is not None and recovery(r, k) is not None:
+                    per_setting.setdefault(setting_id(r), []).append((value(r), recovery(r, k)))
+            pairs = [(fmean(a for a, _ in seeds), fmean(b for _, b in seeds)) for seeds in per_setting.values()]
             entry = {"k": int(k), "n": len(pairs), "spearman": None, "p_value": None}
             if len(pairs) >= 3 and len({a for a, _ in pairs}) > 1 and len({b for _, b in pairs}) > 1:
                 rho, p = spearmanr([a for a, _ in pairs], [b for _, b in pairs])

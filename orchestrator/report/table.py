@@ -5,6 +5,7 @@ from typing import Optional
 
 from rich.table import Table
 
+from orchestrator.report.seeds import mean_of
 from orchestrator.spec import changed_hparams
 
 
@@ -15,14 +16,16 @@ def _pct(value: Optional[float]) -> str:
 def results_table(summary: dict) -> Table:
     ks = sorted({int(k) for r in summary["results"] for k in r["relearned"]} | {int(k) for k in (summary["retrain"] or {}).get("relearned", {})})
     table = Table(title=f"{summary['sweep']}: accuracy (%) on held-out forget examples, before and after relearning")
-    for column in ["model", "seed", "forget", "held-out", *[f"relearn k={k}" for k in ks], "test", "L2 to orig", "LMC barrier"]:
+    shared = summary.get("method_overrides", {})
+    for column in ["model", "seed", "forget", "held-out", *[f"relearn k={k}" for k in ks], "test", "L2 to orig", "loss barrier", "error barrier"]:
         table.add_column(column, justify="left" if column == "model" else "right")
 
     def row(name: str, seed, metrics: Optional[dict], relearned: dict, l2, lmc):
         metrics = metrics or {}
         table.add_row(name, str(seed), _pct(metrics.get("forget_acc")), _pct(metrics.get("heldout_forget_acc")),
                       *[_pct(relearned.get(str(k), {}).get("heldout_forget_acc")) for k in ks], _pct(metrics.get("test_acc")),
-                      "-" if l2 is None else f"{l2:.2f}", "-" if not lmc else f"{lmc['loss_barrier']:.3f}")
+                      "-" if l2 is None else f"{l2:.2f}", "-" if not lmc else f"{lmc['loss_barrier']:.3f}",
+                      _pct((lmc or {}).get("error_barrier")))
 
     for control in summary["seeds"]:
         original = control["original"] or {}
@@ -30,10 +33,48 @@ def results_table(summary: dict) -> Table:
         retrain = control["retrain"] or {}
         row("retrain (control)", control["seed"], retrain, retrain.get("relearned", {}), retrain.get("l2_to_original"), retrain.get("lmc"))
     for r in summary["results"]:
-        after, start = "", r.get("start_from")
-        while start:
-            after += f" after {start['method']} {changed_hparams(start['method'], start['hparams'])}".rstrip()
-            start = start["start_from"]
-        row(f"{r['method']} [dim]{changed_hparams(r['method'], r['hparams'])}{after}[/dim]", r["seed"], r["unlearned"],
-            r["relearned"], r["l2_to_original"], r["lmc"])
+        row(_setting_name(r, shared), r["seed"], r["unlearned"], r["relearned"], r["l2_to_original"], r["lmc"])
+    return table
+
+
+def _mean_sd(entry: dict, name: str) -> str:
+    metric = entry["metrics"].get(name)
+    if metric is None:
+        return "-"
+    sd = "" if metric["sd"] is None else f" ± {100 * metric['sd']:.1f}"
+    return f"{100 * metric['mean']:.1f}{sd}"
+
+
+def _setting_name(entry: dict, shared: dict) -> str:
+    after, start = "", entry.get("start_from")
+    while start:
+        after += f" after {start['method']} {changed_hparams(start['method'], start['hparams'], shared)}".rstrip()
+        start = start["start_from"]
+    return f"{entry['method']} [dim]{changed_hparams(entry['method'], entry['hparams'], shared)}{after}[/dim]"
+
+
+def seeds_table(summary: dict) -> Optional[Table]:
+    """Every setting and control over its seeds, mean ± sd (n); None for a one-seed sweep."""
+    over = summary.get("over_seeds")
+    if not over or len(summary["seeds"]) < 2:
+        return None
+    ks = sorted({int(name.split(".")[1][1:]) for entry in [over["retrain"], *over["settings"]] for name in entry["metrics"]
+                 if name.startswith("relearned.")})
+    table = Table(title=f"{summary['sweep']}: mean ± sd over seeds (%), held-out forget accuracy before and after relearning")
+    shared = summary.get("method_overrides", {})
+    for column in ["model", "n", "held-out", *[f"relearn k={k}" for k in ks], "test", "test after k=0" if 0 in ks else None,
+                   "L2 to orig"]:
+        if column:
+            table.add_column(column, justify="left" if column == "model" else "right")
+
+    def row(name: str, entry: dict, model_key: str):
+        l2 = mean_of(entry, "l2_to_original")
+        table.add_row(name, str(len(entry["seeds"])), _mean_sd(entry, f"{model_key}.heldout_forget_acc"),
+                      *[_mean_sd(entry, f"relearned.k{k}.heldout_forget_acc") for k in ks], _mean_sd(entry, f"{model_key}.test_acc"),
+                      *([_mean_sd(entry, "relearned.k0.test_acc")] if 0 in ks else []), "-" if l2 is None else f"{l2:.2f}")
+
+    row("original", over["original"], "original")
+    row("retrain (control)", over["retrain"], "retrain")
+    for entry in over["settings"]:
+        row(_setting_name(entry, shared), entry, "unlearned")
     return table

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from omegaconf import OmegaConf
@@ -30,9 +30,10 @@ def method_defaults(name: str) -> dict:
     return copy.deepcopy(_defaults_file(name))
 
 
-def changed_hparams(method: str, hparams: dict) -> str:
-    """The hparams that differ from the method's defaults file, as 'k=v ...'."""
-    defaults = method_defaults(method)
+def changed_hparams(method: str, hparams: dict, shared: Optional[dict] = None) -> str:
+    """The hparams that differ from the method's defaults file and from the sweep's `method_overrides` (`shared`,
+    set for every method alike, so naming it on each one tells nothing), as 'k=v ...'."""
+    defaults = method_defaults(method) | (shared or {})
     return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()) if defaults.get(k) != v)
 
 
@@ -43,6 +44,7 @@ class MethodSetting:
     name: str
     hparams: dict
     start: Optional["MethodSetting"] = None
+    shared: dict = field(default_factory=dict, compare=False)  # the sweep's method_overrides, left out of the label
 
     def as_dict(self) -> dict:
         """For summary.json: the method, its hparams and, for a chain, what it started from."""
@@ -50,7 +52,7 @@ class MethodSetting:
 
     @property
     def label(self) -> str:
-        own = f"{self.name} {changed_hparams(self.name, self.hparams)}".strip()
+        own = f"{self.name} {changed_hparams(self.name, self.hparams, self.shared)}".strip()
         return own if self.start is None else f"{own} after {self.start.label}"
 
     @property
@@ -86,5 +88,5 @@ def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None
     for point in points:
         config = checked(method.Config, OmegaConf.merge(method_defaults(spec.name), spec.hparams, point, forced), f"{where}.hparams")
         hparams = OmegaConf.to_container(OmegaConf.structured(config))
-        settings.extend(MethodSetting(spec.name, hparams, start) for start in starts)
+        settings.extend(MethodSetting(spec.name, hparams, start, dict(overrides or {})) for start in starts)
     return settings

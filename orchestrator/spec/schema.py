@@ -1,11 +1,12 @@
 """The sweep file's typed schema. Sections that belong to a workload are that workload's own config dataclass
-(`train`, `speed`, `forget`, `memorization`, `relearn`, `lmc`); sections whose schema depends on a registry entry
+(`train`, `speed`, `forget`, `memorization`, `relearn`, `lmc`, `evaluation`); sections whose schema depends on a registry entry
 (`dataset.args`, `model.args`, a method's `hparams`) are checked against that entry's dataclass in validate.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from workloads.evaluation import EvaluationConfig
 from workloads.forget import ForgetConfig
 from workloads.memorization import MemorizationConfig
 from workloads.relearn import RelearnConfig
@@ -80,6 +81,7 @@ class SweepSpec:
     method_overrides: dict[str, Any] = field(default_factory=dict)
     relearn: RelearnSpec = field(default_factory=RelearnSpec)
     lmc: LMCConfig = field(default_factory=LMCConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)  # clean or augmented training-set splits
     tracking: TrackingSpec = field(default_factory=TrackingSpec)
     # num_cpus / num_gpus per node kind, per method or `default` (spec/resources.py); the Ray executor's business.
     resources: dict[str, Any] = field(default_factory=dict)

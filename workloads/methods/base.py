@@ -18,18 +18,24 @@ A variant (`alternating_scrub` is `scrub` on the alternating schedule) is the sa
 class attributes, and its defaults file starts from the base method's (`base: scrub.yaml`).
 
 Class attributes the orchestrator reads: `requires_start_model` (the method must start from another method's
-unlearned model, an initial safeguard) and `is_oracle` (the method is the retrained control, built by every sweep).
+unlearned model, an initial safeguard), `is_oracle` (the method is the retrained control, built by every sweep) and
+`version`, bumped when what one method computes changes (it enters the keys of that method's nodes only).
+
+The loop reshuffles (and re-augments) each stream every pass; the reference's `itertools.cycle` replays its first
+pass's batches unchanged (docs/fidelity.md). Both draw every example once per pass. The teacher (the frozen
+original) runs in train mode like the student, as in the reference.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import torch
 from omegaconf import MISSING
 from torch import nn
 
+from workloads.config import added_later
 from workloads.registry import Registry
 from workloads.train import BatchStream, generator_for, steps_for
 
@@ -42,6 +48,9 @@ class MethodConfig:
     weight_decay: float = MISSING
     epochs: float = MISSING
     batch_size: int = MISSING
+    # Draw retain and forget batches through the dataset's training augmentation (the reference's retain and forget
+    # sets are subsets of its augmented training set); off reproduces the results from before the option existed.
+    augment: bool = added_later(False)
 
 
 @dataclass
@@ -58,6 +67,11 @@ class UnlearnContext:
     total_steps: int = 1
     generator: Optional[torch.Generator] = None  # set by unlearn(), seeded from `seed`
     forget_batches: Optional[Iterator[tuple[torch.Tensor, torch.Tensor]]] = None  # the loop's forget stream
+    # A frozen copy of the model the method starts from (the original, or a chained method's initial safeguard);
+    # set by unlearn() before any weight edit.
+    start: Optional[nn.Module] = None
+    # The batch augmentation (x, generator) -> x applied to both streams, or None: the dataset's, if cfg.augment.
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
 
 
 class UnlearningMethod:
@@ -66,6 +80,7 @@ class UnlearningMethod:
     uses_forget_set: ClassVar[bool] = True
     requires_start_model: ClassVar[bool] = False
     is_oracle: ClassVar[bool] = False
+    version: ClassVar[int] = 1
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
@@ -129,10 +144,11 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
     ctx.total_steps = total
     generator = generator_for(ctx.seed, ctx.retain_x.device)
     ctx.generator = generator
+    ctx.start = frozen_copy(model)
     method.edit_weights(model, ctx)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    retain = BatchStream(ctx.retain_x, ctx.retain_y, cfg.batch_size, generator)
-    forget = BatchStream(ctx.forget_x, ctx.forget_y, cfg.batch_size, generator) if method.uses_forget_set else None
+    retain = BatchStream(ctx.retain_x, ctx.retain_y, cfg.batch_size, generator, ctx.augment)
+    forget = BatchStream(ctx.forget_x, ctx.forget_y, cfg.batch_size, generator, ctx.augment) if method.uses_forget_set else None
     ctx.forget_batches = forget
     alternating = method.schedule == "alternating"
     phase, left_in_phase = "forget", forget.batches_per_pass if alternating else 0  # the reference starts with a forget pass
@@ -140,6 +156,7 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
     # The teacher runs in train mode too, as in the reference: with batch-norm, eval-mode statistics would make its
     # outputs differ from the (identical) student's at step 0.
     ctx.original.train()
+    ctx.start.train()
     curve, running, since_log = [], torch.zeros((), device=ctx.retain_x.device), 0
     for step in range(total):
         ctx.step = step

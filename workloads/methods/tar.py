@@ -2,7 +2,9 @@
 under fine-tuning attacks. Each step, K adversaries (copies of theta) fine-tune on forget batches with Adam; after
 each adversary step the gradient of -entropy(p_adv(f)) with respect to the adversary's weights is accumulated,
 scaled by 1 / (K * steps) (a first-order estimate of the tamper-resistance gradient at theta). The defender's
-gradient is that of alpha * (mean_l MSE(h_l(theta, r), h_l(orig, r)) + CE(r)) plus gamma times the accumulated one.
+gradient is that of alpha * (mean_l MSE(h_l(theta, r), h_l(start, r)) + CE(r)) plus gamma times the accumulated
+one, where `start` is the initial safeguard TAR starts from, frozen (the reference copies the model after loading
+the safeguard). Version 2: that target; version 1 took the original's hidden states.
 """
 import copy
 from dataclasses import dataclass
@@ -58,11 +60,12 @@ class TAR(UnlearningMethod):
 
     Config = TARConfig
     requires_start_model = True
+    version = 2
 
     def retain_loss(self, model, x, y, ctx):
         logits, hidden = model(x, return_hidden=True)
         with torch.no_grad():
-            _, reference = ctx.original(x, return_hidden=True)
+            _, reference = ctx.start(x, return_hidden=True)
         return self.cfg.alpha * (hidden_mse(hidden, reference, self.cfg.layers) + F.cross_entropy(logits, y))
 
     def after_backward(self, model, ctx):

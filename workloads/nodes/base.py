@@ -76,6 +76,9 @@ class NodeKind:
     # Whether a node of this kind reads the forget set, from its config (a constant for most kinds).
     reads_forget_set: Callable[[dict], bool]
     work: Callable[[dict, DataSize], Work] = no_work  # the plan's estimate of its compute, from its config
+    # The config as the content key sees it: where a kind leaves out fields added later at their old behaviour's
+    # value (config.added_later) or adds what else decides its result (a method's version).
+    key_view: Callable[[dict], dict] = lambda config: config
 
     def check_inputs(self, roles) -> None:
         unknown = [r for r in roles if not any(fnmatch.fnmatchcase(r, pattern) for pattern in self.reads)]
@@ -88,10 +91,10 @@ NODE_KINDS: Registry[NodeKind] = Registry("node kind")
 
 def register_kind(name: str, version: int = 1, reads: tuple[str, ...] = (),
                   reads_forget_set: Union[bool, Callable[[dict], bool]] = False,
-                  work: Callable[[dict, DataSize], Work] = no_work):
+                  work: Callable[[dict, DataSize], Work] = no_work, key_view: Callable[[dict], dict] = lambda config: config):
     def add(run: Run) -> Run:
         flag = reads_forget_set if callable(reads_forget_set) else (lambda config, value=reads_forget_set: value)
-        NODE_KINDS.register(name)(NodeKind(run, version, tuple(reads), flag, work))
+        NODE_KINDS.register(name)(NodeKind(run, version, tuple(reads), flag, work, key_view))
         return run
 
     return add

@@ -3,7 +3,7 @@ or another method's unlearned model: an initial safeguard), with a frozen copy o
 are forgotten together with the forget set."""
 import torch
 
-from workloads.config import typed
+from workloads.config import keyed, typed
 from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
 from workloads.nodes.base import NodeOutput, Work, register_kind
 from workloads.nodes.common import load_model, split_tensors
@@ -19,7 +19,15 @@ def unlearn_work(config, size):
     return Work(method_cls.batches_per_step(hparams) * steps, hparams["batch_size"], size.train + size.test)
 
 
-@register_kind("unlearn", reads=("start", "original", "forget_scores"), reads_forget_set=True, work=unlearn_work)
+def unlearn_key_view(config):
+    """The method's version enters the key only once bumped past 1, so the keys of every other method stay."""
+    method_cls = METHODS.get(config["method"])
+    view = {**config, "hparams": keyed(method_cls.Config, config["hparams"])}
+    return view | ({"method_version": method_cls.version} if method_cls.version > 1 else {})
+
+
+@register_kind("unlearn", reads=("start", "original", "forget_scores"), reads_forget_set=True, work=unlearn_work,
+               key_view=unlearn_key_view)
 def run_unlearn(config, inputs, ctx):
     method_cls = METHODS.get(config["method"])
     method = method_cls(typed(method_cls.Config, config["hparams"], f"{config['method']}.hparams"))
@@ -29,6 +37,7 @@ def run_unlearn(config, inputs, ctx):
     forget_x, forget_y = splits["forget"]
     if "canary" in splits:
         forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
-    unlearn_ctx = UnlearnContext(original, *splits["retain"], forget_x, forget_y, d.num_classes, len(d.y_train), config["seed"])
+    unlearn_ctx = UnlearnContext(original, *splits["retain"], forget_x, forget_y, d.num_classes, len(d.y_train), config["seed"],
+                                 augment=d.augment if method.cfg.augment else None)
     curve = unlearn(method, model, unlearn_ctx)
     return NodeOutput(result={"steps": unlearn_ctx.total_steps}, state=model.state_dict(), curves={"unlearn_loss": curve})
