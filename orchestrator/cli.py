@@ -113,7 +113,7 @@ def make_pool(args, tracker, spec):
 def cmd_run(args) -> int:
     from orchestrator.execute import run_sweep
     from orchestrator.plan import Sweep
-    from orchestrator.report import build_summary, results_table, seeds_table
+    from orchestrator.report import build_summary, over_seeds_table, results_table, seeds_table
 
     spec = load_spec(args.config, args.overrides)
     tracker = _tracker(spec, args)
@@ -158,7 +158,7 @@ def cmd_run(args) -> int:
             if searches:
                 summary["search"] = searches
             _write_atomic(Path(args.summary), json.dumps(summary, indent=1))
-            tracker.sweeps.finish(parent, summary, ok)
+            tracker.sweeps.finish(parent, summary, ok, {"over_seeds.json": over_seeds_table(summary)})
     out.print(results_table(summary))
     if seeds_table(summary) is not None:
         out.print(seeds_table(summary))

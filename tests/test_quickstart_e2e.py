@@ -173,3 +173,12 @@ def test_a_second_seed_reuses_the_first_and_the_report_aggregates_over_seeds(fir
     assert two["over_seeds"]["retrain"]["metrics"]["retrain.test_acc"]["n"] == 2
     assert two["correlations"]["l2_to_original_vs_recovery_k0"]["n"] == 5  # settings, not seeds x settings
     assert "mean ± sd over seeds" in capsys.readouterr().out
+    # The parent run carries the same aggregate as an MLflow table: one row per setting and control.
+    client = MlflowClient(first_run["uri"])
+    parent = next(r for r in node_runs(client, two["sweep_id"]) if r.data.tags["node_kind"] == "sweep")
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, "over_seeds.json", str(tmp_path))).read_text())
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    assert [r["model"] for r in rows[:2]] == ["original", "retrain (control)"] and len(rows) == 7
+    scrub = next(r for r in rows if r["model"].startswith("alternating_scrub"))
+    expected = next(s for s in settings if s["method"] == "alternating_scrub")["metrics"]["unlearned.heldout_forget_acc"]
+    assert scrub["n"] == 2 and scrub["unlearned.heldout_forget_acc mean"] == pytest.approx(expected["mean"])

@@ -7,6 +7,8 @@ import json
 import statistics
 from typing import Iterable, Optional
 
+from orchestrator.spec import changed_hparams
+
 
 def setting_id(result: dict) -> str:
     """A method setting regardless of seed: the method, its hparams and what it started from."""
@@ -73,3 +75,30 @@ def aggregate(results: list[dict], controls: list[dict]) -> dict:
 def mean_of(entry: dict, name: str) -> Optional[float]:
     metric = entry["metrics"].get(name)
     return None if metric is None else metric["mean"]
+
+
+def over_seeds_table(summary: dict) -> dict[str, list]:
+    """summary["over_seeds"] as columns (one row per setting and control: its name, n, and `<number> mean` /
+    `<number> sd` for every number), the form MLflow's `log_table` shows as a sortable table on the parent run."""
+    over = summary.get("over_seeds") or {}
+    entries = [("original", over.get("original")), ("retrain (control)", over.get("retrain"))]
+    entries += [(" ".join(setting_name(entry, summary.get("method_overrides", {}))).strip(), entry)
+                for entry in over.get("settings", [])]
+    entries = [(name, entry) for name, entry in entries if entry and entry["seeds"]]
+    names = sorted({metric for _, entry in entries for metric in entry["metrics"]})
+    table: dict[str, list] = {"model": [name for name, _ in entries], "n": [len(entry["seeds"]) for _, entry in entries]}
+    for metric in names:
+        for stat in ("mean", "sd"):
+            table[f"{metric} {stat}"] = [(entry["metrics"].get(metric) or {}).get(stat) for _, entry in entries]
+    return table
+
+
+
+def setting_name(entry: dict, shared: dict) -> tuple[str, str]:
+    """(method, what sets it apart): the hparams that differ from its defaults and the sweep's `shared`
+    method_overrides, and the chain it started from."""
+    after, start = "", entry.get("start_from")
+    while start:
+        after += f" after {start['method']} {changed_hparams(start['method'], start['hparams'], shared)}".rstrip()
+        start = start["start_from"]
+    return entry["method"], f"{changed_hparams(entry['method'], entry['hparams'], shared)}{after}".strip()

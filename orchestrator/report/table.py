@@ -5,8 +5,7 @@ from typing import Optional
 
 from rich.table import Table
 
-from orchestrator.report.seeds import mean_of
-from orchestrator.spec import changed_hparams
+from orchestrator.report.seeds import mean_of, setting_name
 
 
 def _pct(value: Optional[float]) -> str:
@@ -46,11 +45,8 @@ def _mean_sd(entry: dict, name: str) -> str:
 
 
 def _setting_name(entry: dict, shared: dict) -> str:
-    after, start = "", entry.get("start_from")
-    while start:
-        after += f" after {start['method']} {changed_hparams(start['method'], start['hparams'], shared)}".rstrip()
-        start = start["start_from"]
-    return f"{entry['method']} [dim]{changed_hparams(entry['method'], entry['hparams'], shared)}{after}[/dim]"
+    method, details = setting_name(entry, shared)
+    return f"{method} [dim]{details}[/dim]"
 
 
 def seeds_table(summary: dict) -> Optional[Table]:

@@ -4,6 +4,7 @@ that used it, and why a node is new (what differs from the newest finished run i
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from mlflow.entities import Metric
 
@@ -21,8 +22,13 @@ class SweepRuns:
         self.store.log_params(run.info.run_id, flatten("", spec, {}))
         return run.info.run_id
 
-    def finish(self, run_id: str, summary: dict, ok: bool) -> None:
+    def finish(self, run_id: str, summary: dict, ok: bool, tables: Optional[dict[str, dict]] = None) -> None:
+        """The summary, node counts and correlations on the parent run; `tables` (artifact file -> columns) as
+        MLflow tables, which its UI shows sortable."""
         self.client.log_dict(run_id, summary, "summary.json")
+        for artifact_file, columns in (tables or {}).items():
+            if columns and next(iter(columns.values())):
+                self.client.log_table(run_id, data=columns, artifact_file=artifact_file)
         now = int(time.time() * 1000)
         metrics = {f"nodes_{k}": v for k, v in summary.get("nodes", {}).items()} | {"wall_seconds": summary.get("wall_seconds", 0.0)}
         metrics |= {f"spearman_{name}": c["spearman"] for name, c in summary.get("correlations", {}).items() if c["spearman"] is not None}
