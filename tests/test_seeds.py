@@ -42,3 +42,33 @@ def test_a_setting_is_its_method_hparams_and_start_not_its_seed():
     assert setting_id(row("scrub", 1, 0, 0, 0)) != setting_id(row("scrub", 1, 0, 0, 0, lr=0.2))
     chained = {**row("tar", 1, 0, 0, 0), "start_from": {"method": "scrub", "hparams": {}, "start_from": None}}
     assert setting_id(chained) != setting_id(row("tar", 1, 0, 0, 0))
+
+
+def over(original_test, control_heldout, control_relearned, settings):
+    """A summary with only what the verdicts read: controls and settings as over-seeds means."""
+    metric = lambda value: {"mean": value, "sd": None, "n": 3}
+    return {"over_seeds": {
+        "original": {"seeds": [1, 2, 3], "metrics": {"original.test_acc": metric(original_test)}},
+        "retrain": {"seeds": [1, 2, 3], "metrics": {"retrain.heldout_forget_acc": metric(control_heldout),
+                                                      "relearned.k0.heldout_forget_acc": metric(control_relearned)}},
+        "settings": [{"method": name, "hparams": {}, "start_from": None, "seeds": [1, 2, 3],
+                      "metrics": {"unlearned.test_acc": metric(test), "unlearned.heldout_forget_acc": metric(held),
+                                  "recovery.k0": metric(recovery)}} for name, test, held, recovery in settings]}}
+
+
+def test_verdicts_read_each_setting_by_the_studys_margins():
+    from orchestrator.report.verdicts import verdicts
+    out = verdicts(over(0.92, 0.30, 0.33, [
+        ("dormant", 0.90, 0.38, 0.25),      # within 3 test points and 10 forget points, recovers 25
+        ("deleted", 0.91, 0.35, 0.02),      # looks clean, stays deleted
+        ("broken", 0.85, 0.35, 0.40),       # recovers, but 7 test points down
+        ("kept", 0.92, 0.90, 0.01),         # forgets too little
+        ("edge", 0.89, 0.40, 0.20),         # exactly on every margin: counts
+    ]))
+    by = {s["method"]: s for s in out["settings"]}
+    assert [by[m]["looks_clean"] for m in ("dormant", "deleted", "broken", "kept", "edge")] == [True, True, False, False, True]
+    assert [by[m]["recovers"] for m in ("dormant", "deleted", "broken", "kept", "edge")] == [True, False, True, False, True]
+    assert by["dormant"]["dormant"] and not by["broken"]["dormant"] and by["edge"]["dormant"]
+    assert out["control_moved"] == pytest.approx(0.03) and out["control_still"]
+    moving = verdicts(over(0.92, 0.30, 0.36, [("dormant", 0.90, 0.38, 0.25)]))
+    assert not moving["control_still"] and not moving["settings"][0]["dormant"]  # a control that moves 6 points

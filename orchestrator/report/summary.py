@@ -8,6 +8,7 @@ from scipy.stats import spearmanr
 
 from orchestrator.plan import ModelNodes, Node, Sweep
 from orchestrator.report.seeds import aggregate, recovery, setting_id
+from orchestrator.report.verdicts import verdicts
 from workloads.weightspace import error_barrier
 
 RELEARN_METRICS = ("heldout_forget_acc", "test_acc", "heldout_forget_acc_final", "test_acc_final")
@@ -80,7 +81,7 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
     } for row in dag.results]
     # The oracle's rows are the retrained control itself: not an unlearned model whose resistance is predicted.
     unlearned = [result for row, result in zip(dag.results, results) if not row.setting.is_oracle]
-    return {
+    summary = {
         "sweep": sweep.spec.name, "sweep_id": sweep_id, "executor": executor, "wall_seconds": round(wall_seconds, 3),
         "nodes": {"total": len(dag.nodes), "executed": counts["executed"], "cached": counts["cached"],
                   "failed": counts["failed"] + counts["skipped"]},
@@ -91,6 +92,8 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
         "over_seeds": aggregate(results, controls),  # every setting and control: mean, sd, n over seeds
         "correlations": correlations(unlearned),
     }
+    summary["verdicts"] = verdicts(summary)  # looks clean / recovers / the control stays put, per setting
+    return summary
 
 
 def correlations(results: list[dict]) -> dict:

@@ -59,18 +59,29 @@ def seeds_table(summary: dict) -> Optional[Table]:
     table = Table(title=f"{summary['sweep']}: mean ± sd over seeds (%), held-out forget accuracy before and after relearning")
     shared = summary.get("method_overrides", {})
     for column in ["model", "n", "held-out", *[f"relearn k={k}" for k in ks], "test", "test after k=0" if 0 in ks else None,
-                   "L2 to orig"]:
+                   "L2 to orig", "reading"]:
         if column:
-            table.add_column(column, justify="left" if column == "model" else "right")
+            table.add_column(column, justify="left" if column in ("model", "reading") else "right")
 
-    def row(name: str, entry: dict, model_key: str):
+    def row(name: str, entry: dict, model_key: str, reading: str = ""):
         l2 = mean_of(entry, "l2_to_original")
         table.add_row(name, str(len(entry["seeds"])), _mean_sd(entry, f"{model_key}.heldout_forget_acc"),
                       *[_mean_sd(entry, f"relearned.k{k}.heldout_forget_acc") for k in ks], _mean_sd(entry, f"{model_key}.test_acc"),
-                      *([_mean_sd(entry, "relearned.k0.test_acc")] if 0 in ks else []), "-" if l2 is None else f"{l2:.2f}")
+                      *([_mean_sd(entry, "relearned.k0.test_acc")] if 0 in ks else []), "-" if l2 is None else f"{l2:.2f}", reading)
 
+    verdicts = summary.get("verdicts") or {}
+    readings = verdicts.get("settings") or [None] * len(over["settings"])
+    margin = verdicts.get("criteria", {}).get("test_margin", 0.0)
     row("original", over["original"], "original")
     row("retrain (control)", over["retrain"], "retrain")
-    for entry in over["settings"]:
-        row(_setting_name(entry, shared), entry, "unlearned")
+    for entry, verdict in zip(over["settings"], readings):
+        row(_setting_name(entry, shared), entry, "unlearned", _reading(verdict, margin))
     return table
+
+
+def _reading(verdict: Optional[dict], test_margin: float) -> str:
+    """The study's reading of a setting (orchestrator/report/verdicts.py): how it looks, and whether it relearns."""
+    if verdict is None or verdict["test_drop"] is None:
+        return ""
+    looks = "looks clean" if verdict["looks_clean"] else "damaged" if verdict["test_drop"] > test_margin else "forgets too little"
+    return f"{looks}; {'relearns' if verdict['recovers'] else 'holds'}"
