@@ -210,8 +210,9 @@ def _sweep(ref: str, args):
     if ref.endswith(".json") or Path(ref).is_file():
         try:
             summary = json.loads(Path(ref).read_text())
-            summary["sweep_id"], summary["results"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            if not isinstance(summary, dict) or not {"sweep_id", "results"} <= summary.keys():
+                raise ValueError("no sweep_id or results")
+        except (OSError, ValueError) as error:
             raise SpecError(f"{ref}: not a readable summary.json ({type(error).__name__}: {error})") from None
         try:  # the sweep's run, if this store has it: figures and report go there too
             store = _store(args)

@@ -85,7 +85,7 @@ class SweepRuns:
         the runs table, its compare view and parallel-coordinates chart line up by method. They hold numbers of
         several nodes under this sweep's relearning and LMC settings, so they belong to the sweep, not to a node;
         they are top-level runs (tagged with the sweep and its run) because the runs table folds children away, and
-        the experiment's shared view `results` (RESULTS_VIEW) lists them with their numbers as columns."""
+        the experiment's shared view `results` (RESULTS_VIEW) lists the latest sweep's with their numbers as columns."""
         note = f"A result of sweep {sweep_id} (run [{parent_run_id}](#/experiments/{self.store.experiment_id}/runs/{parent_run_id}))."
         for row in rows:
             run = self.client.create_run(self.store.experiment_id, run_name=row["name"], tags={
@@ -98,7 +98,7 @@ class SweepRuns:
                 self.client.log_inputs(run.info.run_id, [dataset_input(dataset, "evaluation")])
             self.client.set_terminated(run.info.run_id, "FINISHED")
         if rows:
-            self.client.set_experiment_tag(self.store.experiment_id, VIEW_TAG + RESULTS_VIEW, json.dumps(results_view(rows)))
+            self.client.set_experiment_tag(self.store.experiment_id, VIEW_TAG + RESULTS_VIEW, json.dumps(results_view(rows, sweep_id)))
 
     def log_report(self, run_id: str, folder: Path) -> None:
         """Figures (PNG, SVG) and the HTML report as artifacts of the sweep's run, under `report/`."""
@@ -121,15 +121,17 @@ class SweepRuns:
         return f"new input {', '.join(inputs)}" if inputs else "same config, different data or handler version"
 
 
-def results_view(rows: list[dict]) -> dict:
-    """The runs table showing result runs, with what tells methods apart and the results table's numbers as columns,
-    ordered by held-out forget accuracy after the strongest attack (most resistant first)."""
+def results_view(rows: list[dict], sweep_id: str) -> dict:
+    """The runs table showing the latest sweep's result runs (drop the sweep_id clause of its filter to compare every
+    sweep's), the method and seed and the results table's numbers as columns, ordered by held-out forget accuracy
+    after the strongest attack (most resistant first)."""
     metrics = sorted({name for row in rows for name in row["metrics"]})
     wanted = [m for m in metrics if m in ("test_acc", "forget_acc", "heldout_forget_acc", "l2_to_original", "loss_barrier")
               or (m.startswith("relearned_k") and m.endswith("_heldout_forget_acc")) or m.startswith("recovery_k")]
     strongest = max((m for m in wanted if m.startswith("relearned_k")), key=lambda m: int(m.split("_")[1][1:]), default=None)
-    view = {"searchFilter": f"tags.node_kind = '{RESULT}'",
-            "selectedColumns": [f"params.`{p}`" for p in ("method", "setting", "seed")] + [f"metrics.`{m}`" for m in wanted]}
+    columns = ["params.`method`", "params.`seed`"] + [f"metrics.`{m}`" for m in wanted]
+    view = {"searchFilter": f"tags.node_kind = '{RESULT}' and tags.sweep_id = '{sweep_id}'", "selectedColumns": columns,
+            "columnOrder": columns}
     return view | ({"orderByKey": f"metrics.`{strongest}`", "orderByAsc": True} if strongest else {})
 
 
