@@ -71,6 +71,19 @@ def test_the_html_report_shows_its_ranked_table_and_every_figure(chromium, repor
     keep(shot, "report")
 
 
+def test_the_reports_tables_sort_on_a_click(chromium, reported_sweeps, tmp_path):
+    """A copy of the report with a script that clicks the `test` header of the ranked table and writes the model
+    order it then shows into the page, read back from the DOM."""
+    report = (reported_sweeps["folder"] / "a" / "report" / "report.html").read_text()
+    click = ("<script>const t=document.querySelector('#ranked');const th=[...t.tHead.rows[0].cells].find(c=>c.textContent==='test');"
+             "th.click();document.body.dataset.order=[...t.tBodies[0].rows].map(r=>r.cells[3].dataset.v).join(',');</script>")
+    page = tmp_path / "clicked.html"
+    page.write_text(report.replace("</body>", click + "</body>"))
+    _, dom = browse(chromium, page.as_uri(), tmp_path, "clicked", budget_ms=2000)
+    order = [float(v) for v in dom.split('data-order="')[1].split('"')[0].split(",")]
+    assert len(order) == 2 + len(METHODS) and order == sorted(order)  # by test accuracy, ascending
+
+
 @pytest.fixture(scope="module")
 def mlflow_ui(reported_sweeps, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ui")

@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 from workloads.data import DATASETS, location_fields
 
 EMBEDDED_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "")
-# MLflow 3's UI opens an experiment without this tag on a GenAI overview; this kind opens it on the runs table.
+# MLflow 3's experiment page reads this tag to open a model-training experiment on its runs table instead of a GenAI
+# overview. MLflow 3.17's UI decides by its GenAI / Model training switch instead (the address lineage.ui_path gives).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
