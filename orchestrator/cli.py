@@ -2,8 +2,13 @@
 
   unlearn-sweep run  CONFIG [key=value ...] [--executor local|ray] [--address auto|ray://host:port] [--summary summary.json]
   unlearn-sweep plan CONFIG [key=value ...]
+  unlearn-sweep report SWEEP [--out DIR]      a sweep id, a parent run id or a summary.json: table, figures, HTML
+  unlearn-sweep compare A B                   config differences and metric deltas per method setting
+  unlearn-sweep status                        the sweeps in the store
+  unlearn-sweep cache ls|verify|gc [--yes]    stored results per kind; re-verify every sha256; remove garbage
 
-Exit codes: 0 done, 1 some node failed (everything finished is kept), 2 bad input (nothing ran).
+Exit codes: 0 done, 1 some node failed or an artifact did not verify (everything finished is kept), 2 bad input
+(nothing ran).
 """
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ import uuid
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from orchestrator.spec import SpecError, as_dict, load_spec
@@ -112,8 +116,10 @@ def make_pool(args, tracker, spec):
 
 def cmd_run(args) -> int:
     from orchestrator.execute import run_sweep
+    from orchestrator.execute.progress import SweepProgress
     from orchestrator.plan import Sweep
-    from orchestrator.report import build_summary, over_seeds_table, results_table, seeds_table
+    from orchestrator.report import build_summary, over_seeds_table, results_columns, results_table, seeds_table
+    from orchestrator.track.lineage import ui_address
 
     spec = load_spec(args.config, args.overrides)
     tracker = _tracker(spec, args)
@@ -130,27 +136,15 @@ def cmd_run(args) -> int:
     console.print(f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {pool.describe()}, "
                   f"tracking {tracker.uri}")
     start = time.perf_counter()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
-        task = progress.add_task("", total=len(sweep.dag.nodes))
-
-        def on_change(node):
-            c = sweep.counts()
-            done = c["executed"] + c["cached"] + c["failed"] + c["skipped"]
-            now = f" running {c['running']}" + (f" waiting on another sweep {c['waiting']}" if c["waiting"] else "")
-            if pool.name == "local" and sweep.states[node].status == "running":
-                now = f" running {node.label}"
-            progress.update(task, completed=done, description=(
-                f"done {c['executed']} cached {c['cached']} failed {c['failed'] + c['skipped']}{now}"))
-
+    with SweepProgress(sweep, pool.name, tracker, parent, console) as progress:
         ok, searches = False, []
         try:
             if spec.search:  # the searches' best settings join the methods; their trials are already in the store
                 from orchestrator.execute.search import run_searches
 
-                sweep, searches = run_searches(sweep, pool, sweep_id, parent, retries, on_change)
-                progress.update(task, total=len(sweep.dag.nodes))
-            run_sweep(sweep, pool, sweep_id, parent, retries, on_change)
+                sweep, searches = run_searches(sweep, pool, sweep_id, parent, retries, progress)
+                progress.follow(sweep)
+            run_sweep(sweep, pool, sweep_id, parent, retries, progress)
             ok = not any(s.status in ("failed", "skipped") for s in sweep.states.values())
         finally:
             pool.close()
@@ -158,7 +152,9 @@ def cmd_run(args) -> int:
             if searches:
                 summary["search"] = searches
             _write_atomic(Path(args.summary), json.dumps(summary, indent=1))
-            tracker.sweeps.finish(parent, summary, ok, {"over_seeds.json": over_seeds_table(summary)})
+            publish_results(tracker, parent, summary, spec, args)
+            tracker.sweeps.finish(parent, summary, ok, {"over_seeds.json": over_seeds_table(summary),
+                                                        "results.json": results_columns(summary)})
     out.print(results_table(summary))
     if seeds_table(summary) is not None:
         out.print(seeds_table(summary))
@@ -168,12 +164,157 @@ def cmd_run(args) -> int:
     n = summary["nodes"]
     console.print(f"{n['executed']} executed, {n['cached']} cached, {n['failed']} failed in {summary['wall_seconds']:.1f} s; "
                   f"summary in {args.summary}; parent run {parent}")
+    console.print(f"results in MLflow's runs table: {ui_address(tracker.uri, tracker.store.experiment_id)}")
     return 0 if ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unlearn-sweep", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def publish_results(tracker, parent: str, summary: dict, spec, args) -> None:
+    """A result run per model and seed, and (unless --no-report) the figures and HTML report, on the sweep's run.
+    A report that cannot be drawn is a warning: the sweep's results are already safe in summary.json."""
+    from orchestrator.report import result_runs
+    from orchestrator.report.html import write_report
+
+    tracker.sweeps.record_results(parent, summary["sweep_id"], result_runs(summary), as_dict(spec.dataset))
+    if args.no_report:
+        return
+    folder = Path(args.report_dir) if args.report_dir else Path(args.summary).parent / "report"
+    try:
+        path = write_report(summary, folder, args.test_floor)
+        tracker.sweeps.log_report(parent, folder)
+        console.print(f"report: {path} (figures beside it; also under report/ on the sweep's run)")
+    except Exception as error:  # noqa: BLE001
+        console.print(f"[yellow]warning:[/] report not written: {type(error).__name__}: {error}")
+
+
+# -- commands that read the record ----------------------------------------------------------------------------------
+def _store(args):
+    """The store a reading command looks at, as it is: never created; a missing one is bad input."""
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.track import Store, StoreError
+
+    uri = _uri(args)
+    try:
+        return Store.existing(uri, args.experiment)
+    except StoreError as error:
+        raise SpecError(f"tracking: {error}") from None
+    except (MlflowException, OSError) as error:
+        raise SpecError(f"tracking: cannot use MLflow tracking store {uri}: {str(error).splitlines()[0]}") from None
+
+
+def _sweep(ref: str, args):
+    """(summary, the sweep's parent run or None, the store or None) from a summary.json path, a sweep id or a run id."""
+    from orchestrator.track import StoreError
+    from orchestrator.track.sweeps import find_sweep, read_summary
+
+    if ref.endswith(".json") or Path(ref).is_file():
+        try:
+            summary = json.loads(Path(ref).read_text())
+            if not isinstance(summary, dict) or not {"sweep_id", "results"} <= summary.keys():
+                raise ValueError("no sweep_id or results")
+        except (OSError, ValueError) as error:
+            raise SpecError(f"{ref}: not a readable summary.json ({type(error).__name__}: {error})") from None
+        try:  # the sweep's run, if this store has it: figures and report go there too
+            store = _store(args)
+            return summary, find_sweep(store, summary["sweep_id"]), store
+        except (SpecError, StoreError):
+            return summary, None, None
+    store = _store(args)
+    try:
+        run = find_sweep(store, ref)
+        return read_summary(store, run), run, store
+    except StoreError as error:
+        raise SpecError(str(error)) from None
+
+
+def cmd_report(args) -> int:
+    from orchestrator.report import results_table, seeds_table
+    from orchestrator.report.html import write_report
+    from orchestrator.track import SweepRuns
+
+    summary, run, store = _sweep(args.sweep, args)
+    default = Path(args.sweep).parent / "report" if Path(args.sweep).is_file() else Path("reports") / summary["sweep_id"]
+    folder = Path(args.out) if args.out else default
+    out.print(results_table(summary))
+    if seeds_table(summary) is not None:
+        out.print(seeds_table(summary))
+    path = write_report(summary, folder, args.test_floor)
+    if run is not None:
+        SweepRuns(store).log_report(run.info.run_id, folder)
+    where = f"; logged under report/ on run {run.info.run_id}" if run is not None else " (the sweep is not in this store)"
+    console.print(f"report: {path}, figures beside it{where}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from orchestrator.report.compare import compare_tables
+    from orchestrator.track.sweeps import sweep_config
+
+    (a, run_a, _), (b, run_b, _) = _sweep(args.a, args), _sweep(args.b, args)
+    configs = [None if run is None else sweep_config(run) for run in (run_a, run_b)]
+    if None in configs:
+        console.print("[yellow]note:[/] a sweep is not in this store: its config is unknown, only metrics are compared")
+    for table in compare_tables(a, b, *configs):
+        out.print(table)
+    return 0
+
+
+def _uri(args) -> str:
+    return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+
+
+def cmd_status(args) -> int:
+    from orchestrator.report.record import status_table
+    from orchestrator.track.sweeps import sweep_runs, sweep_status
+
+    out.print(status_table([sweep_status(run) for run in sweep_runs(_store(args))[:args.limit]], _uri(args)))
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from orchestrator.report.record import garbage_lines, usage_table, verify_lines
+    from orchestrator.track import Artifacts, StoreError, cache
+
+    store = _store(args)
+    if args.action == "ls":
+        out.print(usage_table(cache.usage(store, Artifacts(store)), store.uri))
+        return 0
+    if args.action == "verify":
+        checked, failed = cache.verify(store, Artifacts(store))
+        out.print("\n".join(verify_lines(checked, failed)))
+        return 1 if failed else 0
+    garbage = cache.find_garbage(store)
+    out.print("\n".join(garbage_lines(garbage, args.yes)))
+    if args.yes:
+        try:
+            cache.collect(store, garbage)
+        except StoreError as error:
+            raise SpecError(str(error)) from None
+    return 0
+
+
+# -- the command line -----------------------------------------------------------------------------------------------
+class VersionAction(argparse.Action):
+    """`--version`: the package's version and, from a git checkout, its commit (read only when asked)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        from orchestrator.track.store import git_commit
+
+        try:
+            found = version("unlearn-sweep")
+        except PackageNotFoundError:
+            found = "unknown (not installed)"
+        commit = git_commit()
+        print(f"unlearn-sweep {found}" + (f" (git {commit[:12]})" if commit else ""))
+        parser.exit(0)
+
+
+def _sweep_commands(commands) -> None:
     for name, func, help_text in (("run", cmd_run, "plan, then execute a sweep"), ("plan", cmd_plan, "show the DAG and what is cached")):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("config", help="sweep YAML file")
@@ -195,11 +336,51 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--retries", type=int, default=None,
                                  help="re-runs of a node that raised (default: 1 on ray, 0 locally)")
             command.add_argument("--summary", default="summary.json", help="where to write summary.json")
+            command.add_argument("--report-dir", default=None, help="figures and report.html (default: report/ beside the summary)")
+            command.add_argument("--no-report", action="store_true", help="write no figures or HTML report")
+            _floor_option(command)
+
+
+def _floor_option(command) -> None:
+    command.add_argument("--test-floor", type=float, default=None,
+                         help="test accuracy (0-1) a model needs to rank among the usable ones in the report "
+                              "(default: 90%% of the retrained control's)")
+
+
+def _record_commands(commands) -> None:
+    def add(name: str, func, help_text: str):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db)")
+        command.add_argument("--experiment", default="unlearn-sweep", help="MLflow experiment (default: unlearn-sweep)")
+        command.set_defaults(func=func)
+        return command
+
+    report = add("report", cmd_report, "table, figures and HTML report of an earlier sweep, recomputing nothing")
+    report.add_argument("sweep", help="a sweep id, a sweep's parent run id, or a summary.json")
+    report.add_argument("--out", default=None, help="output folder (default: report/ beside a summary.json, else reports/<sweep id>)")
+    _floor_option(report)
+    compare = add("compare", cmd_compare, "config differences and metric deltas between two sweeps")
+    compare.add_argument("a", help="a sweep id, parent run id or summary.json")
+    compare.add_argument("b", help="a sweep id, parent run id or summary.json")
+    status = add("status", cmd_status, "the sweeps in the store: running, finished, failed; nodes done; started by whom")
+    status.add_argument("--limit", type=int, default=20, help="the newest this many sweeps (default 20)")
+    cache = add("cache", cmd_cache, "the stored results: ls (per kind), verify (every sha256), gc (deleted claims, orphans)")
+    cache.add_argument("action", choices=["ls", "verify", "gc"])
+    cache.add_argument("--yes", action="store_true", help="gc: remove what it lists (default: a dry run)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unlearn-sweep", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=VersionAction)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _sweep_commands(commands)
+    _record_commands(commands)
     args = parser.parse_args(argv)
-    if args.threads is not None and args.threads < 1:
-        console.print(f"[red]error:[/] --threads must be at least 1, got {args.threads}")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        console.print(f"[red]error:[/] --threads must be at least 1, got {threads}")
         return 2
-    configure_torch(args.threads)  # before any torch op starts the thread pool
+    configure_torch(threads)  # before any torch op starts the thread pool
     try:
         return args.func(args)
     except SpecError as error:

@@ -1,3 +1,4 @@
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -51,3 +52,26 @@ def tiny_quickstart(path: Path, **changes) -> Path:
 def tracking(tmp_path):
     """A sqlite MLflow store and artifact folder private to the test."""
     return {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "artifacts": str(tmp_path / "artifacts")}
+
+
+# Three method settings (the fewest that give a Spearman value), named here rather than read from the quickstart.
+REPORT_SETTINGS = [{"name": "neggrad_plus", "hparams": {"lr": 1e-2, "epochs": 0.5}},
+                   {"name": "alternating_scrub", "hparams": {"lr": 1e-2, "epochs": 0.5, "kl_reduction": "batchmean"}},
+                   {"name": "weight_distortion", "hparams": {"lr": 1e-3, "epochs": 0.5, "sigma": 0.15}}]
+
+
+@pytest.fixture(scope="session")
+def reported_sweeps(tmp_path_factory):
+    """Two real tiny sweeps through the CLI into one sqlite store, for the report, figure and browser tests: A on two
+    seeds (with its figures and report), then B, the same with another LMC stride, so only its interpolations run."""
+    from orchestrator.cli import main
+
+    folder = tmp_path_factory.mktemp("reported")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    out = {"folder": folder, "uri": uri}
+    for name, changes, extra in (("a", {}, []), ("b", {"lmc__stride": 0.5}, ["--no-report"])):
+        sweep = tiny_quickstart(folder / f"{name}.yaml", seeds=[43, 44], methods=REPORT_SETTINGS,
+                                tracking__artifact_location=str(folder / "artifacts"), **changes)
+        assert main(["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / name / "summary.json"), *extra]) == 0
+        out[name] = json.loads((folder / name / "summary.json").read_text())
+    return out

@@ -25,8 +25,10 @@ def first_run(tmp_path_factory):
 
 
 def node_runs(client: MlflowClient, sweep_id: str):
+    """The sweep's run and the runs of the nodes it executed (not its links to cached nodes or its result runs)."""
     experiment = client.get_experiment_by_name("unlearn-sweep")
-    return client.search_runs([experiment.experiment_id], f"tags.sweep_id = '{sweep_id}'", max_results=1000)
+    runs = client.search_runs([experiment.experiment_id], f"tags.sweep_id = '{sweep_id}'", max_results=1000)
+    return [r for r in runs if r.data.tags["node_kind"] not in ("link", "result")]
 
 
 def test_summary_has_the_design_schema(first_run):

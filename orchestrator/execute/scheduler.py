@@ -66,6 +66,9 @@ class Scheduler:
         self.retries, self.on_change = retries, on_change
         self.tracker = sweep.tracker
         needed = set(sweep.dag) if targets is None else _with_ancestors(targets)
+        # Only a run of the whole sweep links what it found cached: a search's phases and trials run parts of it,
+        # and the run of the whole sweep that follows them finds the same nodes and links each once.
+        self.links = targets is None
         self.pending: list[Node] = [n for n in sweep.dag if n in needed]  # topological; retried nodes go to the front
         self.in_flight: dict[str, Node] = {}  # claimed run id -> node
         self.waiting: dict[Node, str] = {}  # node -> the run (of another sweep) computing it
@@ -74,7 +77,8 @@ class Scheduler:
         self.losses: Counter = Counter()
 
     def run(self) -> None:
-        heartbeat = Heartbeat(self.tracker, lambda: list(self.in_flight))
+        # The sweep's own run beats too, so `status` tells a running sweep from one whose driver died.
+        heartbeat = Heartbeat(self.tracker, lambda: [self.parent, *self.in_flight])
         heartbeat.start()
         try:
             while self.pending or self.in_flight or self.waiting:
@@ -178,8 +182,8 @@ class Scheduler:
                 self._set(node, "pending")
 
     def _link(self, node: Node) -> None:
-        if self.sweep.states[node].status == "cached":  # another sweep's run: say this one used it too
-            self.tracker.sweeps.link(self.sweep.states[node].run_id, self.sweep_id, self.parent)
+        if self.links and self.sweep.states[node].status == "cached":  # another sweep's run: say this one used it too
+            self.tracker.sweeps.link(node, self.sweep.states[node].run_id, self.sweep_id, self.parent)
         self.on_change(node)
 
     def _set(self, node: Node, status: str) -> None:

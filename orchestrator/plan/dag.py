@@ -25,6 +25,9 @@ class Node:
     label: str = ""
     slot: str = ""  # the label without hyperparameters: earlier runs in the same slot explain why this one is new
     key: Optional[str] = None
+    # The model this node makes or measures (method, hparams, seed, start): recorded on its run so runs compare by
+    # method in the MLflow UI. Never part of the key: the config and inputs already determine the result.
+    about: dict = field(default_factory=dict)
 
     def __post_init__(self):
         NODE_KINDS.get(self.kind).check_inputs(self.inputs)
@@ -103,12 +106,13 @@ class DagBuilder:
         # Every node that reads the forget set depends on the memorization node that chose it.
         self.forget_inputs = {"forget_scores": self.memorization}
 
-    def add(self, kind: str, config: dict, label: str, slot: str = "", **inputs: Optional[Node]) -> Node:
+    def add(self, kind: str, config: dict, label: str, slot: str = "", about: Optional[dict] = None,
+            **inputs: Optional[Node]) -> Node:
         inputs = {role: n for role, n in inputs.items() if n is not None}
         # The same job asked for twice (a chain's start that is also swept on its own) is one node.
         identity = canonical_json([kind, config, {role: id(n) for role, n in inputs.items()}])
         if identity not in self._seen:
-            self._seen[identity] = Node(kind, config, inputs, label, slot)
+            self._seen[identity] = Node(kind, config, inputs, label, slot, about=dict(about or {}))
             self.nodes.append(self._seen[identity])
         return self._seen[identity]
 
@@ -133,9 +137,12 @@ class DagBuilder:
         label = f"seed={seed}"
         # Canaries are relabelled in the training set itself, so with them even the original reads the forget set.
         canaries = {"forget": self.forget} if self.spec.forget.canary_fraction > 0 else {}
-        original = self.add("train_original", {**train, **canaries}, f"original {label}",
+        about = {role: {"method": role, "seed": seed, "setting": name}
+                 for role, name in (("original", "original"), ("retrain", "retrain (control)"))}
+        original = self.add("train_original", {**train, **canaries}, f"original {label}", about=about["original"],
                             **(self.forget_inputs if canaries else {}))
-        retrain = self.add("train_retrain", {**train, "forget": self.forget}, f"retrain {label}", **self.forget_inputs)
+        retrain = self.add("train_retrain", {**train, "forget": self.forget}, f"retrain {label}", about=about["retrain"],
+                           **self.forget_inputs)
         return SeedControls(seed, self._measured(original, f"original {label}", seed),
                             self._measured(retrain, f"retrain {label}", seed, original=original))
 
@@ -151,24 +158,30 @@ class DagBuilder:
         start = original if setting.start is None else self._unlearned(setting.start, seed, original)
         config = {**self.data, "forget": self.forget, "method": setting.name, "hparams": setting.hparams, "seed": seed}
         return self.add("unlearn", config, f"unlearn {setting.label} seed={seed}", f"unlearn {setting.slot} seed={seed}",
-                        start=start, original=original, **self.forget_inputs)
+                        about=about_setting(setting, seed), start=start, original=original, **self.forget_inputs)
 
     def _measured(self, model: Node, label: str, seed: int, slot: str = "", original: Optional[Node] = None) -> ModelNodes:
         """Evaluation and relearning attacks of `model`; L2 and LMC to `original` when given."""
-        slot = slot or label
+        slot, about = slot or label, model.about
         with_forget = {**self.data, "forget": self.forget}
-        evaluate = self.add("evaluate", {**with_forget, **self.evaluation}, f"evaluate {label}", f"evaluate {slot}", model=model,
-                            **self.forget_inputs)
+        evaluate = self.add("evaluate", {**with_forget, **self.evaluation}, f"evaluate {label}", f"evaluate {slot}", about,
+                            model=model, **self.forget_inputs)
         relearn = {k: self.add("relearn", {**self.attack_data, "forget": self.forget, "relearn": self.relearn, **self.evaluation,
                                            "k": k, "seed": seed},
-                               f"relearn {label} k={k}", f"relearn {slot} k={k}", model=model, **self.forget_inputs)
+                               f"relearn {label} k={k}", f"relearn {slot} k={k}", about, model=model, **self.forget_inputs)
                    for k in self.ks}
         if original is None:
             return ModelNodes(model, evaluate, relearn)
-        distance = self.add("distance", dict(self.data), f"distance {label}", f"distance {slot}", a=original, b=model)
-        lmc = self.add("interpolate", {**with_forget, "lmc": as_dict(self.spec.lmc)}, f"lmc {label}", f"lmc {slot}",
+        distance = self.add("distance", dict(self.data), f"distance {label}", f"distance {slot}", about, a=original, b=model)
+        lmc = self.add("interpolate", {**with_forget, "lmc": as_dict(self.spec.lmc)}, f"lmc {label}", f"lmc {slot}", about,
                        a=original, b=model, **self.forget_inputs)
         return ModelNodes(model, evaluate, relearn, distance, lmc)
+
+
+def about_setting(setting: MethodSetting, seed: int) -> dict:
+    """What an unlearned model is, for its runs: the method, its hparams, the seed and the model it started from."""
+    return {"method": setting.name, "hparams": setting.hparams, "seed": seed, "setting": setting.label,
+            "start_from": "original" if setting.start is None else setting.start.label}
 
 
 def build_dag(spec: SweepSpec, attack_pool: Optional[int] = None) -> SweepDAG:

@@ -27,15 +27,14 @@ def _model_metrics(sweep: Sweep, nodes: ModelNodes) -> Optional[dict]:
     return {**{m: result[m] for m in MODEL_METRICS}, **extra, "run_id": sweep.states[nodes.model].run_id}
 
 
-def _relearned(sweep: Sweep, attacks: dict[int, Node], with_curve: bool) -> dict:
+def _relearned(sweep: Sweep, attacks: dict[int, Node]) -> dict:
+    """Per k: means of the last `report_last` evaluations, as the reference's figures plot them, the final values,
+    and the curve of held-out forget accuracy (the controls' curves are the references of the relearning figure)."""
     out = {}
     for k, node in attacks.items():
         result = _result(sweep, node)
         if result is not None:
-            # Means of the last `report_last` evaluations, as the reference's figures plot them; the final values too.
-            out[str(k)] = {m: result[m] for m in RELEARN_METRICS if m in result}
-            if with_curve:
-                out[str(k)]["curve"] = result["curve"]
+            out[str(k)] = {**{m: result[m] for m in RELEARN_METRICS if m in result}, "curve": result["curve"]}
     return out
 
 
@@ -58,11 +57,11 @@ def _controls(sweep: Sweep) -> list[dict]:
     for seed, seed_nodes in sweep.dag.controls.items():
         retrain = _model_metrics(sweep, seed_nodes.retrain)
         if retrain is not None:
-            retrain |= {"relearned": _relearned(sweep, seed_nodes.retrain.relearn, with_curve=False),
+            retrain |= {"relearned": _relearned(sweep, seed_nodes.retrain.relearn),
                         "l2_to_original": _l2(sweep, seed_nodes.retrain.distance), "lmc": _lmc(sweep, seed_nodes.retrain.interpolate)}
         original = _model_metrics(sweep, seed_nodes.original)
         if original is not None:
-            original["relearned"] = _relearned(sweep, seed_nodes.original.relearn, with_curve=False)
+            original["relearned"] = _relearned(sweep, seed_nodes.original.relearn)
         controls.append({"seed": seed, "original": original, "retrain": retrain})
     return controls
 
@@ -75,7 +74,7 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
         "start_from": None if row.setting.start is None else row.setting.start.as_dict(),
         "run_id": sweep.states[row.nodes.model].run_id,
         "unlearned": _model_metrics(sweep, row.nodes),
-        "relearned": _relearned(sweep, row.nodes.relearn, with_curve=True),
+        "relearned": _relearned(sweep, row.nodes.relearn),
         "l2_to_original": _l2(sweep, row.nodes.distance),
         "lmc": _lmc(sweep, row.nodes.interpolate),
     } for row in dag.results]

@@ -131,13 +131,35 @@ class Artifacts:
                                        for name, entry in entries.items()}
         return self._manifests[run_id]
 
-    def _complete(self, run_id: str) -> bool:
-        """Every file of the manifest is in the artifact listing with its recorded size (nothing downloaded)."""
+    def listing(self, run_id: str, artifact_uri: Optional[str] = None) -> dict[str, int]:
+        """The run's artifact files (top level) and their sizes, read from the folder or the store's listing."""
+        if artifact_uri is not None:
+            self._roots[run_id] = artifact_uri
         folder = self._local(run_id)
         if folder is not None:
-            listed = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
-        else:
-            listed = {info.path: info.file_size for info in self.client.list_artifacts(run_id)}
+            return {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}
+        return {info.path: info.file_size for info in self.client.list_artifacts(run_id) if not info.is_dir}
+
+    def problems(self, run_id: str, artifact_uri: Optional[str] = None) -> list[str]:
+        """Every way the run's artifacts fail their manifest: missing, wrong size, wrong sha256 (each file hashed,
+        checkpoints included). Empty when all verify."""
+        listed = self.listing(run_id, artifact_uri)
+        if MANIFEST not in listed:
+            return [f"no {MANIFEST}"]
+        out = []
+        for name, entry in self._manifest(run_id).items():
+            if name not in listed or entry["size"] not in (None, listed[name]):
+                out.append(f"{name}: missing" if name not in listed else f"{name}: {listed[name]} bytes, recorded {entry['size']}")
+                continue
+            try:
+                self._verified(run_id, name)
+            except CorruptArtifact:
+                out.append(f"{name}: sha256 differs from the manifest")
+        return out
+
+    def _complete(self, run_id: str) -> bool:
+        """Every file of the manifest is in the artifact listing with its recorded size (nothing downloaded)."""
+        listed = self.listing(run_id)
         return all(name in listed and entry["size"] in (None, listed[name]) for name, entry in self._manifest(run_id).items())
 
     def _verified(self, run_id: str, name: str) -> Path:

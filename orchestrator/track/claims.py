@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from orchestrator.track.artifacts import Artifacts
-from orchestrator.track.store import Store, flatten
+from orchestrator.track.store import Store, dataset_input, flatten, system_tags
 
 HEARTBEAT = "heartbeat"
 HEARTBEAT_SECONDS = 10.0
@@ -23,6 +23,7 @@ class TrackedNode(Protocol):
     slot: str  # the node's place regardless of hyperparameters: earlier runs in it explain why this one is new
     label: str
     config: dict
+    about: dict  # the model it makes or measures: method, hparams, seed, start (params of its run, not of its key)
 
     @property
     def input_keys(self) -> dict[str, str]: ...
@@ -41,7 +42,7 @@ class Claims:
     def claim(self, node: TrackedNode, sweep_id: str, parent_run_id: str) -> Claim:
         """Opens this node's run, then reads every run of the key in one query: the earliest live claim wins and
         computes it; the others delete their run and wait. A result finished since the lookup is caught here."""
-        tags = {"node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
+        tags = {**system_tags(), "node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
                 "mlflow.parentRunId": parent_run_id, HEARTBEAT: str(time.time()),
                 **{f"input.{role}": key for role, key in node.input_keys.items()}}
         run = self.client.create_run(self.store.experiment_id, run_name=node.label, tags=tags)
@@ -61,7 +62,9 @@ class Claims:
         if first.info.run_id != run.info.run_id or finished is not None:
             self.client.delete_run(run.info.run_id)
             return Claim(None, first.info.run_id if finished is None else finished.run_id)
-        self.store.log_params(run.info.run_id, flatten("", node.config, {}))
+        self.store.log_params(run.info.run_id, run_params(node))
+        if "dataset" in node.config:
+            self.client.log_inputs(run.info.run_id, [dataset_input(node.config["dataset"], node.kind)])
         return Claim(run.info.run_id, None)
 
     def holder_alive(self, run_id: str) -> bool:
@@ -86,3 +89,10 @@ class Claims:
 
     def _stale(self, run) -> bool:
         return time.time() - float(run.data.tags.get(HEARTBEAT, 0)) > STALE_SECONDS
+
+
+def run_params(node: TrackedNode) -> dict[str, str]:
+    """A node run's params: its config, and what it is about (method, hparams, seed, start) under the same names
+    on every kind, so evaluations and attacks of all methods line up in the runs table and its charts. The config
+    wins where both name a field (an unlearn node's method and hparams are both)."""
+    return flatten("", node.about, {}) | flatten("", node.config, {})

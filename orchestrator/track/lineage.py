@@ -1,15 +1,25 @@
-"""The sweep's own run and what connects it to its nodes: a parent run per sweep (its config as params, the summary
-and node counts at the end), the best trial of each search, a tag on every reused node run naming the later sweep
-that used it, and why a node is new (what differs from the newest finished run in its slot)."""
+"""The sweep's own run and what connects it to its nodes: a parent run per sweep (its config as params, progress
+while it runs, the summary, node counts, tables, figures and report at the end), the best trial of each search,
+a light child run for every node it found cached (pointing at the run that holds the result), a result run per
+model and seed of the results table with a shared view of the runs table listing them, and why a node is new (what
+differs from the newest finished run in its slot).
+
+Only node runs carry `node_key`: link and result runs are found by no lookup, claim or count of executed nodes."""
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Optional
 
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 
-from orchestrator.track.claims import TrackedNode
-from orchestrator.track.store import Store, flatten
+from orchestrator.track.claims import HEARTBEAT, TrackedNode
+from orchestrator.track.store import Store, dataset_input, flatten, system_tags
+
+SWEEP, LINK, RESULT = "sweep", "link", "result"  # node_kind of runs that are not nodes
+# A view of the runs table kept in an experiment tag, opened by `?viewStateShareKey=<name>` (MLflow 3's shared views).
+VIEW_TAG, RESULTS_VIEW = "mlflow.sharedViewState.", "results"
 
 
 class SweepRuns:
@@ -18,9 +28,19 @@ class SweepRuns:
 
     def start(self, name: str, sweep_id: str, spec: dict, executor: str) -> str:
         run = self.client.create_run(self.store.experiment_id, run_name=f"sweep {name}", tags={
-            "sweep_id": sweep_id, "sweep_name": name, "node_kind": "sweep", "executor": executor})
+            **system_tags(), "sweep_id": sweep_id, "sweep_name": name, "node_kind": SWEEP, "executor": executor,
+            HEARTBEAT: str(time.time())})
         self.store.log_params(run.info.run_id, flatten("", spec, {}))
+        if spec.get("dataset"):
+            self.client.log_inputs(run.info.run_id, [dataset_input(spec["dataset"], SWEEP)])
         return run.info.run_id
+
+    def progress(self, run_id: str, done: int, total: int, counts: dict[str, int]) -> None:
+        """Nodes done so far, as the runs table shows them while the sweep runs (tag `progress`, metric
+        `nodes_done` by step)."""
+        text = f"{done}/{total} ({counts['executed']} executed, {counts['cached']} cached, {counts['failed']} failed)"
+        self.client.log_batch(run_id, metrics=[Metric("nodes_done", float(done), int(time.time() * 1000), done)],
+                              tags=[RunTag("progress", text), RunTag("progress.total", str(total)), RunTag(HEARTBEAT, str(time.time()))])
 
     def finish(self, run_id: str, summary: dict, ok: bool, tables: Optional[dict[str, dict]] = None) -> None:
         """The summary, node counts and correlations on the parent run; `tables` (artifact file -> columns) as
@@ -46,9 +66,43 @@ class SweepRuns:
             self.client.set_tag(run_id, f"search.{name}.best_run_id", best["unlearn_run_id"])
             self.client.log_batch(run_id, metrics=[Metric(f"search_{name}_best_{search['metric']}", float(best["score"]), now, 0)])
 
-    def link(self, run_id: str, sweep_id: str, parent_run_id: str) -> None:
-        """Mark a reused node run as part of a later sweep, without recomputing it."""
+    def link(self, node: TrackedNode, run_id: str, sweep_id: str, parent_run_id: str) -> str:
+        """A node found cached, as part of a later sweep without recomputing it: a tag on the run holding it
+        (`reused_by.<sweep>`), and a light child run of the sweep pointing at that run, so the sweep shows all it
+        used. The child has the node's name and setting (a tag), no node_key, no params, no artifacts."""
         self.client.set_tag(run_id, f"reused_by.{sweep_id}", parent_run_id)
+        note = (f"Cached: this sweep used the result of run [{run_id}](#/experiments/{self.store.experiment_id}/runs/{run_id}) "
+                f"({node.kind}, key {node.key[:12]}) instead of computing it again.")
+        run = self.client.create_run(self.store.experiment_id, run_name=f"{node.label} (cached)", tags={
+            **system_tags(), "node_kind": LINK, "sweep_id": sweep_id, "mlflow.parentRunId": parent_run_id,
+            "linked.run_id": run_id, "linked.node_key": node.key, "linked.node_kind": node.kind, "mlflow.note.content": note,
+            **({"setting": str(node.about["setting"])} if "setting" in node.about else {})})
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    def record_results(self, parent_run_id: str, sweep_id: str, rows: list[dict], dataset: Optional[dict] = None) -> None:
+        """One run per model and seed of the results table (`rows`: name, params, metrics, tags), kind `result`: what
+        the runs table, its compare view and parallel-coordinates chart line up by method. They hold numbers of
+        several nodes under this sweep's relearning and LMC settings, so they belong to the sweep, not to a node;
+        they are top-level runs (tagged with the sweep and its run) because the runs table folds children away, and
+        the experiment's shared view `results` (RESULTS_VIEW) lists the latest sweep's with their numbers as columns."""
+        note = f"A result of sweep {sweep_id} (run [{parent_run_id}](#/experiments/{self.store.experiment_id}/runs/{parent_run_id}))."
+        for row in rows:
+            run = self.client.create_run(self.store.experiment_id, run_name=row["name"], tags={
+                **system_tags(), **row.get("tags", {}), "node_kind": RESULT, "sweep_id": sweep_id, "sweep_run_id": parent_run_id,
+                "mlflow.note.content": note})
+            self.store.log_params(run.info.run_id, {k: str(v) for k, v in row["params"].items()})
+            now = int(time.time() * 1000)
+            self.client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in row["metrics"].items()])
+            if dataset:
+                self.client.log_inputs(run.info.run_id, [dataset_input(dataset, "evaluation")])
+            self.client.set_terminated(run.info.run_id, "FINISHED")
+        if rows:
+            self.client.set_experiment_tag(self.store.experiment_id, VIEW_TAG + RESULTS_VIEW, json.dumps(results_view(rows, sweep_id)))
+
+    def log_report(self, run_id: str, folder: Path) -> None:
+        """Figures (PNG, SVG) and the HTML report as artifacts of the sweep's run, under `report/`."""
+        self.client.log_artifacts(run_id, str(folder), "report")
 
     def why_new(self, node: TrackedNode) -> str:
         """What differs from the newest finished run in the same slot: config fields, inputs, or the data read."""
@@ -57,9 +111,38 @@ class SweepRuns:
                                        max_results=1, order_by=["attributes.start_time DESC"])
         if not runs:
             return "never run"
-        before, now = runs[0].data.params, {k: v[:6000] for k, v in flatten("", node.config, {}).items()}
+        now = {k: v[:6000] for k, v in flatten("", node.config, {}).items()}
+        about = flatten("", node.about, {})  # what the run is about, not its config: no reason for it to be new
+        before = {k: v for k, v in runs[0].data.params.items() if k in now or k not in about}
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
             return "changed " + ", ".join(changed[:3]) + (f" (+{len(changed) - 3})" if len(changed) > 3 else "")
         inputs = sorted(role for role, key in node.input_keys.items() if runs[0].data.tags.get(f"input.{role}") != key)
         return f"new input {', '.join(inputs)}" if inputs else "same config, different data or handler version"
+
+
+def results_view(rows: list[dict], sweep_id: str) -> dict:
+    """The runs table showing the latest sweep's result runs (drop the sweep_id clause of its filter to compare every
+    sweep's), the method and seed and the results table's numbers as columns, ordered by held-out forget accuracy
+    after the strongest attack (most resistant first)."""
+    metrics = sorted({name for row in rows for name in row["metrics"]})
+    wanted = [m for m in metrics if m in ("test_acc", "forget_acc", "heldout_forget_acc", "l2_to_original", "loss_barrier")
+              or (m.startswith("relearned_k") and m.endswith("_heldout_forget_acc")) or m.startswith("recovery_k")]
+    strongest = max((m for m in wanted if m.startswith("relearned_k")), key=lambda m: int(m.split("_")[1][1:]), default=None)
+    columns = ["params.`method`", "params.`seed`"] + [f"metrics.`{m}`" for m in wanted]
+    view = {"searchFilter": f"tags.node_kind = '{RESULT}' and tags.sweep_id = '{sweep_id}'", "selectedColumns": columns,
+            "columnOrder": columns}
+    return view | ({"orderByKey": f"metrics.`{strongest}`", "orderByAsc": True} if strongest else {})
+
+
+def ui_path(experiment_id: str, view: Optional[str] = RESULTS_VIEW) -> str:
+    """Where in MLflow's UI (after its address) the experiment opens on its runs table. MLflow 3.17's UI chooses
+    between a GenAI overview and the runs table by its `workflowType` switch, not by the experiment's kind tag."""
+    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
+
+
+def ui_address(uri: str, experiment_id: str) -> str:
+    """How to open the results view: the address on a tracking server, or the `mlflow ui` command for a local store."""
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{ui_path(experiment_id)}"
+    return f"mlflow ui --backend-store-uri {uri}, then http://127.0.0.1:5000/{ui_path(experiment_id)}"

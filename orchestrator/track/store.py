@@ -3,17 +3,31 @@ shares (params in batches, nested dicts flattened to dotted names). The embedded
 local artifact folder; on a cluster, an MLflow server whose artifact root is S3."""
 from __future__ import annotations
 
+import functools
+import getpass
 import hashlib
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from mlflow.entities import Param
+from mlflow.entities import Dataset, DatasetInput, InputTag, Param
 from mlflow.tracking import MlflowClient
 
+from workloads.data import DATASETS, location_fields
+
 EMBEDDED_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "")
+# MLflow 3's experiment page reads this tag to open a model-training experiment on its runs table instead of a GenAI
+# overview. MLflow 3.17's UI decides by its GenAI / Model training switch instead (the address lineage.ui_path gives).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+class StoreError(LookupError):
+    """What a command that reads or tidies the record cannot do with this store (no such store, experiment or
+    sweep; no hard deletes through a tracking server): one line for the user."""
 
 
 @dataclass
@@ -30,16 +44,73 @@ class Store:
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND[0]) is None:  # made before the tag existed, or by another tool
+                client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
             return cls(uri, client, found.experiment_id, (uri, experiment, artifact_location))
         # None: the server's default artifact root (on a cluster, S3), or ./mlartifacts for an embedded store.
         if artifact_location is None and uri.split(":")[0] in EMBEDDED_SCHEMES:
             artifact_location = "mlartifacts"
         location = artifact_location if artifact_location is None or "://" in artifact_location else Path(artifact_location).resolve().as_uri()
-        return cls(uri, client, client.create_experiment(experiment, artifact_location=location), (uri, experiment, artifact_location))
+        experiment_id = client.create_experiment(experiment, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+        return cls(uri, client, experiment_id, (uri, experiment, artifact_location))
+
+    @classmethod
+    def existing(cls, uri: str, experiment: str) -> "Store":
+        """The store as it is, for commands that only read it: a missing sqlite file or experiment is an error,
+        never created."""
+        if uri.startswith("sqlite:///"):
+            path = Path(uri.removeprefix("sqlite:///") if uri.startswith("sqlite:////") else os.path.abspath(uri.removeprefix("sqlite:///")))
+            if not path.is_file():
+                raise StoreError(f"no MLflow store at {path}")
+            uri = "sqlite:///" + str(path)
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise StoreError(f"no experiment {experiment!r} in {uri}")
+        return cls(uri, client, found.experiment_id, (uri, experiment, None))
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         for batch in chunks([Param(k, v[:6000]) for k, v in params.items()], 100):
             self.client.log_batch(run_id, params=batch)
+
+
+@functools.lru_cache(maxsize=1)
+def system_tags() -> dict[str, str]:
+    """MLflow's own tags for who ran what: the user, the program and, from a git checkout of it, the commit (the
+    runs table shows them as User and Source). Read once per process."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = os.environ.get("USER", "unknown")
+    tags = {"mlflow.user": user, "mlflow.source.name": "unlearn-sweep", "mlflow.source.type": "LOCAL"}
+    if (commit := git_commit()) is not None:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> Optional[str]:
+    """The commit of the checkout this code runs from; None for an installed package or without git."""
+    if not (PACKAGE_ROOT / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def dataset_input(dataset: dict, context: str) -> DatasetInput:
+    """The sweep's dataset as an MLflow dataset input (shown in the run's Datasets column): its registry name and
+    arguments, digested without the fields that only say where the files live, so copies in different folders are
+    one dataset, as they are one in content keys."""
+    hidden = location_fields(DATASETS.get(dataset["name"]).config) if dataset["name"] in DATASETS else ()
+    what = {**dataset, "args": {k: v for k, v in dataset.get("args", {}).items() if k not in hidden}}
+    digest = sha256_bytes(json.dumps(what, sort_keys=True, default=str).encode())[:16]
+    entity = Dataset(name=dataset["name"], digest=digest, source_type="code",
+                     source=json.dumps({"tags": {"registry": "workloads.data", "config": json.dumps(what, default=str)}}),
+                     profile=json.dumps(what, default=str))
+    return DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])
 
 
 def flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
