@@ -35,3 +35,32 @@ def test_two_concurrent_sweeps_sharing_an_original_train_it_once(tmp_path):
     assert len(original) == 1 and original[0].info.status == "FINISHED"
     shared_with = [t for t in original[0].data.tags if t.startswith("reused_by.")]
     assert len(shared_with) == 1  # the sweep that did not train it took it from the store
+
+
+def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path):
+    """The race two sweeps' claims can run into on a busy store: B's claim is stamped before A's but its row lands
+    after A created its own. With another sweep live, A waits before it looks, sees B's earlier claim and yields,
+    so only one of them computes the node."""
+    import threading
+    import time
+
+    from orchestrator.plan.dag import Node
+    from orchestrator.track.claims import SETTLE_SECONDS
+
+    assert SETTLE_SECONDS > 0.25  # B's row lands 0.25 s after A's claim starts, inside the wait
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unlearn-sweep", str(tmp_path / "artifacts"))
+    parent_a = tracker.sweeps.start("a", "sweep-a", {}, "local")
+    tracker.sweeps.start("b", "sweep-b", {}, "local")  # a second live sweep
+    node = Node("memorization", {}, label="memorization")
+    node.key = "k" * 64
+    stamped_before_a = int(time.time() * 1000) - 5
+    late = threading.Timer(0.25, lambda: tracker.store.client.create_run(
+        tracker.store.experiment_id, start_time=stamped_before_a, run_name="b's claim",
+        tags={"node_key": node.key, "node_kind": node.kind, "sweep_id": "sweep-b", "heartbeat": str(time.time())}))
+    late.start()
+    claim = tracker.claims.claim(node, "sweep-a", parent_a)
+    late.join()
+    assert claim.run_id is None and claim.holder is not None  # A yields to B's earlier claim
+    runs = tracker.store.client.search_runs([tracker.store.experiment_id], f"tags.node_key = '{node.key}'")
+    assert [r.data.tags["sweep_id"] for r in runs] == ["sweep-b"]  # A's own claim run is gone

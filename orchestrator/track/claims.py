@@ -13,6 +13,11 @@ from orchestrator.track.store import Store, dataset_input, flatten, system_tags
 HEARTBEAT = "heartbeat"
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0
+# Two claims of one key made at the same moment: a run's start time is stamped before its row is written, and on a
+# busy store the write can wait for a lock, so a claim stamped earlier may become visible only after another claimant
+# looked. When another sweep is live, a claimant waits this long before looking, so every claim stamped before its
+# own is there to be seen (the earliest then wins everywhere). Alone, nobody can race it and it does not wait.
+SETTLE_SECONDS = 1.0
 
 
 class TrackedNode(Protocol):
@@ -46,6 +51,8 @@ class Claims:
                 "mlflow.parentRunId": parent_run_id, HEARTBEAT: str(time.time()),
                 **{f"input.{role}": key for role, key in node.input_keys.items()}}
         run = self.client.create_run(self.store.experiment_id, run_name=node.label, tags=tags)
+        if self._other_sweep_live(sweep_id):
+            time.sleep(SETTLE_SECONDS)
         live, done = [run], False
         for other in self.client.search_runs([self.store.experiment_id], f"tags.node_key = '{node.key}'", max_results=100,
                                              order_by=["attributes.start_time DESC"]):
@@ -86,6 +93,13 @@ class Claims:
         if self.client.get_run(run_id).info.status == "RUNNING":
             self.client.set_tag(run_id, "killed", why)
             self.client.set_terminated(run_id, "KILLED")
+
+    def _other_sweep_live(self, sweep_id: str) -> bool:
+        runs = self.client.search_runs([self.store.experiment_id], "tags.node_kind = 'sweep' and attributes.status = 'RUNNING'",
+                                       max_results=50)
+        # A parent run has a heartbeat; one from before heartbeats counts while it is young.
+        fresh = lambda r: not self._stale(r) if HEARTBEAT in r.data.tags else time.time() - r.info.start_time / 1000 < STALE_SECONDS
+        return any(r.data.tags.get("sweep_id") != sweep_id and fresh(r) for r in runs)
 
     def _stale(self, run) -> bool:
         return time.time() - float(run.data.tags.get(HEARTBEAT, 0)) > STALE_SECONDS
