@@ -84,4 +84,6 @@ def _reading(verdict: Optional[dict], test_margin: float) -> str:
     if verdict is None or verdict["test_drop"] is None:
         return ""
     looks = "looks clean" if verdict["looks_clean"] else "damaged" if verdict["test_drop"] > test_margin else "forgets too little"
-    return f"{looks}; {'relearns' if verdict['recovers'] else 'holds'}"
+    if verdict["recovery"] is None:
+        return looks
+    return f"{looks}; {'relearns' if verdict['recovers'] else 'recovers'} {100 * verdict['recovery']:+.0f}"
