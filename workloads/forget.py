@@ -6,11 +6,15 @@ on, the rest are the held-out forget examples on which recovery is always measur
 
 Canaries (optional) are further examples from the same candidates, given random wrong labels in the training set
 itself (so the original memorises them) and unlearned together with the forget set.
+
+A corrupted-data task (workloads/corruptions.py) builds its forget sets there, from the discovered corrupted examples;
+they carry the corruption, which `training_data` applies to the training set every node of the task reads.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -35,11 +39,22 @@ class ForgetSet:
     heldout: torch.Tensor
     canaries: torch.Tensor = torch.empty(0, dtype=torch.long)
     canary_labels: torch.Tensor = torch.empty(0, dtype=torch.long)  # the wrong labels they are trained with
+    # A workloads.corruptions.Corruption of the training set, or None (typed loosely: that module builds on this one).
+    corruption: Optional[Any] = None
 
     @property
     def unlearn(self) -> torch.Tensor:
         """What unlearning methods forget: the forget set and the canaries."""
         return torch.cat([self.forget, self.canaries])
+
+    def training_data(self, data):
+        """The training set every model of this forget set trains on: corrupted, then canaries relabelled; `data`
+        itself when neither applies."""
+        if self.corruption is not None:
+            data = self.corruption.apply(data)
+        if len(self.canaries):
+            data = dataclasses.replace(data, y_train=self.training_labels(data.y_train))
+        return data
 
     def training_labels(self, labels: torch.Tensor) -> torch.Tensor:
         """The training labels every model trains on: canaries carry their wrong labels."""

@@ -1,7 +1,7 @@
 """Evaluation metrics, registered by name: pure functions of a model's logits on the evaluation splits.
 
 Two scopes. A `split` metric is f(logits, labels, num_classes) -> value, computed on every split (retain, forget,
-held-out forget, test, canaries) and reported as `<split>_<name>`. A `model` metric is f(scored, results) -> dict,
+held-out forget, test, canaries, a corrupted-data task's `corrupted` and `triggered_test`) and reported as `<split>_<name>`. A `model` metric is f(scored, results) -> dict,
 computed once from every split's logits (`scored`: split -> (logits, labels)) and the split metrics already in
 `results`. The `evaluate` node runs the split metrics, then the model metrics, in name order; the model is run
 once per split, whatever the number of metrics.
@@ -74,6 +74,20 @@ def membership_inference(scored: Scored, results: dict) -> dict:
               for split, (logits, y) in scored.items() if split in ("forget", "test")}
     attack = loss_attack(losses["forget"], losses["test"], seed=0)
     return {"mia_acc": attack["acc"], "mia_auc": attack["auc"]}
+
+
+@register_metric("healed", "model")
+def healed(scored: Scored, results: dict) -> dict:
+    """A corrupted-data task's measures (REM): `utility` = test accuracy; `healed` = accuracy on the corrupted
+    training examples against their true labels; their product; for a trigger also `healed_trigger`, the share of
+    triggered test images of the other classes no longer sent to the target class. Nothing without a corruption."""
+    if "corrupted" not in scored:
+        return {}
+    out = {"utility": results["test_acc"], "healed": results["corrupted_acc"]}
+    out["utility_x_healed"] = out["utility"] * out["healed"]
+    if "triggered_test" in scored:
+        out["healed_trigger"] = 1.0 - results["triggered_test_acc"]
+    return out
 
 
 def compute_metrics(scored: Scored, num_classes: int) -> dict:

@@ -11,6 +11,10 @@ Two hooks serve the methods whose step is not a sum of per-batch losses; their d
 - `after_backward(model, ctx)`: runs after the step's loss is backpropagated and before the optimiser step, and may
   add to the parameters' `.grad` (gradients that are not the gradient of a loss of the model's own weights). It may
   draw extra forget batches from `ctx.forget_batches`.
+- `after_step(model, ctx)`: runs after the optimiser step (SalUn puts back the weights outside its saliency mask).
+A method whose unlearning is not one loop of such steps (REM's rounds, Potion's search) overrides `run(model, ctx,
+optimizer, total)` instead, within the same budget of `total` steps. `optimizer` (adam | sgd) and `momentum` are
+config values of the methods that declare them (`OptimizerConfig`); the others take Adam, as the reference study.
 Randomness inside a step draws from `ctx.generator`, the loop's generator seeded from `ctx.seed` (it also orders the
 batches), so the same config gives the same run.
 
@@ -28,7 +32,7 @@ original) runs in train mode like the student, as in the reference.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import torch
@@ -37,7 +41,7 @@ from torch import nn
 
 from workloads.config import added_later
 from workloads.registry import Registry
-from workloads.train import BatchStream, generator_for, steps_for
+from workloads.train import BatchStream, generator_for, make_optimizer, steps_for
 
 
 @dataclass
@@ -51,6 +55,14 @@ class MethodConfig:
     # Draw retain and forget batches through the dataset's training augmentation (the reference's retain and forget
     # sets are subsets of its augmented training set); off reproduces the results from before the option existed.
     augment: bool = added_later(False)
+
+
+@dataclass
+class OptimizerConfig(MethodConfig):
+    """For methods that follow the REM study's recipe (SGD with momentum) or Adam, as their defaults file says."""
+
+    optimizer: str = MISSING  # adam | sgd
+    momentum: float = MISSING  # SGD only
 
 
 @dataclass
@@ -72,6 +84,10 @@ class UnlearnContext:
     start: Optional[nn.Module] = None
     # The batch augmentation (x, generator) -> x applied to both streams, or None: the dataset's, if cfg.augment.
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None
+    # Training-set indices of the retain rows, for the masks of models with example-tied dropout (None: unknown).
+    retain_ids: Optional[torch.Tensor] = None
+    # What a method reports beside its curve (REM's rounds, Potion's search), into the unlearn node's result.
+    report: dict = field(default_factory=dict)
 
 
 class UnlearningMethod:
@@ -110,6 +126,16 @@ class UnlearningMethod:
     def after_backward(self, model: nn.Module, ctx: UnlearnContext) -> None:
         """Adds extra gradients to the parameters' `.grad` before the optimiser step; none by default."""
 
+    def after_step(self, model: nn.Module, ctx: UnlearnContext) -> None:
+        """Runs after each optimiser step; nothing by default."""
+
+    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        return make_optimizer(model.parameters(), getattr(cfg, "optimizer", "adam"), cfg.lr, cfg.weight_decay,
+                              getattr(cfg, "momentum", 0.9))
+
+    run: Optional[Callable] = None  # (model, ctx, optimizer, total) -> curve: a method that owns its loop
+
 
 METHODS: Registry[type[UnlearningMethod]] = Registry("unlearning method")
 
@@ -146,7 +172,7 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
     ctx.generator = generator
     ctx.start = frozen_copy(model)
     method.edit_weights(model, ctx)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = method.make_optimizer(model)
     retain = BatchStream(ctx.retain_x, ctx.retain_y, cfg.batch_size, generator, ctx.augment)
     forget = BatchStream(ctx.forget_x, ctx.forget_y, cfg.batch_size, generator, ctx.augment) if method.uses_forget_set else None
     ctx.forget_batches = forget
@@ -157,6 +183,8 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
     # outputs differ from the (identical) student's at step 0.
     ctx.original.train()
     ctx.start.train()
+    if method.run is not None:
+        return method.run(model, ctx, optimizer, total)
     curve, running, since_log = [], torch.zeros((), device=ctx.retain_x.device), 0
     for step in range(total):
         ctx.step = step
@@ -173,6 +201,7 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
         loss.backward()
         method.after_backward(model, ctx)
         optimizer.step()
+        method.after_step(model, ctx)
         running += loss.detach()
         since_log += 1
         if since_log == retain.batches_per_pass or step == total - 1:

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 import torch
 
-from workloads.config import typed
+from workloads.config import keyed_section, typed
 from workloads.data import DATASETS, Dataset, load_dataset
 from workloads.models import MODELS, build_model
 from workloads.nodes.base import DataSize, NodeOutput, RunContext, Work
@@ -45,8 +45,11 @@ def load_model(config: dict, data: Dataset, state: dict, device: torch.device) -
 
 
 def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Evaluation splits. Forget examples are scored against their true labels, canaries against the wrong labels
-    they were trained with (canary accuracy is how much of that memorisation is left)."""
+    """Evaluation splits. Forget examples are scored against their training labels (true ones, or in a corrupted-data
+    task the corrupted ones: forget accuracy is then how much of the corruption is left), canaries against the wrong
+    labels they were trained with (canary accuracy is how much of that memorisation is left). A corrupted-data task
+    adds the corruption's splits: every corrupted example against its true label (`corrupted`) and, for a trigger,
+    the triggered test images against the target class (`triggered_test`; workloads/corruptions.py)."""
     d, fs = ctx.data, ctx.forget_set
     on = lambda idx: idx.to(d.x_train.device)
     splits = {
@@ -57,6 +60,8 @@ def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor
     }
     if len(fs.canaries):
         splits["canary"] = (d.x_train[on(fs.canaries)], fs.canary_labels.to(d.x_train.device))
+    if fs.corruption is not None:
+        splits |= fs.corruption.evaluation_splits(d)
     return splits
 
 
@@ -66,13 +71,20 @@ def train_model(config: dict, ctx: RunContext, index: Optional[torch.Tensor]) ->
     cfg = typed(TrainConfig, config["train"], "train")
     d = ctx.data
     model = new_model(config, d, config["seed"], ctx.device)
-    x, y = (d.x_train, d.y_train) if index is None else (d.x_train[index.to(ctx.device)], d.y_train[index.to(ctx.device)])
-    curve = train_classifier(model, x, y, cfg, seed=config["seed"], augment=d.augment, epoch_size=len(d.y_train))
+    index = torch.arange(len(d.y_train)) if index is None else index
+    x, y = d.x_train[index.to(ctx.device)], d.y_train[index.to(ctx.device)]
+    curve = train_classifier(model, x, y, cfg, seed=config["seed"], augment=d.augment, epoch_size=len(d.y_train),
+                             ids=index.to(ctx.device))
     test = evaluate(model, d.x_test, d.y_test, d.num_classes)
     precision = effective_precision(speed_of(config), ctx.device)
     return NodeOutput(result={"train_examples": len(y), "steps": steps_for(cfg.epochs, len(d.y_train), cfg.batch_size),
                               "test_acc": test["acc"], "precision": precision}, state=model.state_dict(),
                       metrics={"test_acc": test["acc"], "test_loss": test["loss"]}, curves={"train_loss": curve})
+
+
+def training_key_view(config: dict) -> dict:
+    """`train_original` / `train_retrain` as keys see them: `train` without the fields added later at their old value."""
+    return keyed_section(config, "train", TrainConfig)
 
 
 def training_work(config: dict, size: DataSize) -> Work:

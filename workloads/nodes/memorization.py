@@ -4,12 +4,12 @@ Zhang; workloads/memorization.py). With `memorization.shards` = n > 1 the DAG ha
 rows, and the memorization node (inputs shard_0 ... shard_{n-1}) concatenates them in shard order and scores."""
 import torch
 
-from workloads.config import typed
+from workloads.config import keyed_section, typed
 from workloads.memorization import (MemorizationConfig, estimate_memorization, memorization_from, memorization_from_cscores,
                                     shard_models)
 from workloads.nodes.base import NodeOutput, Work, register_kind
 from workloads.nodes.common import new_model
-from workloads.train import steps_for
+from workloads.train import TrainConfig, steps_for
 
 
 def memorization_work(config, size):
@@ -21,7 +21,12 @@ def memorization_work(config, size):
     return Work(models * steps_for(cfg.train.epochs, subset, cfg.train.batch_size), cfg.train.batch_size, models * size.train)
 
 
-@register_kind("memorization", reads=("shard_*",), work=memorization_work)
+def memorization_key_view(config):
+    """`memorization.train` without the fields added later at their old value (the subset models train with Adam)."""
+    return {**config, "memorization": keyed_section(config["memorization"], "train", TrainConfig)}
+
+
+@register_kind("memorization", reads=("shard_*",), work=memorization_work, key_view=memorization_key_view)
 def run_memorization(config, inputs, ctx):
     cfg = typed(MemorizationConfig, config["memorization"], "memorization")
     d = ctx.data

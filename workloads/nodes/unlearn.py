@@ -38,6 +38,7 @@ def run_unlearn(config, inputs, ctx):
     if "canary" in splits:
         forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
     unlearn_ctx = UnlearnContext(original, *splits["retain"], forget_x, forget_y, d.num_classes, len(d.y_train), config["seed"],
-                                 augment=d.augment if method.cfg.augment else None)
+                                 augment=d.augment if method.cfg.augment else None, retain_ids=ctx.forget_set.retain.to(ctx.device))
     curve = unlearn(method, model, unlearn_ctx)
-    return NodeOutput(result={"steps": unlearn_ctx.total_steps}, state=model.state_dict(), curves={"unlearn_loss": curve})
+    return NodeOutput(result={"steps": unlearn_ctx.total_steps, **unlearn_ctx.report}, state=model.state_dict(),
+                      curves={"unlearn_loss": curve})
