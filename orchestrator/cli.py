@@ -55,6 +55,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def cmd_plan(args) -> int:
     from orchestrator.plan import Sweep
+    from orchestrator.plan.sharing import sharing
 
     spec = load_spec(args.config, args.overrides)
     sweep = Sweep(spec, _tracker(spec, args))
@@ -78,6 +79,8 @@ def cmd_plan(args) -> int:
     out.print(", ".join(f"{kind}: {run} to run, {cached} cached" for kind, (run, cached) in by_kind.items()))
     counts = sweep.counts()
     out.print(f"[bold]{len(sweep.dag.nodes)} nodes: {counts['cached']} cached, {len(sweep.dag.nodes) - counts['cached']} to run")
+    for line in sharing(sweep.dag):
+        out.print(f"shared: {line}")
     to_run = [node for node in sweep.dag if sweep.states[node].status != "cached"]
     if args.estimate and to_run and sweep.labels is not None:
         print_estimate(sweep, to_run)
@@ -118,7 +121,7 @@ def cmd_run(args) -> int:
     from orchestrator.execute import run_sweep
     from orchestrator.execute.progress import SweepProgress
     from orchestrator.plan import Sweep
-    from orchestrator.report import build_summary, over_seeds_table, results_columns, results_table, seeds_table
+    from orchestrator.report import build_summary, over_seeds_table, results_columns, summary_tables
     from orchestrator.track.lineage import ui_address
 
     spec = load_spec(args.config, args.overrides)
@@ -155,9 +158,8 @@ def cmd_run(args) -> int:
             publish_results(tracker, parent, summary, spec, args)
             tracker.sweeps.finish(parent, summary, ok, {"over_seeds.json": over_seeds_table(summary),
                                                         "results.json": results_columns(summary)})
-    out.print(results_table(summary))
-    if seeds_table(summary) is not None:
-        out.print(seeds_table(summary))
+    for table in summary_tables(summary):
+        out.print(table)
     for node, state in sweep.states.items():
         if state.status == "failed":
             console.print(f"[red]failed[/] {node.label}: {state.error}")
@@ -228,16 +230,15 @@ def _sweep(ref: str, args):
 
 
 def cmd_report(args) -> int:
-    from orchestrator.report import results_table, seeds_table
+    from orchestrator.report import summary_tables
     from orchestrator.report.html import write_report
     from orchestrator.track import SweepRuns
 
     summary, run, store = _sweep(args.sweep, args)
     default = Path(args.sweep).parent / "report" if Path(args.sweep).is_file() else Path("reports") / summary["sweep_id"]
     folder = Path(args.out) if args.out else default
-    out.print(results_table(summary))
-    if seeds_table(summary) is not None:
-        out.print(seeds_table(summary))
+    for table in summary_tables(summary):
+        out.print(table)
     path = write_report(summary, folder, args.test_floor)
     if run is not None:
         SweepRuns(store).log_report(run.info.run_id, folder)

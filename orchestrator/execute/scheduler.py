@@ -123,7 +123,7 @@ class Scheduler:
         states = self.sweep.states
         inputs = {role: InputRef(inp.key, states[inp].run_id, states[inp].result) for role, inp in node.inputs.items()}
         return NodeTask(node.key, node.kind, node.config, inputs, run_id,
-                        self.sweep.forget_set() if node.reads_forget_set else None, resources)
+                        self.sweep.forget_set_for(node) if node.reads_forget_set else None, resources)
 
     def _settle(self, done: Finished) -> None:
         node = self.in_flight.pop(done.task.run_id)

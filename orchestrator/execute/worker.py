@@ -4,7 +4,6 @@ task's node kind (looked up by name in workloads.nodes) against its own tracker,
 NodeWorker in-process; the Ray executor one per actor."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -56,8 +55,8 @@ class NodeWorker:
         runtime = runtime_facts(self.device)  # measured in the thread that runs the node
         config = task.config
         data = dataset_for(config, self.device, speed_of(config)) if "dataset" in config else None
-        if task.forget_set is not None and len(task.forget_set.canaries):
-            data = dataclasses.replace(data, y_train=task.forget_set.training_labels(data.y_train))
+        if task.forget_set is not None:  # canaries relabelled; a task space's corruption applied
+            data = task.forget_set.training_data(data)
         inputs = {role: self._input(ref) for role, ref in task.inputs.items()}
         output = NODE_KINDS.get(task.kind).run(config, inputs, RunContext(self.device, data, task.forget_set, config))
         output.result["runtime"] = runtime

@@ -54,7 +54,8 @@ class NodeIdentity:
       that reproduces the behaviour from before they existed;
     - `inputs`: role -> content key of each input node;
     - `data`: the dataset's name and split, plus, for a node that reads the forget set, the sha256 of the forget
-      and retain index arrays (and of the canaries with their labels).
+      and retain index arrays (and of the canaries with their labels; and, in a corrupted-data task space, of the
+      corrupted examples in discovery order with their corrupted labels).
     """
 
     kind: str
@@ -95,6 +96,8 @@ def data_identity(config: dict, forget_set: Optional[ForgetSet]) -> dict:
         identity |= {"forget": index_hash(forget_set.forget), "retain": index_hash(forget_set.retain)}
         if len(forget_set.canaries):
             identity["canaries"] = index_hash(torch.cat([forget_set.canaries, forget_set.canary_labels]))
+        if forget_set.corruption is not None:  # which examples, in discovery order, and the labels they carry
+            identity["corruption"] = index_hash(forget_set.corruption.identity)
     return identity
 
 

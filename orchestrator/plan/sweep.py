@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Optional
 
 from orchestrator.plan.dag import Node, SweepDAG, build_dag
-from orchestrator.plan.identity import node_identity
+from orchestrator.plan.identity import canonical_json, node_identity
 from orchestrator.plan.labels import Labels, training_labels
 from orchestrator.spec import SweepSpec, as_dict
+from orchestrator.spec.corruption import corruption_sections
 from orchestrator.track import Tracker
+from workloads.corruptions import draw_corruption, forget_set_for
 from workloads.forget import ForgetSet, attack_pool_size, select_forget_set
 from workloads.nodes import dataset_for
 
@@ -50,9 +52,23 @@ class Sweep:
         if self.spec.forget.criterion != "random" and scores_file is not None and not Path(scores_file).is_file():
             missing = f"memorization.scores_file: no such file {scores_file}"
             self.data_error = missing if self.data_error is None else f"{self.data_error}; {missing}"
+        if self.data_error is None and self.spec.corruption is not None:
+            self.data_error = self._corruption_problem()
         self.dag = build_dag(self.spec, pool)
         self.states = {node: NodeState() for node in self.dag}
         self._forget_set: Optional[ForgetSet] = None
+        self._views: dict[str, ForgetSet] = {}  # a task space's forget sets, by corruption and discovery rate
+
+    def _corruption_problem(self) -> Optional[str]:
+        """Each corruption drawn once per seed from the labels, so one the data cannot hold (more examples than a
+        class has) stops a run before any job starts."""
+        for seed in self.spec.seeds:
+            for i, section in enumerate(corruption_sections(self.spec.corruption, seed)):
+                try:
+                    draw_corruption(self.labels.y_train, self.labels.num_classes, section)
+                except ValueError as error:
+                    return f"corruption.kinds[{i}] ({section['name']}, seed {seed}): {error}"
+        return None
 
     def check_data(self) -> Optional[str]:
         """Reads the data once if only its cached labels were used, so a run that must compute something learns
@@ -78,9 +94,20 @@ class Sweep:
             self._forget_set = select_forget_set(self.labels.y_train, self.spec.forget, scores, self.labels.num_classes)
         return self._forget_set
 
+    def forget_set_for(self, node: Node) -> Optional[ForgetSet]:
+        """The forget set a node reads: the sweep's, or in a task space its cell's view of the corrupted set."""
+        if "corruption" not in node.config:
+            return self.forget_set()
+        if self.data_error is not None:
+            return None
+        which = canonical_json([node.config["corruption"], node.config.get("forget")])
+        if which not in self._views:
+            self._views[which] = forget_set_for(node.config, self.labels.y_train, self.labels.num_classes)
+        return self._views[which]
+
     def resolve_key(self, node: Node) -> Optional[str]:
         if node.key is None and all(inp.key for inp in node.inputs.values()):
-            forget_set = self.forget_set() if node.reads_forget_set else None
+            forget_set = self.forget_set_for(node) if node.reads_forget_set else None
             if node.reads_forget_set and forget_set is None:
                 return None
             node.key = node_identity(node.kind, node.config, node.input_keys, forget_set).key

@@ -5,6 +5,7 @@ summary.json. Figures and HTML import matplotlib, so they are imported where the
 from orchestrator.report.rows import result_runs, results_columns
 from orchestrator.report.seeds import over_seeds_table
 from orchestrator.report.summary import build_summary, correlations
-from orchestrator.report.table import results_table, seeds_table
+from orchestrator.report.table import results_table, seeds_table, summary_tables
 
-__all__ = ["build_summary", "correlations", "over_seeds_table", "result_runs", "results_columns", "results_table", "seeds_table"]
+__all__ = ["build_summary", "correlations", "over_seeds_table", "result_runs", "results_columns", "results_table", "seeds_table",
+           "summary_tables"]

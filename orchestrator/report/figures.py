@@ -6,17 +6,22 @@
 - `lmc`: test and forget accuracy along the linear path from the original (t=0) to each model (t=1);
 - `weightspace_vs_recovery`: L2 to the original and the loss barrier against recovery, Spearman's rho in each title.
 
+A corrupted-data task space gets its heatmaps instead (heatmaps.py: utility x healed, healed and utility over
+regularity x discovery rate): its models are per cell, too many series for the figures above.
+
 The retrained control is drawn dashed and the original dotted wherever they appear. With several seeds each point
 is the mean over seeds with the sd as an error bar. Figures are plain `matplotlib.figure.Figure`s on the Agg canvas
 (no pyplot, no display, no global state); every plotted series carries its model's name as its label."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from orchestrator.report.heatmaps import task_space_heatmap
 from orchestrator.report.rows import Model, mean_curve, models, ks as sweep_ks
 
 DPI = 100
@@ -150,11 +155,15 @@ FIGURES: dict[str, Callable[[dict], Optional[Figure]]] = {
     "lmc": lmc, "weightspace_vs_recovery": weightspace_vs_recovery}
 
 
+TASK_SPACE_FIGURES: dict[str, Callable[[dict], Optional[Figure]]] = {
+    f"task_space_{measure}": partial(task_space_heatmap, measure=measure) for measure in ("utility_x_healed", "healed", "utility")}
+
+
 def write_figures(summary: dict, folder: Path) -> dict[str, Path]:
     """Every figure the summary has data for, as `<name>.png` and `<name>.svg` in `folder`; name -> SVG path."""
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, draw in FIGURES.items():
+    for name, draw in (TASK_SPACE_FIGURES if summary.get("task_space") else FIGURES).items():
         fig = draw(summary)
         if fig is None:
             continue

@@ -20,6 +20,9 @@ CAPTIONS = {
     "forget_vs_test": "Held-out forget accuracy after relearning against the model's test accuracy.",
     "lmc": "Accuracy along the linear path from the original (t=0) to each model (t=1).",
     "weightspace_vs_recovery": "L2 distance and loss barrier to the original against recovery; Spearman's ρ across methods.",
+    "task_space_utility_x_healed": "Utility × healed over regularity × discovery rate, per model (means over seeds).",
+    "task_space_healed": "Healed: accuracy on the corrupted training examples against their true labels.",
+    "task_space_utility": "Utility: clean test accuracy.",
 }
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}td{white-space:nowrap}

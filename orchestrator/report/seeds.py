@@ -10,9 +10,14 @@ from typing import Iterable, Optional
 from orchestrator.spec import changed_hparams
 
 
+CELL = ("corruption", "discovery_rate")  # where a row of a corrupted-data task space sits
+
+
 def setting_id(result: dict) -> str:
-    """A method setting regardless of seed: the method, its hparams and what it started from."""
-    return json.dumps([result["method"], result["hparams"], result.get("start_from")], sort_keys=True)
+    """A method setting regardless of seed: the method, its hparams and what it started from (and, in a task space,
+    its cell)."""
+    cell = [result[k] for k in CELL if k in result]
+    return json.dumps([result["method"], result["hparams"], result.get("start_from")] + cell, sort_keys=True)
 
 
 def recovery(result: dict, k: str) -> Optional[float]:
@@ -62,7 +67,7 @@ def aggregate(results: list[dict], controls: list[dict]) -> dict:
     for result in results:
         grouped.setdefault(setting_id(result), []).append(result)
     settings = [{"method": rows[0]["method"], "hparams": rows[0]["hparams"], "start_from": rows[0].get("start_from"),
-                 **over_seeds(((r["seed"], r) for r in rows if r.get("unlearned")), "unlearned")}
+                 **{k: rows[0][k] for k in CELL if k in rows[0]}, **over_seeds(((r["seed"], r) for r in rows if r.get("unlearned")), "unlearned")}
                 for rows in grouped.values()]
     out = {"settings": settings}
     for control in ("original", "retrain"):
@@ -101,4 +106,5 @@ def setting_name(entry: dict, shared: dict) -> tuple[str, str]:
     while start:
         after += f" after {start['method']} {changed_hparams(start['method'], start['hparams'], shared)}".rstrip()
         start = start["start_from"]
-    return entry["method"], f"{changed_hparams(entry['method'], entry['hparams'], shared)}{after}".strip()
+    cell = f" ({entry['corruption']}, rate {entry['discovery_rate']:g})" if "corruption" in entry else ""
+    return entry["method"], f"{changed_hparams(entry['method'], entry['hparams'], shared)}{after}{cell}".strip()

@@ -1,4 +1,6 @@
-"""summary.json: the machine-readable result of a sweep (schema in DESIGN.md), read off the planned sweep's states."""
+"""summary.json: the machine-readable result of a sweep (schema in DESIGN.md), read off the planned sweep's states.
+A corrupted-data task space adds its cell (`corruption`, `discovery_rate`) to every row and control, and the
+`task_space` section (per-cell means, heatmap data and averages over the space: task_space.py)."""
 from __future__ import annotations
 
 from statistics import fmean
@@ -8,11 +10,14 @@ from scipy.stats import spearmanr
 
 from orchestrator.plan import ModelNodes, Node, Sweep
 from orchestrator.report.seeds import aggregate, recovery, setting_id
+from orchestrator.report.task_space import task_space
 from orchestrator.report.verdicts import verdicts
 from workloads.weightspace import error_barrier
 
 RELEARN_METRICS = ("heldout_forget_acc", "test_acc", "heldout_forget_acc_final", "test_acc_final")
 MODEL_METRICS = ("forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "tow", "mia_acc", "mia_auc")
+# Reported where present: canaries left; a corrupted-data task's measures (workloads/metrics.py `healed`).
+EXTRA_METRICS = ("canary_acc", "utility", "healed", "utility_x_healed", "healed_trigger")
 
 
 def _result(sweep: Sweep, node: Optional[Node]) -> Optional[dict]:
@@ -23,7 +28,7 @@ def _model_metrics(sweep: Sweep, nodes: ModelNodes) -> Optional[dict]:
     result = _result(sweep, nodes.evaluate)
     if result is None:
         return None
-    extra = {"canary_acc": result["canary_acc"]} if "canary_acc" in result else {}
+    extra = {m: result[m] for m in EXTRA_METRICS if m in result}
     return {**{m: result[m] for m in MODEL_METRICS}, **extra, "run_id": sweep.states[nodes.model].run_id}
 
 
@@ -54,7 +59,7 @@ def _l2(sweep: Sweep, node: Optional[Node]) -> Optional[float]:
 
 def _controls(sweep: Sweep) -> list[dict]:
     controls = []
-    for seed, seed_nodes in sweep.dag.controls.items():
+    for seed_nodes in sweep.dag.controls.values():
         retrain = _model_metrics(sweep, seed_nodes.retrain)
         if retrain is not None:
             retrain |= {"relearned": _relearned(sweep, seed_nodes.retrain.relearn),
@@ -62,7 +67,8 @@ def _controls(sweep: Sweep) -> list[dict]:
         original = _model_metrics(sweep, seed_nodes.original)
         if original is not None:
             original["relearned"] = _relearned(sweep, seed_nodes.original.relearn)
-        controls.append({"seed": seed, "original": original, "retrain": retrain})
+        cell = seed_nodes.cell.as_dict() if seed_nodes.cell is not None else {}
+        controls.append({"seed": seed_nodes.seed, **cell, "original": original, "retrain": retrain})
     return controls
 
 
@@ -71,6 +77,7 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
     controls = _controls(sweep)
     results = [{
         "method": row.setting.name, "hparams": row.setting.hparams, "seed": row.seed,
+        **(row.cell.as_dict() if row.cell is not None else {}),
         "start_from": None if row.setting.start is None else row.setting.start.as_dict(),
         "run_id": sweep.states[row.nodes.model].run_id,
         "unlearned": _model_metrics(sweep, row.nodes),
@@ -88,10 +95,13 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
         "original": controls[0]["original"], "retrain": controls[0]["retrain"],
         "seeds": controls,  # every seed's controls; "original"/"retrain" above are the first seed's
         "results": results,
-        "over_seeds": aggregate(results, controls),  # every setting and control: mean, sd, n over seeds
+        # every setting and control: mean, sd, n over seeds (in a task space per cell; its controls in `task_space`)
+        "over_seeds": aggregate(results, [] if sweep.spec.corruption else controls),
         "correlations": correlations(unlearned),
     }
     summary["verdicts"] = verdicts(summary)  # looks clean / recovers / the control stays put, per setting
+    if sweep.spec.corruption is not None:
+        summary["task_space"] = task_space(summary)
     return summary
 
 

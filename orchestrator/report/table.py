@@ -1,4 +1,5 @@
-"""The results table printed after a run: held-out forget accuracy before and after relearning, per model and seed."""
+"""The tables printed after a run: held-out forget accuracy before and after relearning, per model and seed, and over
+seeds; for a corrupted-data task space instead, each model's averages over the space (`summary_tables` picks)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -87,3 +88,35 @@ def _reading(verdict: Optional[dict], test_margin: float) -> str:
     if verdict["recovery"] is None:
         return looks
     return f"{looks}; {'relearns' if verdict['recovers'] else 'recovers'} {100 * verdict['recovery']:+.0f}"
+
+
+def summary_tables(summary: dict) -> list[Table]:
+    """What `run` and `report` print: the task-space table, or the results table and (several seeds) the seeds table."""
+    if summary.get("task_space"):
+        return [task_space_table(summary)]
+    return [t for t in (results_table(summary), seeds_table(summary)) if t is not None]
+
+
+def _mean_se(found: Optional[dict]) -> str:
+    if not found:
+        return "-"
+    se = "" if found["se"] is None else f" ± {100 * found['se']:.1f}"
+    return f"{100 * found['mean']:.1f}{se}"
+
+
+def task_space_table(summary: dict) -> Table:
+    """Per model: the average over the space of utility, healed and their product (mean ± SE over seeds), then
+    utility x healed averaged over each corruption's discovery rates (means over seeds)."""
+    space = summary["task_space"]
+    seeds = sorted({c["seed"] for c in summary["seeds"]})
+    table = Table(title=f"{summary['sweep']}: the task space, % (average over {len(space['corruptions'])} corruptions x "
+                        f"{len(space['discovery_rates'])} discovery rates; mean ± SE over seeds {seeds})")
+    corruptions = space["corruptions"]
+    for column in ["model", "cells", "utility", "healed", "utility × healed", *[f"u×h {c}" for c in corruptions]]:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for model in space["models"]:
+        averages, grid = space["averages"][model], space["heatmaps"][model].get("utility_x_healed", [])
+        per_corruption = [[v for v in row if v is not None] for row in grid]
+        table.add_row(model, str(averages["cells"]), *[_mean_se(averages.get(m)) for m in ("utility", "healed", "utility_x_healed")],
+                      *[f"{100 * sum(row) / len(row):.1f}" if row else "-" for row in per_corruption])
+    return table

@@ -1,6 +1,7 @@
 """The sweep file's typed schema. Sections that belong to a workload are that workload's own config dataclass
 (`train`, `speed`, `forget`, `memorization`, `relearn`, `lmc`, `evaluation`); sections whose schema depends on a registry entry
-(`dataset.args`, `model.args`, a method's `hparams`) are checked against that entry's dataclass in validate.py."""
+(`dataset.args`, `model.args`, a method's `hparams`, a corruption's `args`) are checked against that entry's dataclass
+in validate.py. `corruption` turns a sweep into a corrupted-data task space (REM's): see CorruptionSpec."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,6 +52,23 @@ class SearchSpec:
 
 
 @dataclass
+class CorruptionKindSpec(Component):
+    size: Optional[int] = None  # corrupted training examples; None: the section's `size`
+
+
+@dataclass
+class CorruptionSpec:
+    """A corrupted-data task space: every corruption of `kinds` (registered in workloads/corruptions.py) at every
+    discovery rate, on every seed, for every method. One original per corruption and seed serves every rate and
+    method; the discovered subset at each rate (nested: a prefix of one seeded order) is the forget set."""
+
+    kinds: list[CorruptionKindSpec] = field(default_factory=list)
+    size: int = 1000
+    discovery_rates: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    seed: Optional[int] = None  # None: each sweep seed draws its own corruption and discovery order
+
+
+@dataclass
 class RelearnSpec(RelearnConfig):
     k: list[int] = field(default_factory=lambda: [0])
 
@@ -74,6 +92,7 @@ class SweepSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     forget: ForgetConfig = field(default_factory=ForgetConfig)
+    corruption: Optional[CorruptionSpec] = None  # a corrupted-data task space (REM's) instead of one forget set
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     methods: list[MethodSpec] = field(default_factory=list)
     search: list[SearchSpec] = field(default_factory=list)  # each best setting found joins the methods

@@ -1,6 +1,7 @@
 """Everything about a sweep that can be known wrong before a job starts, each failure one SpecError naming the key."""
 from __future__ import annotations
 
+from orchestrator.spec.corruption import check_corruption
 from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.methods import expand_method
 from orchestrator.spec.resources import check_resources
@@ -8,9 +9,12 @@ from orchestrator.spec.schema import Component, SweepSpec
 from orchestrator.spec.search import check_search
 from workloads.data import DATASETS
 from workloads.forget import CRITERIA
-from workloads.models import MODELS
+from workloads.methods import METHODS
+from workloads.models import MODELS, TiedDropoutOptions
+from workloads.models.tied_dropout import check_options
 from workloads.relearn_sets import relearn_set_problem
 from workloads.speed import PRECISIONS
+from workloads.train import OPTIMIZERS
 from workloads.weightspace import interpolation_points
 
 
@@ -24,13 +28,22 @@ def validate(spec: SweepSpec, where: str) -> None:
         raise SpecError(f"{where}: methods: the sweep lists no unlearning method")
     for i, search in enumerate(spec.search):
         check_search(search, f"{where}: search[{i}]")
+    model = checked(MODELS.get(spec.model.name).config, spec.model.args, f"{where}: model.args")
     for i, method in enumerate(spec.methods):
-        expand_method(method, f"{where}: methods[{i}]", spec.method_overrides)
+        for setting in expand_method(method, f"{where}: methods[{i}]", spec.method_overrides):
+            _check_method_setting(setting.name, setting.hparams, model, f"{where}: methods[{i}]")
     if spec.speed.precision not in PRECISIONS:
         raise SpecError(f"{where}: speed.precision: must be one of {', '.join(PRECISIONS)}, got {spec.speed.precision!r}")
     _check_forget(spec, where)
+    _check_model(model, where)
+    check_corruption(spec, where)
+    for section, train in (("train", spec.train), ("memorization.train", spec.memorization.train)):
+        allowed = OPTIMIZERS if section == "train" else ("adam",)  # the subset models train with Adam only
+        if train.optimizer not in allowed:
+            raise SpecError(f"{where}: {section}.optimizer: must be one of {', '.join(allowed)}, got {train.optimizer!r}")
     dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
-    relearn_problem = relearn_set_problem(spec.relearn.relearn_set, spec.forget.target_class, spec.dataset.name, dataset_args)
+    target_class = None if spec.corruption is not None else spec.forget.target_class  # a task space forgets across classes
+    relearn_problem = relearn_set_problem(spec.relearn.relearn_set, target_class, spec.dataset.name, dataset_args)
     if relearn_problem is not None:  # unknown set; +retain_cls without a target class; corrupted_test* without corrupted data
         raise SpecError(f"{where}: relearn.relearn_set: {relearn_problem}")
     if any(k < 0 for k in spec.relearn.k):
@@ -59,3 +72,20 @@ def _check_forget(spec: SweepSpec, where: str) -> None:
     if not 1 <= memorization.shards <= memorization.num_models:
         raise SpecError(f"{where}: memorization.shards: must be in [1, memorization.num_models={memorization.num_models}], "
                         f"got {memorization.shards}")
+
+
+def _check_model(model, where: str) -> None:
+    if isinstance(model, TiedDropoutOptions):
+        try:
+            check_options(model)
+        except ValueError as error:
+            raise SpecError(f"{where}: {error}") from None
+
+
+def _check_method_setting(name: str, hparams: dict, model, where: str) -> None:
+    if "optimizer" in hparams and hparams["optimizer"] not in OPTIMIZERS:
+        raise SpecError(f"{where}.hparams.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {hparams['optimizer']!r}")
+    needs_spare = getattr(METHODS.get(name), "needs_spare_channels", lambda: False)()
+    if needs_spare and getattr(model, "generalisation", 1.0) >= 1:
+        raise SpecError(f"{where}: {name} repairs through masks over spare channels, which this model has none of: set "
+                        "model.args.generalisation below 1 (example-tied dropout, or a half-capacity base model)")

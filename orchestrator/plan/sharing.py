@@ -1,0 +1,28 @@
+"""What a planned sweep's expensive parents serve, in words, for `plan`: how many originals there are and per what
+(seed, or corruption x seed in a task space), and, for each, how many discovery rates, method settings, unlearned
+models, retrained baselines and weight-space comparisons hang from it; and what one memorization estimate serves."""
+from __future__ import annotations
+
+from statistics import fmean
+
+from orchestrator.plan.dag import SweepDAG
+
+
+def sharing(dag: SweepDAG) -> list[str]:
+    lines = []
+    if dag.memorization is not None:
+        readers = sum(1 for node in dag.nodes if node.inputs.get("forget_scores") is dag.memorization)
+        lines.append(f"1 memorization estimate chooses the forget set of {readers} nodes, over every seed")
+    controls = list(dag.controls.values())
+    originals = list(dict.fromkeys(c.original.model for c in controls))
+    if not originals:
+        return lines
+    per = "corruption × seed" if any(c.cell is not None for c in controls) else "seed"
+    rates = fmean(len({c.cell for c in controls if c.original.model is o}) for o in originals)
+    unlearn = fmean(sum(1 for n in dag.nodes if n.kind == "unlearn" and n.inputs.get("original") is o) for o in originals)
+    settings = len({row.setting.label for row in dag.results if not row.setting.is_oracle})
+    baselines = fmean(sum(1 for c in controls if c.original.model is o) for o in originals)
+    where = f"{rates:g} discovery rates x " if per != "seed" else ""
+    lines.append(f"{len(originals)} originals, one per {per}, each shared by {where}{settings} method settings: {unlearn:g} unlearn "
+                 f"nodes start from it, and it is the L2/LMC reference of those and of {baselines:g} retrained baseline(s)")
+    return lines
