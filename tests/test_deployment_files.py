@@ -354,9 +354,11 @@ def test_compose_credentials_come_from_the_env_file():
 def test_worker_image_is_a_non_root_ray_image_with_the_project():
     text = WORKER_DOCKERFILE.read_text()
     assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-\$\{PYTHON\}-gpu$", text, re.M)
-    assert re.search(r'pip install [^\n]*-e \. "ray\[[\w,]*tune[\w,]*\]==\$\{RAY_VERSION\}"', text)
+    assert re.search(r'pip install [^\n]* \. "ray\[[\w,]*tune[\w,]*\]==\$\{RAY_VERSION\}"', text)
+    assert " -e " not in text  # the package is installed as a wheel, its configs inside it
+    assert re.search(r"pip wheel [^\n]*--no-deps -w (\S+) \. && pip install [^\n]*--no-deps \1/\*\.whl", text)
     copied = set(re.findall(r"^COPY \S+ (\w+) \1$", text, re.M))
-    # orchestrator/spec/files.py reads configs/ next to the orchestrator package: both must land in the workdir.
+    # The sources the wheel is built from, and cluster/ for the job scripts run from the workdir.
     assert {"orchestrator", "workloads", "configs", "cluster"} <= copied
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
