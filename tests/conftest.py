@@ -48,6 +48,29 @@ def tiny_quickstart(path: Path, **changes) -> Path:
     return path
 
 
+TASK_SPACE = REPO / "configs" / "sweeps" / "rem_task_space_cpu.yaml"
+
+
+def tiny_task_space(path: Path, **changes) -> Path:
+    """The CPU task-space sweep shrunk to seconds: one seed, 600 signals, 40 corrupted per corruption at two discovery
+    rates, REM and NPO for a few steps, one short relearning attack."""
+    cfg = OmegaConf.load(TASK_SPACE)
+    cfg.seeds = [43]
+    cfg.dataset.args.num_samples = 600
+    cfg.model.args.channels, cfg.model.args.hidden = [8, 16], 32
+    cfg.train.epochs = 3
+    cfg.corruption.size = 40
+    cfg.corruption.discovery_rates = [0.5, 1.0]
+    cfg.methods = [{"name": "rem", "hparams": {"epochs": 1, "batch_size": 64, "max_flush_epochs": 3}},
+                   {"name": "npo", "hparams": {"epochs": 1, "batch_size": 64}}]
+    cfg.relearn = {"k": [0], "relearn_set": "retain", "epochs": 0.2, "eval_every": 2, "report_last": 2, "augment": False}
+    cfg.lmc.stride = 0.5
+    for dotted, value in changes.items():
+        OmegaConf.update(cfg, dotted.replace("__", "."), value, merge=False)
+    path.write_text(OmegaConf.to_yaml(cfg))
+    return path
+
+
 @pytest.fixture
 def tracking(tmp_path):
     """A sqlite MLflow store and artifact folder private to the test."""

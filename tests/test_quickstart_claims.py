@@ -61,11 +61,11 @@ def test_no_setting_both_looks_clean_and_relearns_at_this_scale(summary):
 
 
 def test_distance_from_the_original_predicts_resistance(summary):
-    """Spearman of L2-to-original against recovery across the ten settings' means is negative (-0.70 on the README's
+    """Spearman of L2-to-original against recovery across the ten settings' means is negative (-0.62 on the README's
     run; the bound leaves room for other CPUs), and the setting that moves farthest, weight_distortion, recovers
-    less than 5 points."""
+    less than 10 points (4.0 on the README's run)."""
     spearman = summary["correlations"]["l2_to_original_vs_recovery_k0"]
     assert spearman["n"] == 10 and spearman["spearman"] < -0.3
     l2 = {s["method"]: s["metrics"]["l2_to_original"]["mean"] for s in summary["over_seeds"]["settings"]}
     assert max(l2, key=l2.get) == "weight_distortion"
-    assert next(s for s in summary["verdicts"]["settings"] if s["method"] == "weight_distortion")["recovery"] < 0.05
+    assert next(s for s in summary["verdicts"]["settings"] if s["method"] == "weight_distortion")["recovery"] < 0.10

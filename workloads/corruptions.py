@@ -76,6 +76,11 @@ def register_corruption(name: str):
     return add
 
 
+def _check_class(value: int, num_classes: int, name: str) -> None:
+    if not 0 <= value < num_classes:
+        raise ValueError(f"args.{name}: must be a class of the data, 0 to {num_classes - 1}, got {value}")
+
+
 def _draw(candidates: torch.Tensor, size: int, generator: torch.Generator, what: str) -> torch.Tensor:
     if size > len(candidates):
         raise ValueError(f"size: {size} corrupted examples asked for, but only {len(candidates)} {what}")
@@ -95,6 +100,9 @@ class PoisonTrigger(CorruptionKind):
     regularity = "high"
 
     def choose(self, labels, num_classes, size, generator):
+        _check_class(self.args.target_class, num_classes, "target_class")
+        if self.args.patch < 1:
+            raise ValueError(f"args.patch: must be at least 1, got {self.args.patch}")
         others = (labels != self.args.target_class).nonzero().flatten()
         index = _draw(others, size, generator, f"examples outside the target class {self.args.target_class}")
         return index, torch.full_like(index, self.args.target_class)
@@ -127,6 +135,8 @@ class InterclassSwap(CorruptionKind):
 
     def choose(self, labels, num_classes, size, generator):
         a, b = self.args.class_a, self.args.class_b
+        _check_class(a, num_classes, "class_a")
+        _check_class(b, num_classes, "class_b")
         if size % 2 or a == b:
             raise ValueError(f"size: an inter-class swap takes size / 2 examples of each of two classes; got size {size}, "
                              f"classes {a} and {b}")

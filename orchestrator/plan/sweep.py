@@ -13,7 +13,7 @@ from orchestrator.spec import SweepSpec, as_dict
 from orchestrator.spec.corruption import corruption_sections
 from orchestrator.track import Tracker
 from workloads.corruptions import draw_corruption, forget_set_for
-from workloads.forget import ForgetSet, attack_pool_size, select_forget_set
+from workloads.forget import ForgetSet, attack_pool_size, forget_set_problem, select_forget_set
 from workloads.nodes import dataset_for
 
 STATUSES = ("pending", "cached", "waiting", "running", "executed", "failed", "skipped")
@@ -48,27 +48,16 @@ class Sweep:
             pool = attack_pool_size(self.labels.y_train, self.spec.forget)
         except (FileNotFoundError, RuntimeError) as error:
             self.data_error = f"dataset: {error}"
+        # Config that cannot work with this data (a class it lacks, a forget set too small for the k grid): bad input.
+        self.input_error = None if self.labels is None else input_problem(self.spec, self.labels, pool)
         scores_file = self.spec.memorization.scores_file
         if self.spec.forget.criterion != "random" and scores_file is not None and not Path(scores_file).is_file():
             missing = f"memorization.scores_file: no such file {scores_file}"
             self.data_error = missing if self.data_error is None else f"{self.data_error}; {missing}"
-        if self.data_error is None and self.spec.corruption is not None:
-            self.data_error = self._corruption_problem()
         self.dag = build_dag(self.spec, pool)
         self.states = {node: NodeState() for node in self.dag}
         self._forget_set: Optional[ForgetSet] = None
         self._views: dict[str, ForgetSet] = {}  # a task space's forget sets, by corruption and discovery rate
-
-    def _corruption_problem(self) -> Optional[str]:
-        """Each corruption drawn once per seed from the labels, so one the data cannot hold (more examples than a
-        class has) stops a run before any job starts."""
-        for seed in self.spec.seeds:
-            for i, section in enumerate(corruption_sections(self.spec.corruption, seed)):
-                try:
-                    draw_corruption(self.labels.y_train, self.labels.num_classes, section)
-                except ValueError as error:
-                    return f"corruption.kinds[{i}] ({section['name']}, seed {seed}): {error}"
-        return None
 
     def check_data(self) -> Optional[str]:
         """Reads the data once if only its cached labels were used, so a run that must compute something learns
@@ -140,3 +129,29 @@ class Sweep:
         for state in self.states.values():
             counts[state.status] += 1
         return counts
+
+
+def input_problem(spec: SweepSpec, labels: Labels, pool: int) -> Optional[str]:
+    """What in the sweep the training labels rule out, as 'key: why', or None."""
+    if spec.corruption is not None:  # the forget sets are the discovered subsets; each cell caps its own k grid
+        return corruption_problem(spec, labels)
+    problem = forget_set_problem(labels.y_train, labels.num_classes, spec.forget)
+    if problem is not None:
+        return f"{problem[0]}: {problem[1]}"
+    beyond = [k for k in spec.relearn.k if k > pool]
+    if beyond:
+        return (f"relearn.k: {beyond} beyond the attack pool: the attacker may draw on {pool} forget examples "
+                f"(forget.attack_pool_fraction of the forget set)")
+    return None
+
+
+def corruption_problem(spec: SweepSpec, labels: Labels) -> Optional[str]:
+    """Each corruption drawn once per seed from the labels: one the data cannot hold (more examples than a class has,
+    a class it lacks) is bad input, found before any job starts."""
+    for seed in spec.seeds:
+        for i, section in enumerate(corruption_sections(spec.corruption, seed)):
+            try:
+                draw_corruption(labels.y_train, labels.num_classes, section)
+            except (ValueError, IndexError) as error:
+                return f"corruption.kinds[{i}] ({section['name']}, seed {seed}): {error}"
+    return None

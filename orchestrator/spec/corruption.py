@@ -28,7 +28,7 @@ def check_corruption(spec: SweepSpec, where: str) -> None:
     for i, kind in enumerate(corruption.kinds):
         if kind.name not in CORRUPTIONS:
             raise SpecError(f"{where}: corruption.kinds[{i}].name: unknown corruption {kind.name!r}; known: {', '.join(CORRUPTIONS.names())}")
-        if names.count(kind.name) > 1:
+        if kind.name in names[:i]:
             raise SpecError(f"{where}: corruption.kinds[{i}].name: {kind.name} is listed twice; a task space has each corruption once")
         checked(CORRUPTIONS.get(kind.name).Config, kind.args, f"{where}: corruption.kinds[{i}].args")
         size = kind.size if kind.size is not None else corruption.size

@@ -1,6 +1,8 @@
 """Everything about a sweep that can be known wrong before a job starts, each failure one SpecError naming the key."""
 from __future__ import annotations
 
+import torch
+
 from orchestrator.spec.corruption import check_corruption
 from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.methods import expand_method
@@ -32,6 +34,8 @@ def validate(spec: SweepSpec, where: str) -> None:
     for i, method in enumerate(spec.methods):
         for setting in expand_method(method, f"{where}: methods[{i}]", spec.method_overrides):
             _check_method_setting(setting.name, setting.hparams, model, f"{where}: methods[{i}]")
+    _check_positive(spec, where)
+    _check_device(spec.device, where)
     if spec.speed.precision not in PRECISIONS:
         raise SpecError(f"{where}: speed.precision: must be one of {', '.join(PRECISIONS)}, got {spec.speed.precision!r}")
     _check_forget(spec, where)
@@ -89,3 +93,37 @@ def _check_method_setting(name: str, hparams: dict, model, where: str) -> None:
     if needs_spare and getattr(model, "generalisation", 1.0) >= 1:
         raise SpecError(f"{where}: {name} repairs through masks over spare channels, which this model has none of: set "
                         "model.args.generalisation below 1 (example-tied dropout, or a half-capacity base model)")
+
+
+# Numbers that must be above zero: at zero or below a schedule trains nothing, a stream never yields a batch, an
+# evaluation loop never evaluates or a mean divides by zero.
+POSITIVE = {
+    "train": ("epochs", "batch_size", "lr"),
+    "relearn": ("epochs", "batch_size", "eval_every", "report_last", "lr"),
+    "memorization": ("num_models",),
+    "memorization.train": ("epochs", "batch_size", "lr"),
+}
+
+
+def _check_positive(spec: SweepSpec, where: str) -> None:
+    for section, fields in POSITIVE.items():
+        values = spec
+        for part in section.split("."):
+            values = getattr(values, part)
+        for name in fields:
+            if getattr(values, name) <= 0:
+                raise SpecError(f"{where}: {section}.{name}: must be positive, got {getattr(values, name)}")
+
+
+def _check_device(device: str, where: str) -> None:
+    if device == "auto":
+        return
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SpecError(f"{where}: device: {device!r} is not a device torch knows (auto, cpu, cuda, cuda:N, mps)") from None
+    if chosen.type == "cuda" and (chosen.index or 0) >= (torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise SpecError(f"{where}: device: {device} is not there: this machine has {count} CUDA device(s)")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise SpecError(f"{where}: device: mps is not available on this machine")
