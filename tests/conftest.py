@@ -57,7 +57,7 @@ def tiny_task_space(path: Path, **changes) -> Path:
     cfg = OmegaConf.load(TASK_SPACE)
     cfg.seeds = [43]
     cfg.dataset.args.num_samples = 600
-    cfg.model.args.channels, cfg.model.args.hidden = [8, 16], 32
+    cfg.model.args.channels, cfg.model.args.hidden, cfg.model.args.first_tied_layer = [8, 16], 32, 2
     cfg.train.epochs = 3
     cfg.corruption.size = 40
     cfg.corruption.discovery_rates = [0.5, 1.0]

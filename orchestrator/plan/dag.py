@@ -85,6 +85,7 @@ class Task:
     corruption: Optional[dict] = None
     cell: Optional[Cell] = None
     attack_pool: Optional[int] = None
+    analysed: bool = True  # relearning attacks, L2 and LMC attach to its models
 
     @property
     def training(self) -> dict:
@@ -173,8 +174,9 @@ class DagBuilder:
         if corruption is None:
             return [Task(self.forget)]
         pool_fraction = self.spec.forget.attack_pool_fraction
+        analysed = corruption.discovery_rates if corruption.analysed_rates is None else corruption.analysed_rates
         return [Task({"discovery_rate": rate, "attack_pool_fraction": pool_fraction}, section, Cell(section["name"], rate),
-                     int(pool_fraction * discovered_count(section["size"], rate)))
+                     int(pool_fraction * discovered_count(section["size"], rate)), rate in analysed)
                 for section in corruption_sections(corruption, seed) for rate in corruption.discovery_rates]
 
     def _memorization(self) -> Node:
@@ -225,6 +227,8 @@ class DagBuilder:
         with_forget = {**self.data, **task.training, "forget": task.forget}
         evaluate = self.add("evaluate", {**with_forget, **self.evaluation}, f"evaluate {label}", f"evaluate {slot}", about,
                             model=model, **self.forget_inputs)
+        if not task.analysed:
+            return ModelNodes(model, evaluate, {})
         ks = self.ks if task.cell is None else usable_ks(self.spec.relearn.k, self.spec.relearn.relearn_set, task.attack_pool)
         relearn = {k: self.add("relearn", {**self.attack_data, **task.training, "forget": task.forget, "relearn": self.relearn,
                                            **self.evaluation, "k": k, "seed": seed},

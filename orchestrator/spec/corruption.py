@@ -44,6 +44,9 @@ def check_corruption(spec: SweepSpec, where: str) -> None:
             raise SpecError(f"{where}: corruption.discovery_rates: {rate} of {smallest} corrupted examples discovers none")
     if len(set(corruption.discovery_rates)) < len(corruption.discovery_rates):
         raise SpecError(f"{where}: corruption.discovery_rates: a rate is listed twice: {corruption.discovery_rates}")
+    stray = [rate for rate in corruption.analysed_rates or [] if rate not in corruption.discovery_rates]
+    if stray:
+        raise SpecError(f"{where}: corruption.analysed_rates: {stray} not among the discovery rates {corruption.discovery_rates}")
     _check_beside(spec, where)
 
 

@@ -66,6 +66,9 @@ class CorruptionSpec:
     size: int = 1000
     discovery_rates: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     seed: Optional[int] = None  # None: each sweep seed draws its own corruption and discovery order
+    # Discovery rates whose models (original, retrained baseline, every method) get the relearning attacks, L2 and
+    # LMC; None: every rate. The rest are evaluated only (utility and healed), which is what the heatmaps need.
+    analysed_rates: Optional[list[float]] = None
 
 
 @dataclass

@@ -33,6 +33,9 @@ class TiedDropoutOptions:
     generalisation: float = 1.0  # share of each hidden layer's channels that is always on
     memorisation: float = 0.0  # share of the other channels each training example keeps while training
     mask_seed: int = 0
+    # Hidden layers before this one (counting the first as 0) stay plain. On MNIST-1D's small CNN masks after every
+    # layer cost half the test accuracy (49% against 87% plain, 30 epochs); after the last one alone, 82%.
+    first_tied_layer: int = 0
 
 
 def check_options(options: TiedDropoutOptions) -> None:
@@ -40,6 +43,8 @@ def check_options(options: TiedDropoutOptions) -> None:
         raise ValueError(f"model.args.generalisation: must be in (0, 1], got {options.generalisation}")
     if not 0 <= options.memorisation <= 1:
         raise ValueError(f"model.args.memorisation: must be in [0, 1], got {options.memorisation}")
+    if options.first_tied_layer < 0:
+        raise ValueError(f"model.args.first_tied_layer: must be >= 0, got {options.first_tied_layer}")
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:
@@ -74,16 +79,20 @@ class ExampleTiedDropout(nn.Module):
         if self.spare == 0:
             return h
         share = self.share if self.share_override is None else self.share_override
-        keep = torch.zeros(len(h), self.channels, dtype=torch.bool, device=h.device)
-        keep[:, :self.fixed] = True
+        keep = torch.zeros(len(h), self.channels, dtype=h.dtype, device=h.device)
         if self.training and self.ids is not None and share > 0:
-            keep[:, self.fixed:] = memorisation_masks(self.ids.to(h.device), self.spare, share, self.seed)
-        return h * keep.view(len(h), self.channels, *[1] * (h.dim() - 2)).to(h.dtype)
+            keep[:, :self.fixed] = 1.0
+            keep[:, self.fixed:] = memorisation_masks(self.ids.to(h.device), self.spare, share, self.seed).to(h.dtype)
+        else:
+            # Drop mode: the fixed channels carry what the dropped ones carried on average while training (the
+            # reference's (p_fixed + p_mem) / p_fixed), so the next layer sees activations of the scale it learnt.
+            keep[:, :self.fixed] = (self.fixed + self.share * self.spare) / self.fixed
+        return h * keep.view(len(h), self.channels, *[1] * (h.dim() - 2))
 
 
 def tied_after(channels: int, options: TiedDropoutOptions, layer: int) -> list[nn.Module]:
     """The layer to append after a hidden layer of `channels`: none for a plain model."""
-    return [] if options.generalisation >= 1 else [ExampleTiedDropout(channels, options, layer)]
+    return [] if options.generalisation >= 1 or layer < options.first_tied_layer else [ExampleTiedDropout(channels, options, layer)]
 
 
 def tied_layers(model: nn.Module) -> list[ExampleTiedDropout]:
