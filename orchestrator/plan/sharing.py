@@ -22,7 +22,9 @@ def sharing(dag: SweepDAG) -> list[str]:
     unlearn = fmean(sum(1 for n in dag.nodes if n.kind == "unlearn" and n.inputs.get("original") is o) for o in originals)
     settings = len({row.setting.label for row in dag.results if not row.setting.is_oracle})
     baselines = fmean(sum(1 for c in controls if c.original.model is o) for o in originals)
+    compared = fmean(sum(1 for n in dag.nodes if n.kind == "distance" and n.inputs.get("a") is o) for o in originals)
     where = f"{rates:g} discovery rates x " if per != "seed" else ""
     lines.append(f"{len(originals)} originals, one per {per}, each shared by {where}{settings} method settings: {unlearn:g} unlearn "
-                 f"nodes start from it, and it is the L2/LMC reference of those and of {baselines:g} retrained baseline(s)")
+                 f"nodes start from it and {baselines:g} retrained baseline(s) share its initial weights; it is the L2/LMC "
+                 f"reference of {compared:g} of those models")
     return lines
