@@ -57,7 +57,9 @@ def test_the_summary_holds_the_healed_measures_and_the_table_is_the_hand_compute
     summary = swept["summary"]
     space = summary["task_space"]
     assert space["corruptions"] == ["poison_trigger", "interclass_swap", "random_swap"]  # high to low regularity
-    assert space["discovery_rates"] == [0.5, 1.0] and space["models"] == ["original", "retrain", "rem", "npo"]
+    assert space["discovery_rates"] == [0.5, 1.0]
+    named = {model.split()[0]: model for model in space["models"]}  # a setting's name carries its changed hparams
+    assert list(named) == ["original", "retrain", "rem", "npo"]
     for row in summary["results"]:
         u = row["unlearned"]
         assert u["utility"] == u["test_acc"] and u["utility_x_healed"] == pytest.approx(u["utility"] * u["healed"])
@@ -65,15 +67,17 @@ def test_the_summary_holds_the_healed_measures_and_the_table_is_the_hand_compute
     for method in ("rem", "npo"):
         cells = [r["unlearned"]["utility_x_healed"] for r in summary["results"] if r["method"] == method]
         assert len(cells) == 6
-        assert space["averages"][method]["utility_x_healed"]["mean"] == pytest.approx(statistics.fmean(cells))
-        grid = space["heatmaps"][method]["utility_x_healed"]
+        assert space["averages"][named[method]]["utility_x_healed"]["mean"] == pytest.approx(statistics.fmean(cells))
+        grid = space["heatmaps"][named[method]]["utility_x_healed"]
         by_cell = {(r["corruption"], r["discovery_rate"]): r["unlearned"]["utility_x_healed"]
                    for r in summary["results"] if r["method"] == method}
         assert grid == [[by_cell[(c, rate)] for rate in space["discovery_rates"]] for c in space["corruptions"]]
     table = task_space_table(summary)
     cells = {table.columns[0]._cells[i]: [c._cells[i] for c in table.columns] for i in range(len(space["models"]))}
-    rem_uxh = 100 * space["averages"]["rem"]["utility_x_healed"]["mean"]
-    assert cells["rem"][4] == f"{rem_uxh:.1f}"  # one seed: no standard error to print
+    for model in space["models"]:
+        found = space["averages"][model]
+        assert cells[model][1:5] == [str(found["cells"]), *(f"{100 * found[m]['mean']:.1f}" for m in ("utility", "healed", "utility_x_healed"))]
+        assert found["cells"] == 6 and found["utility_x_healed"]["se"] is None  # one seed: no standard error
 
 
 def test_the_heatmaps_are_written_beside_the_report(swept):
