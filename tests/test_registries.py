@@ -51,7 +51,9 @@ def test_each_metric_is_a_function_of_logits_with_known_values(name):
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]] * 3)
     perfect, wrong = torch.tensor([0, 1] * 9), torch.tensor([1, 0] * 9)
     scored = {"retain": (logits, perfect), "forget": (logits, wrong), "heldout_forget": (logits, wrong),
-              "test": (logits, perfect), "canary": (None, torch.empty(0, dtype=torch.long))}
+              "test": (logits, perfect), "canary": (None, torch.empty(0, dtype=torch.long)),
+              # a corrupted-data task's splits: the corrupted examples against their true labels, the triggered test set
+              "corrupted": (logits, wrong), "triggered_test": (logits, wrong)}
     results = compute_metrics(scored, 2)
     metric = METRICS.get(name)
     if metric.scope == "split":
@@ -60,7 +62,9 @@ def test_each_metric_is_a_function_of_logits_with_known_values(name):
         assert all(math.isnan(v) for v in (empty if isinstance(empty, list) else [empty]))
     expected = {"acc": ("retain_acc", 1.0), "loss": ("test_loss", torch.nn.functional.cross_entropy(logits, perfect).item()),
                 "per_class_acc": ("forget_per_class_acc", [0.0, 0.0]), "tow": ("tow", 1.0 * (1 - 0.0) * 1.0),
-                "mia": ("mia_auc", 1.0)}[name]
+                "mia": ("mia_auc", 1.0), "healed": ("healed_trigger", 1.0 - 0.0)}[name]
+    if name == "healed":  # utility = test accuracy, healed = accuracy on the corrupted examples, and their product
+        assert (results["utility"], results["healed"], results["utility_x_healed"]) == (1.0, 0.0, 0.0)
     assert results[expected[0]] == pytest.approx(expected[1])
 
 
