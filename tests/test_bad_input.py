@@ -109,6 +109,8 @@ TASK_SPACE_OVERRIDES = [
     ("an odd swap", ["corruption.kinds=[{name: interclass_swap}]", "corruption.size=21"], "corruption.kinds[0]"),
     ("REM on a model without spare channels", ["model.args.generalisation=1.0"], "methods[0]"),
     ("canaries in a task space", ["forget.canary_fraction=0.1"], "forget.canary_fraction"),
+    ("an analysed rate that is not swept", ["corruption.analysed_rates=[0.3]"], "corruption.analysed_rates"),
+    ("a memorisation criterion in a task space", ["forget.criterion=high_mem"], "forget.criterion"),
 ]
 
 
