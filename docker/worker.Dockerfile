@@ -13,20 +13,23 @@ ARG RAY_VERSION
 ARG TORCH_INDEX_URL=""
 
 USER ray
-# Created by `ray`, not by WORKDIR (which may create it as root): the editable install writes into it.
+# Created by `ray`, not by WORKDIR (which may create it as root): the build writes into it.
 RUN mkdir -p /home/ray/unlearn-sweep /home/ray/data
 WORKDIR /home/ray/unlearn-sweep
 
-# Dependencies first, against empty packages, so that editing the code does not re-download torch.
-# Editable on purpose: orchestrator/spec/files.py finds configs/ next to the package, which `pip install .` would lose.
-COPY --chown=1000:100 pyproject.toml README.md ./
-RUN mkdir orchestrator workloads && touch orchestrator/__init__.py workloads/__init__.py \
+# Dependencies first, from the project's metadata with empty packages, so that editing the code does not
+# re-download torch; then the package itself, as a wheel (configs/ ships inside it: setup.py).
+COPY --chown=1000:100 pyproject.toml setup.py MANIFEST.in README.md ./
+RUN mkdir orchestrator workloads configs && touch orchestrator/__init__.py workloads/__init__.py \
  && if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir torch torchvision --index-url "$TORCH_INDEX_URL"; fi \
- && pip install --no-cache-dir -e . "ray[default,tune]==${RAY_VERSION}"
+ && pip install --no-cache-dir . "ray[default,tune]==${RAY_VERSION}" && pip uninstall -y unlearn-sweep
 
 COPY --chown=1000:100 orchestrator orchestrator
 COPY --chown=1000:100 workloads workloads
 COPY --chown=1000:100 configs configs
 COPY --chown=1000:100 cluster cluster
-# Fails the build if the pin drifted or the console script is missing.
-RUN python -c "import ray, sys; sys.exit(ray.__version__ != '${RAY_VERSION}')" && unlearn-sweep --help > /dev/null
+RUN pip wheel --no-cache-dir --no-deps -w /tmp/wheels . && pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
+ && rm -rf /tmp/wheels build *.egg-info
+# Fails the build if the pin drifted, the console script is missing or the installed package lacks its configs.
+RUN python -c "import ray, sys; sys.exit(ray.__version__ != '${RAY_VERSION}')" && cd /tmp \
+ && unlearn-sweep plan quickstart --no-estimate --tracking-uri sqlite:////tmp/plan-check.db > /dev/null && rm /tmp/plan-check.db

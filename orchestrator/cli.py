@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -61,6 +62,8 @@ def cmd_plan(args) -> int:
 
     spec = load_spec(args.config, args.overrides)
     sweep = Sweep(spec, _tracker(spec, args))
+    if sweep.input_error:
+        raise SpecError(f"{Path(args.config).name}: {sweep.input_error}")
     if sweep.data_error:
         console.print(f"[yellow]note:[/] {sweep.data_error}; `run` needs it (keys that depend on the data stay unknown)")
     sweep.refresh()
@@ -132,11 +135,11 @@ def cmd_run(args) -> int:
         console.print(f"[yellow]taking over:[/] {line}")
     sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     sweep = Sweep(spec, tracker, sweep_id)
-    if sweep.data_error:
-        raise SpecError(sweep.data_error)
+    if sweep.input_error or sweep.data_error:
+        raise SpecError(f"{Path(args.config).name}: {sweep.input_error or sweep.data_error}")
     sweep.refresh()  # what is cached; a sweep with anything to compute must have its data, not just its labels
     if sweep.counts()["cached"] < len(sweep.dag.nodes) and sweep.check_data():
-        raise SpecError(sweep.data_error)
+        raise SpecError(f"{Path(args.config).name}: {sweep.data_error}")
     pool = make_pool(args, tracker, spec)
     retries = args.retries if args.retries is not None else (1 if pool.name == "ray" else 0)
     with GracefulStop(console.print) as stop:  # SIGTERM / SIGINT: in-flight runs KILLED, a summary of what finished
@@ -395,13 +398,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
-        console.print(f"[red]error:[/] --threads must be at least 1, got {threads}")
+        console.print(f"[red]error:[/] --threads must be at least 1, got {threads}", soft_wrap=True)
         return 2
     configure_torch(threads)  # before any torch op starts the thread pool
+    # MLflow announces every sqlite store it creates or migrates; the sweep's own lines say what matters.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except SpecError as error:
-        console.print(f"[red]error:[/] {error}")
+        console.print("[red]error:[/] ", end="")
+        console.print(str(error), soft_wrap=True, markup=False, highlight=False)  # one line however long; no markup in it
         return 2
 
 

@@ -170,8 +170,9 @@ def test_no_credentials_in_deployment_files():
     for path in deployment_files() + [CLUSTER / "README.md"]:
         text = path.read_text()
         assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", text), path
-        for key, value in re.findall(r"(\w*(?:SECRET_ACCESS_KEY|PASSWORD))[\"']?\s*[:=]\s*([^\s,'\"]*)", text):
-            assert value.startswith("${") or PLACEHOLDER.search(value), f"{path.name}: {key}={value}"
+        # KEY=value / KEY: value, not ${KEY:?message} (a reference); the value must be a reference or a placeholder.
+        for key, value in re.findall(r"(?<![{\w])(\w*(?:SECRET_ACCESS_KEY|PASSWORD))[\"']?\s*[:=]\s*[\"']?([^\s,'\"]*)", text):
+            assert value.startswith("$") or PLACEHOLDER.search(value), f"{path.name}: {key}={value}"
     assert ".env" in gitignored(DOCKER)
 
 
@@ -296,7 +297,9 @@ def test_compose_mlflow_server_uses_postgres_and_unproxied_s3():
     mlflow = services["mlflow"]
     assert mlflow["command"][:2] == ["mlflow", "server"]
     args = server_args(mlflow["command"])
-    backend, artifacts = args["--backend-store-uri"], args["--default-artifact-root"]
+    # The backend URI holds the database password: from the environment, never on the command line.
+    assert "--backend-store-uri" not in args
+    backend, artifacts = mlflow["environment"]["MLFLOW_BACKEND_STORE_URI"], args["--default-artifact-root"]
     scheme, _, rest = backend.partition("://")
     assert scheme.split("+")[0] == "postgresql" and "@postgres:5432/" in rest
     assert "+" in scheme, "name the driver: SQLAlchemy's default for postgresql:// changed between versions"
@@ -354,9 +357,11 @@ def test_compose_credentials_come_from_the_env_file():
 def test_worker_image_is_a_non_root_ray_image_with_the_project():
     text = WORKER_DOCKERFILE.read_text()
     assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-\$\{PYTHON\}-gpu$", text, re.M)
-    assert re.search(r'pip install [^\n]*-e \. "ray\[[\w,]*tune[\w,]*\]==\$\{RAY_VERSION\}"', text)
+    assert re.search(r'pip install [^\n]* \. "ray\[[\w,]*tune[\w,]*\]==\$\{RAY_VERSION\}"', text)
+    assert " -e " not in text  # the package is installed as a wheel, its configs inside it
+    assert re.search(r"pip wheel [^\n]*--no-deps -w (\S+) \. && pip install [^\n]*--no-deps \1/\*\.whl", text)
     copied = set(re.findall(r"^COPY \S+ (\w+) \1$", text, re.M))
-    # orchestrator/spec/files.py reads configs/ next to the orchestrator package: both must land in the workdir.
+    # The sources the wheel is built from, and cluster/ for the job scripts run from the workdir.
     assert {"orchestrator", "workloads", "configs", "cluster"} <= copied
     users = re.findall(r"^USER (\S+)", text, re.M)
     assert users and users[-1] not in ("root", "0")
@@ -374,3 +379,41 @@ def test_paths_named_in_the_deployment_files_exist():
         if path.suffix == ".md":
             for named in re.findall(r"\b((?:cluster|docker|tests)/[\w./-]*\w)", text):
                 assert (ROOT / named).exists() or named in ignored, f"{path.name}: {named}"
+
+
+SECRET_VARIABLE = re.compile(r"\$\$?\{?(\w*(?:PASSWORD|SECRET\w*|AUTH_TOKEN))\b")
+
+
+def test_no_secret_on_a_command_line():
+    """Compose commands and the launcher's commands name no secret, except as an argument of the shell's builtin
+    printf piped into a program (no process carries it in its argv); the MLflow server, mc's alias, the Ray token and
+    the S3 keys all come from the environment."""
+    for name, service in load(DOCKER / "compose.yaml")["services"].items():
+        command = service.get("command") or []
+        for line in "\n".join(command if isinstance(command, list) else [command]).splitlines():
+            if SECRET_VARIABLE.search(line):
+                assert re.match(r"\s*printf '%s\\n' \"\$\$\w+\" \| mc ", line), f"{name}: {line}"
+    config = load(CLUSTER / "aws-gpu.yaml")
+    commands = config["setup_commands"] + config["head_start_ray_commands"] + config["worker_start_ray_commands"]
+    assert not [c for c in commands if SECRET_VARIABLE.search(c) or "RAY_AUTH_TOKEN=" in c]
+
+
+def test_every_ray_cluster_asks_for_a_token():
+    """Ray's dashboard and Jobs API run code for whoever reaches them: token authentication on every cluster."""
+    for kind, spec in kuberay_specs().items():
+        assert spec["authOptions"] == {"mode": "token"}, kind
+    config = load(CLUSTER / "aws-gpu.yaml")
+    secrets = (CLUSTER / "secrets.sh").read_text()
+    assert "export RAY_AUTH_MODE=token" in secrets and re.search(r"RAY_AUTH_TOKEN=\S*ssm_secret", secrets)
+    assert "aws ssm get-parameter --with-decryption" in secrets
+    for command in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
+        if "ray start" in command:
+            assert command.index("secrets.sh") < command.index("ray start"), command
+    readme = (CLUSTER / "README.md").read_text()
+    assert "RAY_AUTH_MODE=token" in readme and "auth_token" in readme  # how the submitting side authenticates
+
+
+def test_the_synced_env_file_holds_no_secret():
+    """`ray up` copies cluster/unlearn-sweep.env to every node: the example has no secret key, set or commented."""
+    text = (CLUSTER / "unlearn-sweep.env.example").read_text()
+    assert not re.search(r"^\s*#?\s*(AWS_SECRET_ACCESS_KEY|AWS_ACCESS_KEY_ID|RAY_AUTH_TOKEN)\s*=", text, re.M)

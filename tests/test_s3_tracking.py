@@ -1,6 +1,7 @@
 """MLflow against a tracking server with an S3 artifact store, both real processes on loopback (mlflow server with a
 sqlite backend, moto's S3 server): checkpoints land in the bucket through boto3, a second sweep reuses them from
-there, a fresh process loads them, and the credentials appear in no param, tag, log line or summary."""
+there, a fresh process loads them, and the credentials appear in no param, tag, log line, summary, stored object
+or byte of the server's database."""
 import json
 import os
 import subprocess
@@ -70,3 +71,13 @@ def test_checkpoints_go_to_s3_are_reused_from_there_and_credentials_stay_secret(
     texts = recorded + [first_log, second_log, (first_dir / "summary.json").read_text(), (second_dir / "summary.json").read_text()]
     for text in texts:
         assert SECRET not in text and KEY_ID not in text
+    # Nor in any byte the store keeps: every object in the bucket (checkpoints, results, manifests, tables, figures),
+    # the tracking server's database and its log.
+    everything = [o["Key"] for page in stack["s3"].get_paginator("list_objects_v2").paginate(Bucket="lab-mlflow")
+                  for o in page.get("Contents", [])]
+    for key in everything:
+        body = stack["s3"].get_object(Bucket="lab-mlflow", Key=key)["Body"].read()
+        assert SECRET.encode() not in body and KEY_ID.encode() not in body, key
+    for stored in (stack["folder"] / "server.db", stack["folder"] / "mlflow-server.log"):
+        data = stored.read_bytes()
+        assert SECRET.encode() not in data and KEY_ID.encode() not in data, stored.name

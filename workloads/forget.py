@@ -61,6 +61,18 @@ def attack_pool_size(labels: torch.Tensor, cfg: ForgetConfig) -> int:
     return int(cfg.attack_pool_fraction * round(cfg.fraction * candidates))
 
 
+def forget_set_problem(labels: torch.Tensor, num_classes: int, cfg: ForgetConfig) -> Optional[tuple[str, str]]:
+    """(key, why) when `cfg` cannot select a usable forget set from these training labels, None when it can: the target
+    class must exist and the fraction must select an example (attack_pool_fraction < 1 then leaves one held out)."""
+    if cfg.target_class is not None and not 0 <= cfg.target_class < num_classes:
+        return "forget.target_class", f"{cfg.target_class} is not a class of this dataset (classes 0 to {num_classes - 1})"
+    candidates = len(labels) if cfg.target_class is None else int((labels == cfg.target_class).sum())
+    count = round(cfg.fraction * candidates)
+    if count < 1:
+        return "forget.fraction", f"{cfg.fraction} selects no example out of {candidates} candidates"
+    return None
+
+
 def select_forget_set(labels: torch.Tensor, cfg: ForgetConfig, memorization: Optional[torch.Tensor] = None,
                       num_classes: Optional[int] = None) -> ForgetSet:
     if cfg.criterion not in CRITERIA:
@@ -69,10 +81,11 @@ def select_forget_set(labels: torch.Tensor, cfg: ForgetConfig, memorization: Opt
         raise ValueError(f"forget.criterion={cfg.criterion} needs memorization scores")
     generator = torch.Generator().manual_seed(cfg.seed)
     labels = labels.cpu()
+    problem = forget_set_problem(labels, num_classes or int(labels.max()) + 1, cfg)
+    if problem is not None:
+        raise ValueError(f"{problem[0]}: {problem[1]}")
     candidates = torch.arange(len(labels)) if cfg.target_class is None else (labels == cfg.target_class).nonzero().flatten()
     count = round(cfg.fraction * len(candidates))
-    if count < 1:
-        raise ValueError(f"forget.fraction={cfg.fraction} selects no example out of {len(candidates)} candidates")
     # A seeded shuffle first, so ties in the score are broken at random rather than by position in the file.
     candidates = candidates[torch.randperm(len(candidates), generator=generator)]
     if cfg.criterion != "random":

@@ -11,7 +11,7 @@ from orchestrator.plan.identity import node_identity
 from orchestrator.plan.labels import Labels, training_labels
 from orchestrator.spec import SweepSpec, as_dict
 from orchestrator.track import Tracker
-from workloads.forget import ForgetSet, attack_pool_size, select_forget_set
+from workloads.forget import ForgetSet, attack_pool_size, forget_set_problem, select_forget_set
 from workloads.nodes import dataset_for
 
 STATUSES = ("pending", "cached", "waiting", "running", "executed", "failed", "skipped")
@@ -46,6 +46,8 @@ class Sweep:
             pool = attack_pool_size(self.labels.y_train, self.spec.forget)
         except (FileNotFoundError, RuntimeError) as error:
             self.data_error = f"dataset: {error}"
+        # Config that cannot work with this data (a class it lacks, a forget set too small for the k grid): bad input.
+        self.input_error = None if self.labels is None else input_problem(self.spec, self.labels, pool)
         scores_file = self.spec.memorization.scores_file
         if self.spec.forget.criterion != "random" and scores_file is not None and not Path(scores_file).is_file():
             missing = f"memorization.scores_file: no such file {scores_file}"
@@ -113,3 +115,15 @@ class Sweep:
         for state in self.states.values():
             counts[state.status] += 1
         return counts
+
+
+def input_problem(spec: SweepSpec, labels: Labels, pool: int) -> Optional[str]:
+    """What in the sweep the training labels rule out, as 'key: why', or None."""
+    problem = forget_set_problem(labels.y_train, labels.num_classes, spec.forget)
+    if problem is not None:
+        return f"{problem[0]}: {problem[1]}"
+    beyond = [k for k in spec.relearn.k if k > pool]
+    if beyond:
+        return (f"relearn.k: {beyond} beyond the attack pool: the attacker may draw on {pool} forget examples "
+                f"(forget.attack_pool_fraction of the forget set)")
+    return None

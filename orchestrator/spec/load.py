@@ -8,14 +8,14 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from orchestrator.spec.errors import SpecError, checked
-from orchestrator.spec.files import load_with_base
+from orchestrator.spec.files import load_with_base, sweep_file
 from orchestrator.spec.schema import SweepSpec
 from orchestrator.spec.validate import validate
 from workloads.config import omegaconf_message
 
 
 def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
-    path = Path(path)
+    path = sweep_file(path)
     raw = load_with_base(path)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SweepSpec), raw)
@@ -28,7 +28,7 @@ def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
                 merged = OmegaConf.merge(merged, merged.profiles[override])
             else:
                 known = ", ".join(merged.profiles) or "none"
-                raise SpecError(f"override {override!r}: expected key=value or a profile name (profiles: {known})")
+                raise SpecError(f"{path.name}: override {override!r}: expected key=value or a profile name (profiles: {known})")
     except OmegaConfBaseException as error:
         raise SpecError(omegaconf_message(error, path.name)) from None
     spec = checked(SweepSpec, merged, path.name)

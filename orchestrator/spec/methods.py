@@ -81,6 +81,9 @@ def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None
     elif method.requires_start_model:
         raise SpecError(f"{where}: {spec.name} needs an initial safeguard model to start from; "
                         f"add start_from: {{name: circuit_breakers}} (or another method)")
+    for name, values in spec.grid.items():
+        if not values:
+            raise SpecError(f"{where}.grid.{name}: the grid lists no value")
     points = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())] or [{}]
     fields = set(OmegaConf.structured(method.Config).keys())
     forced = {k: v for k, v in (overrides or {}).items() if k in fields}
@@ -88,5 +91,8 @@ def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None
     for point in points:
         config = checked(method.Config, OmegaConf.merge(method_defaults(spec.name), spec.hparams, point, forced), f"{where}.hparams")
         hparams = OmegaConf.to_container(OmegaConf.structured(config))
+        for name in ("epochs", "batch_size", "lr"):  # every method has them; zero trains nothing or never yields a batch
+            if hparams[name] <= 0:
+                raise SpecError(f"{where}.hparams.{name}: must be positive, got {hparams[name]}")
         settings.extend(MethodSetting(spec.name, hparams, start, dict(overrides or {})) for start in starts)
     return settings

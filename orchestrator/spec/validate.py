@@ -1,6 +1,8 @@
 """Everything about a sweep that can be known wrong before a job starts, each failure one SpecError naming the key."""
 from __future__ import annotations
 
+import torch
+
 from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.methods import expand_method
 from orchestrator.spec.resources import check_resources
@@ -26,6 +28,8 @@ def validate(spec: SweepSpec, where: str) -> None:
         check_search(search, f"{where}: search[{i}]")
     for i, method in enumerate(spec.methods):
         expand_method(method, f"{where}: methods[{i}]", spec.method_overrides)
+    _check_positive(spec, where)
+    _check_device(spec.device, where)
     if spec.speed.precision not in PRECISIONS:
         raise SpecError(f"{where}: speed.precision: must be one of {', '.join(PRECISIONS)}, got {spec.speed.precision!r}")
     _check_forget(spec, where)
@@ -59,3 +63,37 @@ def _check_forget(spec: SweepSpec, where: str) -> None:
     if not 1 <= memorization.shards <= memorization.num_models:
         raise SpecError(f"{where}: memorization.shards: must be in [1, memorization.num_models={memorization.num_models}], "
                         f"got {memorization.shards}")
+
+
+# Numbers that must be above zero: at zero or below a schedule trains nothing, a stream never yields a batch, an
+# evaluation loop never evaluates or a mean divides by zero.
+POSITIVE = {
+    "train": ("epochs", "batch_size", "lr"),
+    "relearn": ("epochs", "batch_size", "eval_every", "report_last", "lr"),
+    "memorization": ("num_models",),
+    "memorization.train": ("epochs", "batch_size", "lr"),
+}
+
+
+def _check_positive(spec: SweepSpec, where: str) -> None:
+    for section, fields in POSITIVE.items():
+        values = spec
+        for part in section.split("."):
+            values = getattr(values, part)
+        for name in fields:
+            if getattr(values, name) <= 0:
+                raise SpecError(f"{where}: {section}.{name}: must be positive, got {getattr(values, name)}")
+
+
+def _check_device(device: str, where: str) -> None:
+    if device == "auto":
+        return
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SpecError(f"{where}: device: {device!r} is not a device torch knows (auto, cpu, cuda, cuda:N, mps)") from None
+    if chosen.type == "cuda" and (chosen.index or 0) >= (torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise SpecError(f"{where}: device: {device} is not there: this machine has {count} CUDA device(s)")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise SpecError(f"{where}: device: mps is not available on this machine")

@@ -1,0 +1,98 @@
+"""Bad input costs a second: each case of the catalogue exits 2 before any job starts, with one line that names the
+sweep file and the key (or the file itself), and leaves nothing in the store. The base is the tiny quickstart, so a
+case that slipped through would start training at once and fail the 'nothing in the store' check."""
+import sqlite3
+
+import pytest
+
+from orchestrator.cli import main
+from tests.conftest import tiny_quickstart
+
+# (case, overrides on the tiny quickstart, what the message must name)
+OVERRIDES = [
+    ("unknown top-level key", ["epochz=3"], "epochz"),
+    ("misspelt train key", ["train.epochz=3"], "train.epochz"),
+    ("misspelt forget key", ["forget.fractoin=0.1"], "forget.fractoin"),
+    ("misspelt relearn key", ["relearn.kk=[0]"], "relearn.kk"),
+    ("misspelt lmc key", ["lmc.strid=0.5"], "lmc.strid"),
+    ("misspelt memorization key", ["memorization.num_model=3"], "memorization.num_model"),
+    ("misspelt method hparam", ["methods=[{name: finetune, hparams: {lrr: 0.1}}]"], "lrr"),
+    ("misspelt dataset arg", ["dataset.args.colour=1"], "colour"),
+    ("misspelt model arg", ["model.args.chanels=[4]"], "chanels"),
+    ("wrong type", ["train.epochs=many"], "train.epochs"),
+    ("wrong type in a list", ["relearn.k=[0,banana]"], "relearn.k"),
+    ("wrong type of an hparam", ["methods=[{name: finetune, hparams: {lr: fast}}]"], "methods[0].hparams"),
+    ("unknown method", ["methods=[{name: forget_everything}]"], "methods[0].name"),
+    ("unknown dataset", ["dataset.name=imagenet"], "dataset.name"),
+    ("unknown model", ["model.name=vgg99"], "model.name"),
+    ("unknown relearn set", ["relearn.relearn_set=everything"], "relearn.relearn_set"),
+    ("unknown forget criterion", ["forget.criterion=loudest"], "forget.criterion"),
+    ("unknown precision", ["speed.precision=fp8"], "speed.precision"),
+    ("unknown profile", ["fastest"], "fastest"),
+    ("forget fraction above 1", ["forget.fraction=1.5"], "forget.fraction"),
+    ("forget fraction 0", ["forget.fraction=0"], "forget.fraction"),
+    ("memorization subset fraction 1", ["memorization.subset_fraction=1.0"], "memorization.subset_fraction"),
+    ("an empty forget set", ["forget.fraction=0.0001"], "forget.fraction"),
+    ("a dataset too small for the k grid", ["dataset.args.num_samples=200"], "relearn.k"),
+    ("target class out of range", ["forget.target_class=12"], "forget.target_class"),
+    ("k beyond the attack pool", ["relearn.k=[0,500]"], "relearn.k"),
+    ("negative k", ["relearn.k=[-1]"], "relearn.k"),
+    ("zero training epochs", ["train.epochs=0"], "train.epochs"),
+    ("zero batch size", ["train.batch_size=0"], "train.batch_size"),
+    ("negative learning rate", ["train.lr=-0.1"], "train.lr"),
+    ("zero unlearning epochs", ["methods=[{name: finetune, hparams: {epochs: 0}}]"], "methods[0].hparams.epochs"),
+    ("zero unlearning batch size", ["methods=[{name: finetune, hparams: {batch_size: 0}}]"], "methods[0].hparams.batch_size"),
+    ("zero relearning batch size", ["relearn.batch_size=0"], "relearn.batch_size"),
+    ("zero evaluation interval", ["relearn.eval_every=0"], "relearn.eval_every"),
+    ("zero evaluations reported", ["relearn.report_last=0"], "relearn.report_last"),
+    ("zero memorization models", ["memorization.num_models=0"], "memorization.num_models"),
+    ("an empty grid", ["methods=[{name: finetune, grid: {lr: []}}]"], "methods[0].grid.lr"),
+    ("a chained method without its start", ["methods=[{name: tar}]"], "methods[0]"),
+    ("a chain from an unknown method", ["methods=[{name: tar, start_from: {name: nothing}}]"], "methods[0].start_from"),
+    ("a sweep with zero methods", ["methods=[]"], "methods"),
+    ("no seeds", ["seeds=[]"], "seeds"),
+    ("an LMC stride that misses t = 1", ["lmc.stride=0.3"], "lmc.stride"),
+    ("a device that is not there", ["device=cuda:7"], "device"),
+    ("a device that does not exist at all", ["device=tpu"], "device"),
+    ("resources no worker can give", ["resources={default: {num_cpus: -1}}"], "resources"),
+]
+
+FILES = [
+    ("a YAML file that is a list", "- name: quickstart\n- seeds: [1]\n", "not a mapping"),
+    ("a YAML file that is a scalar", "just words\n", "not a mapping"),
+    ("malformed YAML", "name: x\ntrain: {epochs: 3\n", "not valid YAML"),
+    ("an empty file", "", "empty"),
+]
+
+
+def run_bad(tmp_path, capsys, monkeypatch, sweep, overrides=()):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "store.db"
+    code = main(["run", str(sweep), *overrides, "--tracking-uri", f"sqlite:///{store}"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    runs = sqlite3.connect(store).execute("select count(*) from runs").fetchone()[0] if store.exists() else 0
+    return code, lines, runs
+
+
+@pytest.mark.parametrize("case, overrides, named", OVERRIDES, ids=[c[0] for c in OVERRIDES])
+def test_bad_values_exit_2_naming_file_and_key_before_any_job(case, overrides, named, tmp_path, capsys, monkeypatch):
+    sweep = tiny_quickstart(tmp_path / "sweep.yaml")
+    code, lines, runs = run_bad(tmp_path, capsys, monkeypatch, sweep, overrides)
+    assert code == 2 and len(lines) == 1, lines
+    assert "sweep.yaml" in lines[0] and named in lines[0], lines[0]
+    assert "Traceback" not in lines[0] and runs == 0 and not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize("case, text, says", FILES, ids=[c[0] for c in FILES])
+def test_bad_files_exit_2_naming_the_file(case, text, says, tmp_path, capsys, monkeypatch):
+    sweep = tmp_path / "broken.yaml"
+    sweep.write_text(text)
+    code, lines, runs = run_bad(tmp_path, capsys, monkeypatch, sweep)
+    assert code == 2 and len(lines) == 1 and "broken.yaml" in lines[0] and says in lines[0], lines
+    assert runs == 0
+
+
+def test_a_missing_sweep_file(tmp_path, capsys, monkeypatch):
+    code, lines, runs = run_bad(tmp_path, capsys, monkeypatch, tmp_path / "nowhere.yaml")
+    assert code == 2 and len(lines) == 1 and "nowhere.yaml" in lines[0] and "no such sweep file" in lines[0]
