@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -46,15 +45,6 @@ def _tracker(spec, args):
         raise SpecError(f"tracking: {error}") from None
     except (MlflowException, OSError) as error:
         raise SpecError(f"tracking: cannot use MLflow tracking store {uri}: {str(error).splitlines()[0]}") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=f".{path.name}.") as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
 
 
 def cmd_plan(args) -> int:
@@ -126,17 +116,19 @@ def cmd_run(args) -> int:
     from orchestrator.execute.stop import GracefulStop
     from orchestrator.plan import Sweep
     from orchestrator.report import build_summary, over_seeds_table, results_columns, results_table, seeds_table
+    from orchestrator.report.publish import publish_results, write_atomic
     from orchestrator.track import StoreUnavailable, take_over_dead_sweeps
     from orchestrator.track.lineage import ui_address
 
     spec = load_spec(args.config, args.overrides)
     tracker = _tracker(spec, args)
-    for line in take_over_dead_sweeps(tracker.claims, spec.name if args.resume else None):
-        console.print(f"[yellow]taking over:[/] {line}")
     sweep_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     sweep = Sweep(spec, tracker, sweep_id)
     if sweep.input_error or sweep.data_error:
         raise SpecError(f"{Path(args.config).name}: {sweep.input_error or sweep.data_error}")
+    # Dead sweeps' claims first: a result they recorded in full but never marked FINISHED then counts as cached.
+    for line in take_over_dead_sweeps(tracker.claims, spec.name if args.resume else None):
+        console.print(f"[yellow]taking over:[/] {line}")
     sweep.refresh()  # what is cached; a sweep with anything to compute must have its data, not just its labels
     if sweep.counts()["cached"] < len(sweep.dag.nodes) and sweep.check_data():
         raise SpecError(f"{Path(args.config).name}: {sweep.data_error}")
@@ -164,9 +156,11 @@ def cmd_run(args) -> int:
             summary = build_summary(sweep, sweep_id, pool.name, time.perf_counter() - start)
             if searches:
                 summary["search"] = searches
-            _write_atomic(Path(args.summary), json.dumps(summary, indent=1))
+            write_atomic(Path(args.summary), json.dumps(summary, indent=1))
             if stop.signum is None:  # a stopped sweep's report can be made later: `unlearn-sweep report SUMMARY`
-                stop.record(lambda: publish_results(tracker, parent, summary, spec, args))
+                folder = None if args.no_report else Path(args.report_dir or Path(args.summary).parent / "report")
+                stop.record(lambda: publish_results(tracker, parent, summary, as_dict(spec.dataset), folder, args.test_floor,
+                                                    console.print))
             stop.record(lambda: tracker.sweeps.finish(parent, summary, ok, {
                 "over_seeds.json": over_seeds_table(summary), "results.json": results_columns(summary)}, stop.reason))
     if stop.store_error is not None:
@@ -183,24 +177,6 @@ def cmd_run(args) -> int:
                   f"summary in {args.summary}; parent run {parent}")
     console.print(f"results in MLflow's runs table: {ui_address(tracker.uri, tracker.store.experiment_id)}")
     return stop.exit_code(ok)
-
-
-def publish_results(tracker, parent: str, summary: dict, spec, args) -> None:
-    """A result run per model and seed, and (unless --no-report) the figures and HTML report, on the sweep's run.
-    A report that cannot be drawn is a warning: the sweep's results are already safe in summary.json."""
-    from orchestrator.report import result_runs
-    from orchestrator.report.html import write_report
-
-    tracker.sweeps.record_results(parent, summary["sweep_id"], result_runs(summary), as_dict(spec.dataset))
-    if args.no_report:
-        return
-    folder = Path(args.report_dir) if args.report_dir else Path(args.summary).parent / "report"
-    try:
-        path = write_report(summary, folder, args.test_floor)
-        tracker.sweeps.log_report(parent, folder)
-        console.print(f"report: {path} (figures beside it; also under report/ on the sweep's run)")
-    except Exception as error:  # noqa: BLE001
-        console.print(f"[yellow]warning:[/] report not written: {type(error).__name__}: {error}")
 
 
 # -- commands that read the record ----------------------------------------------------------------------------------
