@@ -5,7 +5,8 @@
   unlearn-sweep report SWEEP [--out DIR]      a sweep id, a parent run id or a summary.json: table, figures, HTML
   unlearn-sweep compare A B                   config differences and metric deltas per method setting
   unlearn-sweep status                        the sweeps in the store
-  unlearn-sweep cache ls|verify|gc [--yes]    stored results per kind; re-verify every sha256; remove garbage
+  unlearn-sweep cache ls|verify|gc [--yes]    stored results per kind; re-verify every sha256 (a result that
+                                              fails is recomputed by the next sweep); remove garbage
 
 Exit codes: 0 done, 1 some node failed or an artifact did not verify (everything finished is kept), 2 bad input
 (nothing ran), 3 the tracking server stopped answering mid-run (the sweep stopped; rerun it), 130 / 143 stopped by

@@ -108,3 +108,10 @@ def running(uri: str, kind: str) -> bool:
 def finished_once(uri: str) -> Counter:
     """How many FINISHED runs each node key has."""
     return Counter(r.data.tags["node_key"] for r in node_runs(uri) if r.info.status == "FINISHED")
+
+
+def assert_same_results(a: dict, b: dict) -> None:
+    """Two summaries of one sweep agree on every metric (run ids, timings and how many nodes ran aside)."""
+    from tests.test_ray_executor import assert_same_metrics
+
+    assert_same_metrics({k: v for k, v in a.items() if k != "nodes"}, {k: v for k, v in b.items() if k != "nodes"})
