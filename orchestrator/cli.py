@@ -42,8 +42,10 @@ def _tracker(spec, args):
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or spec.tracking.uri
     try:
         return Tracker(uri, spec.tracking.experiment, spec.tracking.artifact_location)
-    except StoreUnavailable as error:
-        raise SpecError(f"tracking: {error}") from None
+    except StoreUnavailable as error:  # named by where the URI came from, so the user knows what to fix
+        source = ("--tracking-uri" if args.tracking_uri else "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI")
+                  else f"{Path(args.config).name}: tracking.uri")
+        raise SpecError(f"{source}: {error}") from None
     except (MlflowException, OSError) as error:
         raise SpecError(f"tracking: cannot use MLflow tracking store {uri}: {str(error).splitlines()[0]}") from None
 

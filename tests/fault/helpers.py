@@ -115,3 +115,15 @@ def assert_same_results(a: dict, b: dict) -> None:
     from tests.test_ray_executor import assert_same_metrics
 
     assert_same_metrics({k: v for k, v in a.items() if k != "nodes"}, {k: v for k, v in b.items() if k != "nodes"})
+
+
+def under_way(uri: str) -> bool:
+    """Whether the sweep has finished a node and is computing another (read as `running` reads)."""
+    path = uri.removeprefix("sqlite:///")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            statuses = dict(db.execute("select runs.status, count(*) from runs join tags on tags.run_uuid = runs.run_uuid "
+                                       "where tags.key = 'node_key' and runs.lifecycle_stage = 'active' group by runs.status"))
+    except sqlite3.Error:
+        return False
+    return statuses.get("FINISHED", 0) >= 1 and statuses.get("RUNNING", 0) >= 1
