@@ -109,3 +109,32 @@ def test_a_full_disk_while_saving_a_checkpoint_leaves_no_result_and_the_rerun_co
     assert second["nodes"]["cached"] == first["nodes"]["executed"]
     counts = finished_once(uri)
     assert len(counts) == second["nodes"]["total"] and set(counts.values()) == {1}
+
+
+def test_an_s3_upload_that_fails_leaves_no_result_and_the_rerun_computes_only_that(tmp_path, monkeypatch):
+    import boto3
+
+    from tests.servers import moto_s3
+
+    from .s3_proxy import S3Proxy
+
+    with moto_s3(tmp_path) as endpoint, S3Proxy(endpoint) as proxy:
+        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                            "MLFLOW_S3_ENDPOINT_URL": proxy.url}.items():
+            monkeypatch.setenv(name, value)
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lab")
+        sweep, uri = small_sweep(tmp_path, tracking__artifact_location="s3://lab/artifacts"), f"sqlite:///{tmp_path / 'mlflow.db'}"
+        proxy.refusing.set()  # the first checkpoint upload fails, every retry of it too
+        code, first = run(tmp_path, sweep, uri, "first")
+        assert proxy.refusals >= 1 and code == 1
+        assert 0 < first["nodes"]["failed"] < first["nodes"]["total"]
+        (broken,) = [r for r in node_runs(uri) if r.info.status == "FAILED"]
+        assert "InternalError" in broken.data.tags["error"]
+        assert main(["cache", "verify", "--tracking-uri", uri]) == 0  # what finished verifies from the bucket
+
+        proxy.refusing.clear()
+        code, second = run(tmp_path, sweep, uri, "second")
+        assert code == 0 and second["nodes"]["executed"] == first["nodes"]["failed"]
+        assert second["nodes"]["cached"] == first["nodes"]["executed"]
+        counts = finished_once(uri)
+        assert len(counts) == second["nodes"]["total"] and set(counts.values()) == {1}
