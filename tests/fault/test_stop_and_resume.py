@@ -1,18 +1,22 @@
 """Stopping a sweep, and running the same command again. Real signals to a real `unlearn-sweep run` process with a
-real sqlite store: SIGTERM ends it cleanly (in-flight runs KILLED with the reason, the sweep's run KILLED, summary.json
-for what finished, exit 143) and the rerun reuses what finished and resumes the interrupted training from its last
-periodic checkpoint; after a SIGKILL the rerun proves the old driver dead (same machine, pid gone) and takes over its
-claims at once, even with a stale window it could never wait out."""
+real sqlite store: SIGTERM ends it cleanly (in-flight runs KILLED with the reason, the sweep's run KILLED,
+summary.json for what finished, exit 143), and the rerun reuses what finished and resumes the interrupted training
+from its last periodic checkpoint, to the results of a run never interrupted. After a SIGKILL the rerun proves the
+old driver dead (same machine, pid gone) and takes over its claims at once, even with a stale window it could never
+wait out."""
+import json
 import signal
 import subprocess
 import sys
 
+import torch
 from mlflow.tracking import MlflowClient
 
+from orchestrator.cli import main
 from orchestrator.track import Tracker, take_over_dead_sweeps
 from orchestrator.track.drivers import HOST, driver_tags, proven_dead
 
-from .helpers import Driver, finished_once, node_runs, running, small_sweep, sweep_runs
+from .helpers import Driver, assert_same_results, finished_once, node_runs, running, small_sweep, sweep_runs
 
 NODES = 17  # the small sweep: memorization, original, retrain and one method's nodes
 
@@ -20,7 +24,7 @@ NODES = 17  # the small sweep: memorization, original, retrain and one method's 
 def test_sigterm_ends_the_sweep_cleanly_and_the_same_command_resumes_it(tmp_path):
     sweep, uri = small_sweep(tmp_path, train__epochs=20), f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {"UNLEARN_SWEEP_CACHE": str(tmp_path / "cache"), "UNLEARN_SWEEP_CHECKPOINT_STEPS": "5"}
-    first = Driver(tmp_path, sweep, uri, env=env, name="first")
+    first = Driver(tmp_path, sweep, uri, "--threads", "1", env=env, name="first")
     # Stopped while the original trains, once it has saved a periodic checkpoint.
     first.until(lambda: running(uri, "train_original") and any((tmp_path / "cache" / "checkpoints").glob("*.pt")))
     first.signal(signal.SIGTERM)
@@ -37,7 +41,7 @@ def test_sigterm_ends_the_sweep_cleanly_and_the_same_command_resumes_it(tmp_path
     done = {r.data.tags["node_key"] for r in runs if r.info.status == "FINISHED"}
     assert stopped["nodes"]["executed"] == len(done) >= 1 and stopped["nodes"]["total"] == NODES
 
-    second = Driver(tmp_path, sweep, uri, env=env, name="second")  # the same command again
+    second = Driver(tmp_path, sweep, uri, "--threads", "1", env=env, name="second")  # the same command again
     assert second.wait() == 0, second.output()[-3000:]
     resumed = second.result()
     assert resumed["nodes"] == {"total": NODES, "executed": NODES - len(done), "cached": len(done), "failed": 0}
@@ -46,6 +50,14 @@ def test_sigterm_ends_the_sweep_cleanly_and_the_same_command_resumes_it(tmp_path
     (original,) = [r for r in node_runs(uri) if r.data.tags["node_kind"] == "train_original" and r.info.status == "FINISHED"]
     assert int(original.data.tags["resumed_from_step"]) >= 5  # from its checkpoint, not from scratch
     assert not any((tmp_path / "cache" / "checkpoints").glob("*.pt"))  # removed once the result is recorded
+
+    threads = torch.get_num_threads()
+    try:  # the same sweep never interrupted, on one thread as the stopped and resumed runs
+        assert main(["run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / 'calm.db'}", "--summary",
+                     str(tmp_path / "calm.json"), "--no-report", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_results(json.loads((tmp_path / "calm.json").read_text()), resumed)
 
 
 def test_after_a_sigkill_the_rerun_proves_the_driver_dead_and_takes_over_at_once(tmp_path):
