@@ -5,10 +5,12 @@
   unlearn-sweep report SWEEP [--out DIR]      a sweep id, a parent run id or a summary.json: table, figures, HTML
   unlearn-sweep compare A B                   config differences and metric deltas per method setting
   unlearn-sweep status                        the sweeps in the store
-  unlearn-sweep cache ls|verify|gc [--yes]    stored results per kind; re-verify every sha256; remove garbage
+  unlearn-sweep cache ls|verify|gc [--yes]    stored results per kind; re-verify every sha256 (a result that
+                                              fails is recomputed by the next sweep); remove garbage
 
 Exit codes: 0 done, 1 some node failed or an artifact did not verify (everything finished is kept), 2 bad input
-(nothing ran).
+(nothing ran), 3 the tracking server stopped answering mid-run (the sweep stopped; rerun it), 130 / 143 stopped by
+SIGINT / SIGTERM (in-flight nodes KILLED, what finished kept; the same command again resumes).
 """
 from __future__ import annotations
 
@@ -17,7 +19,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,22 +37,17 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 def _tracker(spec, args):
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.track import Tracker
+    from orchestrator.track import StoreUnavailable, Tracker
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or spec.tracking.uri
     try:
         return Tracker(uri, spec.tracking.experiment, spec.tracking.artifact_location)
+    except StoreUnavailable as error:  # named by where the URI came from, so the user knows what to fix
+        source = ("--tracking-uri" if args.tracking_uri else "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI")
+                  else f"{Path(args.config).name}: tracking.uri")
+        raise SpecError(f"{source}: {error}") from None
     except (MlflowException, OSError) as error:
         raise SpecError(f"tracking: cannot use MLflow tracking store {uri}: {str(error).splitlines()[0]}") from None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=f".{path.name}.") as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
 
 
 def cmd_plan(args) -> int:
@@ -123,8 +119,11 @@ def make_pool(args, tracker, spec):
 def cmd_run(args) -> int:
     from orchestrator.execute import run_sweep
     from orchestrator.execute.progress import SweepProgress
+    from orchestrator.execute.stop import GracefulStop
     from orchestrator.plan import Sweep
     from orchestrator.report import build_summary, over_seeds_table, results_columns, summary_tables
+    from orchestrator.report.publish import publish_results, write_atomic
+    from orchestrator.track import StoreUnavailable, take_over_dead_sweeps
     from orchestrator.track.lineage import ui_address
 
     spec = load_spec(args.config, args.overrides)
@@ -133,34 +132,46 @@ def cmd_run(args) -> int:
     sweep = Sweep(spec, tracker, sweep_id)
     if sweep.input_error or sweep.data_error:
         raise SpecError(f"{Path(args.config).name}: {sweep.input_error or sweep.data_error}")
+    # Dead sweeps' claims first: a result they recorded in full but never marked FINISHED then counts as cached.
+    for line in take_over_dead_sweeps(tracker.claims, spec.name if args.resume else None):
+        console.print(f"[yellow]taking over:[/] {line}")
     sweep.refresh()  # what is cached; a sweep with anything to compute must have its data, not just its labels
     if sweep.counts()["cached"] < len(sweep.dag.nodes) and sweep.check_data():
         raise SpecError(f"{Path(args.config).name}: {sweep.data_error}")
     pool = make_pool(args, tracker, spec)
     retries = args.retries if args.retries is not None else (1 if pool.name == "ray" else 0)
-    parent = tracker.sweeps.start(spec.name, sweep_id, as_dict(spec), pool.name)
-    console.print(f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {pool.describe()}, "
-                  f"tracking {tracker.uri}")
-    start = time.perf_counter()
-    with SweepProgress(sweep, pool.name, tracker, parent, console) as progress:
-        ok, searches = False, []
+    with GracefulStop(console.print) as stop:  # SIGTERM / SIGINT: in-flight runs KILLED, a summary of what finished
+        parent = tracker.sweeps.start(spec.name, sweep_id, as_dict(spec), pool.name)
+        console.print(f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {pool.describe()}, "
+                      f"tracking {tracker.uri}")
+        ok, searches, start = False, [], time.perf_counter()
         try:
-            if spec.search:  # the searches' best settings join the methods; their trials are already in the store
-                from orchestrator.execute.search import run_searches
+            with SweepProgress(sweep, pool.name, tracker, parent, console) as progress:
+                if spec.search:  # the searches' best settings join the methods; their trials are already in the store
+                    from orchestrator.execute.search import run_searches
 
-                sweep, searches = run_searches(sweep, pool, sweep_id, parent, retries, progress)
-                progress.follow(sweep)
-            run_sweep(sweep, pool, sweep_id, parent, retries, progress)
-            ok = not any(s.status in ("failed", "skipped") for s in sweep.states.values())
+                    sweep, searches = run_searches(sweep, pool, sweep_id, parent, retries, progress)
+                    progress.follow(sweep)
+                run_sweep(sweep, pool, sweep_id, parent, retries, progress)
+                ok = not any(s.status in ("failed", "skipped") for s in sweep.states.values())
+        except StoreUnavailable as error:  # what finished is recorded; a rerun takes over the rest
+            stop.lost_store(error)
         finally:
+            stop.shield()
             pool.close()
             summary = build_summary(sweep, sweep_id, pool.name, time.perf_counter() - start)
             if searches:
                 summary["search"] = searches
-            _write_atomic(Path(args.summary), json.dumps(summary, indent=1))
-            publish_results(tracker, parent, summary, spec, args)
-            tracker.sweeps.finish(parent, summary, ok, {"over_seeds.json": over_seeds_table(summary),
-                                                        "results.json": results_columns(summary)})
+            write_atomic(Path(args.summary), json.dumps(summary, indent=1))
+            if stop.signum is None:  # a stopped sweep's report can be made later: `unlearn-sweep report SUMMARY`
+                folder = None if args.no_report else Path(args.report_dir or Path(args.summary).parent / "report")
+                stop.record(lambda: publish_results(tracker, parent, summary, as_dict(spec.dataset), folder, args.test_floor,
+                                                    console.print))
+            stop.record(lambda: tracker.sweeps.finish(parent, summary, ok, {
+                "over_seeds.json": over_seeds_table(summary), "results.json": results_columns(summary)}, stop.reason))
+    if stop.store_error is not None:
+        console.print(f"[red]error:[/] {stop.store_error}; the sweep stopped. Everything it finished is recorded; "
+                      "run the same command when the server is back to compute the rest")
     for table in summary_tables(summary):
         out.print(table)
     for node, state in sweep.states.items():
@@ -170,25 +181,7 @@ def cmd_run(args) -> int:
     console.print(f"{n['executed']} executed, {n['cached']} cached, {n['failed']} failed in {summary['wall_seconds']:.1f} s; "
                   f"summary in {args.summary}; parent run {parent}")
     console.print(f"results in MLflow's runs table: {ui_address(tracker.uri, tracker.store.experiment_id)}")
-    return 0 if ok else 1
-
-
-def publish_results(tracker, parent: str, summary: dict, spec, args) -> None:
-    """A result run per model and seed, and (unless --no-report) the figures and HTML report, on the sweep's run.
-    A report that cannot be drawn is a warning: the sweep's results are already safe in summary.json."""
-    from orchestrator.report import result_runs
-    from orchestrator.report.html import write_report
-
-    tracker.sweeps.record_results(parent, summary["sweep_id"], result_runs(summary), as_dict(spec.dataset))
-    if args.no_report:
-        return
-    folder = Path(args.report_dir) if args.report_dir else Path(args.summary).parent / "report"
-    try:
-        path = write_report(summary, folder, args.test_floor)
-        tracker.sweeps.log_report(parent, folder)
-        console.print(f"report: {path} (figures beside it; also under report/ on the sweep's run)")
-    except Exception as error:  # noqa: BLE001
-        console.print(f"[yellow]warning:[/] report not written: {type(error).__name__}: {error}")
+    return stop.exit_code(ok)
 
 
 # -- commands that read the record ----------------------------------------------------------------------------------
@@ -196,12 +189,12 @@ def _store(args):
     """The store a reading command looks at, as it is: never created; a missing one is bad input."""
     from mlflow.exceptions import MlflowException
 
-    from orchestrator.track import Store, StoreError
+    from orchestrator.track import Store, StoreError, StoreUnavailable
 
     uri = _uri(args)
     try:
         return Store.existing(uri, args.experiment)
-    except StoreError as error:
+    except (StoreError, StoreUnavailable) as error:
         raise SpecError(f"tracking: {error}") from None
     except (MlflowException, OSError) as error:
         raise SpecError(f"tracking: cannot use MLflow tracking store {uri}: {str(error).splitlines()[0]}") from None
@@ -340,6 +333,9 @@ def _sweep_commands(commands) -> None:
             command.add_argument("--retries", type=int, default=None,
                                  help="re-runs of a node that raised (default: 1 on ray, 0 locally)")
             command.add_argument("--summary", default="summary.json", help="where to write summary.json")
+            command.add_argument("--resume", action="store_true",
+                                 help="take over the runs of earlier runs of this sweep (same name) still marked running, "
+                                      "without waiting for their heartbeats to go stale: they are dead (another machine)")
             command.add_argument("--report-dir", default=None, help="figures and report.html (default: report/ beside the summary)")
             command.add_argument("--no-report", action="store_true", help="write no figures or HTML report")
             _floor_option(command)

@@ -40,7 +40,9 @@ def server(command: list[str], ready_url: str, log: Path, env: dict | None = Non
         try:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except ProcessLookupError:  # already gone: a test stopped it on purpose
+            process.wait()
+        except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
 
 
@@ -52,11 +54,14 @@ def moto_s3(folder: Path):
         yield f"http://127.0.0.1:{port}"
 
 
+def mlflow_command(folder: Path, artifact_root: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+            "--default-artifact-root", artifact_root, "--no-serve-artifacts"]
+
+
 @contextmanager
 def mlflow_server(folder: Path, artifact_root: str, env: dict):
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-               "--default-artifact-root", artifact_root, "--no-serve-artifacts"]
-    with server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", env):
+    with server(mlflow_command(folder, artifact_root, port), f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", env):
         yield f"http://127.0.0.1:{port}"

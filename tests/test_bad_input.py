@@ -126,3 +126,16 @@ def test_bad_task_space_values_exit_2_naming_file_and_key(case, overrides, named
 def test_a_missing_sweep_file(tmp_path, capsys, monkeypatch):
     code, lines, runs = run_bad(tmp_path, capsys, monkeypatch, tmp_path / "nowhere.yaml")
     assert code == 2 and len(lines) == 1 and "nowhere.yaml" in lines[0] and "no such sweep file" in lines[0]
+
+
+def test_an_unreachable_tracking_server_is_one_line_before_any_job(tmp_path, capsys, monkeypatch):
+    from tests.servers import free_port
+
+    monkeypatch.chdir(tmp_path)
+    sweep = tiny_quickstart(tmp_path / "sweep.yaml", tracking__artifact_location=str(tmp_path / "artifacts"))
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    code = main(["run", str(sweep), "--tracking-uri", uri])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, lines
+    assert "--tracking-uri" in lines[0] and uri in lines[0] and "Traceback" not in lines[0]
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "summary.json").exists() and not (tmp_path / "mlflow.db").exists()

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workloads.checkpoint import TrainingCheckpoint
 from workloads.config import added_later
 from workloads.metrics import accuracy, mean_loss, per_class_accuracy
 from workloads.models.tied_dropout import tied_layers, tied_to
@@ -61,6 +62,14 @@ class BatchStream:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self
 
+    def state_dict(self) -> dict:
+        """Where the stream is: its generator's state and the current pass's permutation and position."""
+        return {"generator": self.generator.get_state(), "order": self._order.cpu(), "cursor": self._cursor}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._order, self._cursor = state["order"].to(self.y.device), int(state["cursor"])
+
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cursor >= len(self._order):
             self._order = torch.randperm(len(self.y), generator=self.generator, device=self.generator.device).to(self.y.device)
@@ -95,12 +104,21 @@ def adam_with_cosine(model: nn.Module, lr: float, weight_decay: float, total_ste
 
 
 def fit(model: nn.Module, stream: BatchStream, optimizer, schedule, total_steps: int,
-        after_step: Optional[Callable[[int], None]] = None, ids: Optional[torch.Tensor] = None) -> list[tuple[int, float]]:
+        after_step: Optional[Callable[[int], None]] = None, ids: Optional[torch.Tensor] = None,
+        checkpoint: Optional[TrainingCheckpoint] = None) -> list[tuple[int, float]]:
     """Cross-entropy steps; returns the loss curve as (step, mean loss over the last pass of the stream). `ids`:
-    the training-set index of each row of the stream, for the masks of a model with example-tied dropout."""
+    the training-set index of each row of the stream, for the masks of a model with example-tied dropout. With a
+    `checkpoint`, resumes from it if one was saved for these steps, and saves one whenever it is due."""
     curve, running = [], torch.zeros((), device=stream.y.device)
     tied = ids is not None and bool(tied_layers(model))
-    for step in range(1, total_steps + 1):
+    first = 1
+    if checkpoint is not None and (saved := checkpoint.load()) is not None and saved["total_steps"] == total_steps:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        stream.load_state_dict(saved["stream"])
+        curve, running, first = [tuple(point) for point in saved["curve"]], saved["running"].to(running.device), saved["step"] + 1
+    for step in range(first, total_steps + 1):
         model.train()
         xb, yb = next(stream)
         with tied_to(model, ids[stream.last_index]) if tied else nullcontext():
@@ -116,19 +134,25 @@ def fit(model: nn.Module, stream: BatchStream, optimizer, schedule, total_steps:
             running.zero_()
         if after_step is not None:
             after_step(step)
+        if checkpoint is not None and step < total_steps and checkpoint.due(step):
+            checkpoint.save({"step": step, "total_steps": total_steps, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                             "stream": stream.state_dict(), "curve": curve, "running": running.cpu()})
     return curve
 
 
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
-                     augment=None, epoch_size: Optional[int] = None, ids: Optional[torch.Tensor] = None) -> list[tuple[int, float]]:
+                     augment=None, epoch_size: Optional[int] = None, ids: Optional[torch.Tensor] = None,
+                     checkpoint: Optional[TrainingCheckpoint] = None) -> list[tuple[int, float]]:
     """The original/retrain recipe: Adam (or SGD), cosine decay to lr * final_lr_fraction, on-device augmentation. An
     epoch is one pass over `epoch_size` examples (default: the set trained on), so a model trained on a subset can
-    take the steps, and the cosine length, of the full set's schedule. `ids`: the rows' training-set indices."""
+    take the steps, and the cosine length, of the full set's schedule. `ids`: the rows' training-set indices.
+    `checkpoint`: resume from / save to it (fit)."""
     total = steps_for(cfg.epochs, len(y) if epoch_size is None else epoch_size, cfg.batch_size)
     stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), augment if cfg.augment else None)
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     optimizer, schedule = with_cosine(optimizer, total, cfg.final_lr_fraction)
-    return fit(model, stream, optimizer, schedule, total, ids=ids)
+    return fit(model, stream, optimizer, schedule, total, ids=ids, checkpoint=checkpoint)
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import torch
 
 from orchestrator.execute.scheduler import Finished
 from orchestrator.execute.worker import NodeTask, NodeWorker
+from orchestrator.track import StoreUnavailable
 from workloads.train import pick_device
 
 
@@ -37,6 +38,8 @@ class LocalPool:
         task = self.queue.pop()
         try:
             return [Finished(task, self.worker.run(task))]
+        except StoreUnavailable:  # not the node's fault: the sweep stops (a rerun computes it again)
+            raise
         except Exception:  # noqa: BLE001 - a failed node must not stop the sweep
             return [Finished(task, error=traceback.format_exc())]
 

@@ -4,7 +4,9 @@ few recent checkpoints in memory, so a stream of short nodes pays for loading on
 Actors are created per resource shape ({num_cpus, num_gpus}) as tasks of that shape become ready, as long as the
 cluster has room; an idle actor of another shape is retired to make room rather than letting a task wait forever.
 A task's exception comes back as a failed node (the scheduler may retry it); an actor that dies (its process
-killed, its node lost) comes back as a lost node, which the scheduler re-runs on another actor."""
+killed, its node lost, killed by Ray's memory monitor) comes back as a lost node, which the scheduler re-runs on
+another actor. A node that ran out of memory inside its actor (MemoryError, CUDA out of memory, the CPU allocator
+failing) is lost too, not failed: its actor is killed, so the node runs again in a fresh process."""
 from __future__ import annotations
 
 import os
@@ -13,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import ray
-from ray.exceptions import RayError, RayTaskError
+from ray.exceptions import OutOfMemoryError, RayError, RayTaskError
 
 from orchestrator.execute.scheduler import Finished
 from orchestrator.execute.worker import NodeTask, NodeWorker
 from orchestrator.spec import SpecError
 
 RESOURCE_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU"}
+WAIT_SLICE = 1.0  # seconds the driver blocks in ray.wait at a time
 
 
 @ray.remote(max_restarts=0)
@@ -120,21 +123,31 @@ class RayPool:
     def finished(self, timeout: Optional[float]) -> list[Finished]:
         if not self.running:
             return []
-        ready, _ = ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ready: list = []
+        while not ready and (deadline is None or time.monotonic() < deadline):
+            # In slices, so a SIGTERM or SIGINT is handled (in this, the main thread) within a second.
+            wait = WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - time.monotonic()))
+            ready, _ = ray.wait(list(self.running), num_returns=1, timeout=wait)
         if ready:  # whatever else is done too, without waiting
             ready, _ = ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
-        out = []
-        for ref in ready:
-            worker = self.running.pop(ref)
-            task, worker.task, worker.idle_since = worker.task, None, time.monotonic()
-            try:
-                out.append(Finished(task, ray.get(ref)))
-            except RayTaskError as error:  # the node's own code raised
-                out.append(Finished(task, error=str(error)))
-            except RayError as error:  # the actor died (process killed, node lost, out of memory)
-                self.workers.remove(worker)
-                out.append(Finished(task, lost=f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"))
-        return out
+        return [self._collect(ref) for ref in ready]
+
+    def _collect(self, ref) -> Finished:
+        worker = self.running.pop(ref)
+        task, worker.task, worker.idle_since = worker.task, None, time.monotonic()
+        try:
+            return Finished(task, ray.get(ref))
+        except RayTaskError as error:  # the node's own code raised
+            if not out_of_memory(error.cause):
+                return Finished(task, error=str(error))
+            # Its process may hold fragmented or leaked memory: a fresh actor runs it again, as for a dead worker.
+            self.workers.remove(worker)
+            ray.kill(worker.handle)
+            return Finished(task, lost=f"out of memory: {str(error.cause).splitlines()[0][:300]}")
+        except RayError as error:  # the actor died (process killed, node lost, killed by Ray's memory monitor)
+            self.workers.remove(worker)
+            return Finished(task, lost=why_lost(error))
 
     def retire_idle(self) -> None:
         for worker in [w for w in self.workers if w.task is None]:
@@ -147,6 +160,21 @@ class RayPool:
         self.workers.clear()
         if self.owns_ray:
             ray.shutdown()
+
+
+def out_of_memory(error: Optional[BaseException]) -> bool:
+    """A node that ran out of memory: MemoryError, torch's CUDA OutOfMemoryError, or its CPU allocator's failure."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def why_lost(error: RayError) -> str:
+    """One line on why an actor died: Ray's own explanation (the last line of its message) rather than the generic
+    first one; `out of memory:` first when Ray's memory monitor killed it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.startswith("\t")]
+    text = f"{type(error).__name__}: {(lines[-1] if lines else '')[:300]}"
+    oom = isinstance(error, OutOfMemoryError) or "memory pressure" in str(error)
+    return f"out of memory: {text}" if oom else text
 
 
 def _shape(resources: dict) -> tuple[float, float]:

@@ -89,10 +89,20 @@ class Scheduler:
                 elif self.waiting:
                     time.sleep(WAIT_POLL_SECONDS)
                 self._check_waiting()
+        except BaseException as error:  # a signal, a lost store, a bug: the runs in flight will never finish
+            self._abandon(f"the sweep stopped: {type(error).__name__}: {error}"[:500])
+            raise
         finally:
             heartbeat.stop.set()
-            for run_id in list(self.in_flight):  # interrupted: these runs will never finish
-                self.tracker.claims.kill(run_id, "the sweep stopped")
+
+    def _abandon(self, why: str) -> None:
+        """Marks the runs in flight KILLED (or FINISHED where the result was recorded in full), each on its own, so
+        one the store cannot take does not keep the others RUNNING; a rerun takes over whatever is left."""
+        for run_id in list(self.in_flight):
+            try:
+                self.tracker.claims.kill(run_id, why)
+            except Exception:  # noqa: BLE001 - the store is gone: the next run finds these runs' driver dead
+                pass
 
     # -- steps ----------------------------------------------------------------------------------------------------
     def _start_ready(self) -> None:
@@ -132,12 +142,12 @@ class Scheduler:
             state.run_id, state.result, state.seconds = done.task.run_id, done.result.result, done.result.seconds
             self._set(node, "executed")
         elif done.lost is not None:
+            self.tracker.claims.kill(done.task.run_id, f"worker died: {done.lost}")  # FINISHED if its result is all there
             found = self.tracker.artifacts.find(node.key)
             if found is not None and found.run_id == done.task.run_id:  # it finished before its worker died
                 state.run_id, state.result = found.run_id, found.result
                 self._set(node, "executed")
                 return
-            self.tracker.claims.kill(done.task.run_id, f"worker died: {done.lost}")
             self.losses[node] += 1
             self._retry_or_fail(node, self.losses[node] <= MAX_LOST, f"its worker died {self.losses[node]} times: {done.lost}")
         else:

@@ -1,9 +1,15 @@
 """Where a node actually runs: a `NodeTask` (everything a worker needs, picklable) and a `NodeWorker` that runs the
 task's node kind (looked up by name in workloads.nodes) against its own tracker, keeping datasets on its device
 (memoised per process by `dataset_for`) and recently used checkpoints in memory. The local executor holds one
-NodeWorker in-process; the Ray executor one per actor."""
+NodeWorker in-process; the Ray executor one per actor.
+
+Each task gets a training checkpoint file in this machine's cache folder, named by the node's content key
+(`<cache>/checkpoints/<key>.pt`; one computation per key at a time, so one writer), which the long training kinds
+write every UNLEARN_SWEEP_CHECKPOINT_SECONDS (default 300) or UNLEARN_SWEEP_CHECKPOINT_STEPS steps and resume from
+when the node runs again after an interruption; it is removed once the node's result is recorded."""
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -11,7 +17,9 @@ from typing import Optional
 
 import torch
 
+from orchestrator.plan.labels import cache_dir
 from orchestrator.track import Tracker
+from workloads.checkpoint import TrainingCheckpoint
 from workloads.forget import ForgetSet
 from workloads.nodes import NODE_KINDS, InputNode, RunContext, dataset_for, speed_of
 from workloads.runtime import runtime_facts
@@ -43,6 +51,13 @@ class TaskResult:
     seconds: float  # the node's own compute time, recording excluded
 
 
+def training_checkpoint(key: str) -> TrainingCheckpoint:
+    """The node's checkpoint file on this machine and how often to write it (read from the environment each time)."""
+    return TrainingCheckpoint(cache_dir() / "checkpoints" / f"{key}.pt",
+                              int(os.environ.get("UNLEARN_SWEEP_CHECKPOINT_STEPS", 0)),
+                              float(os.environ.get("UNLEARN_SWEEP_CHECKPOINT_SECONDS", 300)))
+
+
 class NodeWorker:
     def __init__(self, tracker: Tracker, device: torch.device):
         self.tracker, self.device = tracker, device
@@ -58,10 +73,14 @@ class NodeWorker:
         if task.forget_set is not None:  # canaries relabelled; a task space's corruption applied
             data = task.forget_set.training_data(data)
         inputs = {role: self._input(ref) for role, ref in task.inputs.items()}
-        output = NODE_KINDS.get(task.kind).run(config, inputs, RunContext(self.device, data, task.forget_set, config))
+        checkpoint = training_checkpoint(task.key)
+        context = RunContext(self.device, data, task.forget_set, config, checkpoint)
+        output = NODE_KINDS.get(task.kind).run(config, inputs, context)
         output.result["runtime"] = runtime
         seconds = time.perf_counter() - start
-        self.tracker.artifacts.record(task.run_id, output, seconds)
+        resumed = {"resumed_from_step": str(checkpoint.resumed_step)} if checkpoint.resumed_step else {}
+        self.tracker.artifacts.record(task.run_id, output, seconds, resumed)
+        checkpoint.clear()
         if output.state is not None:
             self._remember(task.key, output.state)
         return TaskResult(output.result, seconds)

@@ -40,7 +40,8 @@ def usage_table(kinds: dict, where: str) -> Table:
 def verify_lines(checked: int, failed: list) -> list[str]:
     lines = [f"[red]FAIL[/] {run.data.tags.get('node_kind')} {run.info.run_name} (run {run.info.run_id}): {'; '.join(problems)}"
              for run, problems in failed]
-    return lines + [f"{checked} stored results verified against their sha256: {checked - len(failed)} ok, {len(failed)} failed"]
+    tail = "; the failed ones are no longer results: the next sweep that needs them recomputes them" if failed else ""
+    return lines + [f"{checked} stored results verified against their sha256: {checked - len(failed)} ok, {len(failed)} failed{tail}"]
 
 
 def garbage_lines(garbage, removing: bool) -> list[str]:

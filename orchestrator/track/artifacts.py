@@ -5,10 +5,13 @@ Looking a node up never downloads a checkpoint: a FINISHED run is a cached resul
 file it names is in the artifact listing with the recorded size, and `result.json` (small) verifies. A checkpoint is
 hashed when it is loaded; one that does not verify raises `CorruptArtifact` and its run is marked FAILED with the
 reason, so the scheduler recomputes that node and the next lookup no longer finds it. Checkpoints load with
-`weights_only=True`, so a tampered artifact cannot run code."""
+`weights_only=True`, so a tampered artifact cannot run code: one that verifies (its manifest rewritten too) but that
+torch refuses or cannot read is as corrupt as one that does not verify. A write that fails half-way (a full disk, an
+object store refusing it) leaves no manifest, so its files are never taken as a result."""
 from __future__ import annotations
 
 import json
+import pickle
 import tempfile
 import time
 import urllib.parse
@@ -31,9 +34,9 @@ TENSORS = "tensors.pt"
 class CorruptArtifact(ValueError):
     """An artifact's bytes do not match its manifest: the run holding it is no longer a result."""
 
-    def __init__(self, run_id: str, message: str):
+    def __init__(self, run_id: str, message: str, why: str = "sha256 differs from the manifest"):
         super().__init__(message)
-        self.run_id = run_id
+        self.run_id, self.why = run_id, why
 
 
 @dataclass
@@ -69,14 +72,23 @@ class Artifacts:
         """Whether the run still counts as a result (a corrupt checkpoint found on loading turns it FAILED)."""
         return self.client.get_run(run_id).info.status == "FINISHED"
 
-    def record(self, run_id: str, output, seconds: float) -> None:
+    def recorded(self, run_id: str) -> bool:
+        """Whether the run's result was written in full (its manifest, written last, is there, every file it names has
+        its size and result.json verifies), whatever the run's status says."""
+        try:
+            return self._complete(run_id) and self._verified(run_id, RESULT) is not None
+        except (OSError, ValueError, KeyError, MlflowException):
+            return False
+
+    def record(self, run_id: str, output, seconds: float, tags: Optional[dict[str, str]] = None) -> None:
         """Metrics, curves (logged with their steps, in batches) and artifacts of a claimed run; FINISHED once the
-        manifest is written."""
+        manifest is written. `tags`: more facts about how it ran."""
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [Metric("node_seconds", seconds, now, 0)]
         metrics += [Metric(name, float(value), now, int(step)) for name, curve in output.curves.items() for step, value in curve]
         # How it ran (threads, denormal flushing, device) as tags, so the runs table can filter slow runs by them.
-        self.client.log_batch(run_id, tags=[RunTag(f"runtime.{k}", str(v)) for k, v in output.result.get("runtime", {}).items()])
+        facts = {f"runtime.{k}": str(v) for k, v in output.result.get("runtime", {}).items()} | (tags or {})
+        self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in facts.items()])
         for batch in chunks(metrics, 1000):
             self.client.log_batch(run_id, metrics=batch)
         self._write(run_id, output)
@@ -142,7 +154,7 @@ class Artifacts:
 
     def problems(self, run_id: str, artifact_uri: Optional[str] = None) -> list[str]:
         """Every way the run's artifacts fail their manifest: missing, wrong size, wrong sha256 (each file hashed,
-        checkpoints included). Empty when all verify."""
+        checkpoints included), or a checkpoint torch.load(weights_only=True) refuses. Empty when all verify."""
         listed = self.listing(run_id, artifact_uri)
         if MANIFEST not in listed:
             return [f"no {MANIFEST}"]
@@ -152,9 +164,12 @@ class Artifacts:
                 out.append(f"{name}: missing" if name not in listed else f"{name}: {listed[name]} bytes, recorded {entry['size']}")
                 continue
             try:
-                self._verified(run_id, name)
-            except CorruptArtifact:
-                out.append(f"{name}: sha256 differs from the manifest")
+                if name.endswith(".pt"):
+                    self._torch_load(run_id, name)
+                else:
+                    self._verified(run_id, name)
+            except CorruptArtifact as error:
+                out.append(f"{name}: {error.why}")
         return out
 
     def _complete(self, run_id: str) -> bool:
@@ -171,9 +186,19 @@ class Artifacts:
             self._verified_paths[(run_id, name)] = path
         return self._verified_paths[(run_id, name)]
 
+    def _torch_load(self, run_id: str, name: str) -> dict:
+        """A verified checkpoint, loaded with weights_only=True: a pickle that would run code, or bytes that are not a
+        checkpoint, raise CorruptArtifact."""
+        path = self._verified(run_id, name)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+            why = f"refused by torch.load(weights_only=True): {str(error).splitlines()[0][:200]}"
+            raise CorruptArtifact(run_id, f"artifact {name} of run {run_id} {why}", why) from None
+
     def _load(self, run_id: str, name: str) -> dict:
         try:
-            return torch.load(self._verified(run_id, name), map_location="cpu", weights_only=True)
+            return self._torch_load(run_id, name)
         except CorruptArtifact as error:
             self.client.set_tag(run_id, "corrupt_artifact", str(error))
             self.client.set_terminated(run_id, "FAILED")  # no lookup finds it again; its node is recomputed

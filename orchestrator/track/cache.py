@@ -40,9 +40,14 @@ def usage(store: Store, artifacts: Artifacts) -> dict[str, KindUsage]:
 
 
 def verify(store: Store, artifacts: Artifacts) -> tuple[int, list[tuple[Run, list[str]]]]:
-    """Every stored result hashed against its manifest: (how many checked, [(run, its problems)])."""
+    """Every stored result hashed against its manifest: (how many checked, [(run, its problems)]). A run that fails
+    is no longer a result (FAILED, tagged `corrupt_artifact`, as when a sweep finds it on loading), so the next sweep
+    that needs it recomputes it rather than trusting bytes that are known to be bad."""
     runs = node_runs(store)
     failed = [(run, found) for run in runs if (found := artifacts.problems(run.info.run_id, run.info.artifact_uri))]
+    for run, found in failed:
+        store.client.set_tag(run.info.run_id, "corrupt_artifact", f"cache verify: {'; '.join(found)}"[:4000])
+        store.client.set_terminated(run.info.run_id, "FAILED")
     return len(runs), failed
 
 

@@ -1,18 +1,23 @@
 """One computation per key, across concurrent sweeps. A sweep claims a node by opening its run; the earliest live
 run of a key (start time, run id) computes it and the others wait for its result. The claiming sweep's heartbeat
-keeps a run alive; a run silent for STALE_SECONDS belongs to a dead driver and is marked KILLED and taken over."""
+keeps a run alive; a run silent for STALE_SECONDS, or whose driver process is proven gone (same machine, pid not
+running: orchestrator/track/drivers.py), belongs to a dead driver and is marked KILLED and taken over at once. A run
+being killed whose result was already recorded in full (manifest written, only its FINISHED status missing) is
+finished instead: nothing recorded is thrown away. Both windows can be moved by environment variables."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from orchestrator.track.artifacts import Artifacts
+from orchestrator.track.drivers import driver_tags, proven_dead
 from orchestrator.track.store import Store, dataset_input, flatten, system_tags
 
 HEARTBEAT = "heartbeat"
-HEARTBEAT_SECONDS = 10.0
-STALE_SECONDS = 60.0
+HEARTBEAT_SECONDS = float(os.environ.get("UNLEARN_SWEEP_HEARTBEAT_SECONDS", 10))
+STALE_SECONDS = float(os.environ.get("UNLEARN_SWEEP_STALE_SECONDS", 60))
 # Two claims of one key made at the same moment: a run's start time is stamped before its row is written, and on a
 # busy store the write can wait for a lock, so a claim stamped earlier may become visible only after another claimant
 # looked. When another sweep is live, a claimant waits this long before looking, so every claim stamped before its
@@ -47,7 +52,7 @@ class Claims:
     def claim(self, node: TrackedNode, sweep_id: str, parent_run_id: str) -> Claim:
         """Opens this node's run, then reads every run of the key in one query: the earliest live claim wins and
         computes it; the others delete their run and wait. A result finished since the lookup is caught here."""
-        tags = {**system_tags(), "node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
+        tags = {**system_tags(), **driver_tags(), "node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
                 "mlflow.parentRunId": parent_run_id, HEARTBEAT: str(time.time()),
                 **{f"input.{role}": key for role, key in node.input_keys.items()}}
         run = self.client.create_run(self.store.experiment_id, run_name=node.label, tags=tags)
@@ -60,8 +65,8 @@ class Claims:
                 continue
             if other.info.status == "FINISHED":
                 done = True
-            elif other.info.status == "RUNNING" and self._stale(other):
-                self.kill(other.info.run_id, "its sweep stopped sending heartbeats")
+            elif other.info.status == "RUNNING" and (why := self.dead(other)):
+                done = self.kill(other.info.run_id, why) or done
             elif other.info.status == "RUNNING":
                 live.append(other)
         first = min(live, key=lambda r: (r.info.start_time, r.info.run_id))
@@ -77,7 +82,7 @@ class Claims:
     def holder_alive(self, run_id: str) -> bool:
         """Whether a run that won a claim is still computing (RUNNING with a fresh heartbeat)."""
         run = self.client.get_run(run_id)
-        return run.info.status == "RUNNING" and run.info.lifecycle_stage == "active" and not self._stale(run)
+        return run.info.status == "RUNNING" and run.info.lifecycle_stage == "active" and self.dead(run) is None
 
     def heartbeat(self, run_ids) -> None:
         now = str(time.time())
@@ -88,18 +93,31 @@ class Claims:
         self.client.set_tag(run_id, "error", error[-4000:])
         self.client.set_terminated(run_id, "FAILED")
 
-    def kill(self, run_id: str, why: str) -> None:
-        """A run that will never finish (its worker or its sweep died); never a run that already finished."""
-        if self.client.get_run(run_id).info.status == "RUNNING":
-            self.client.set_tag(run_id, "killed", why)
-            self.client.set_terminated(run_id, "KILLED")
+    def kill(self, run_id: str, why: str) -> bool:
+        """A run that will never finish (its worker or its sweep died); never a run that already finished. One whose
+        result was recorded in full is FINISHED instead (True): it only missed its last call."""
+        if self.client.get_run(run_id).info.status != "RUNNING":
+            return False
+        if self.artifacts.recorded(run_id):
+            self.client.set_tag(run_id, "finished_late", why)
+            self.client.set_terminated(run_id, "FINISHED")
+            return True
+        self.client.set_tag(run_id, "killed", why)
+        self.client.set_terminated(run_id, "KILLED")
+        return False
+
+    def dead(self, run) -> Optional[str]:
+        """Why a RUNNING run's holder is dead (None: it may be alive)."""
+        if proven_dead(run.data.tags):
+            return f"its driver (pid {run.data.tags.get('driver.pid')} on this machine) is gone"
+        return "its sweep stopped sending heartbeats" if self._stale(run) else None
 
     def _other_sweep_live(self, sweep_id: str) -> bool:
         runs = self.client.search_runs([self.store.experiment_id], "tags.node_kind = 'sweep' and attributes.status = 'RUNNING'",
                                        max_results=50)
         # A parent run has a heartbeat; one from before heartbeats counts while it is young.
         fresh = lambda r: not self._stale(r) if HEARTBEAT in r.data.tags else time.time() - r.info.start_time / 1000 < STALE_SECONDS
-        return any(r.data.tags.get("sweep_id") != sweep_id and fresh(r) for r in runs)
+        return any(r.data.tags.get("sweep_id") != sweep_id and fresh(r) and not proven_dead(r.data.tags) for r in runs)
 
     def _stale(self, run) -> bool:
         return time.time() - float(run.data.tags.get(HEARTBEAT, 0)) > STALE_SECONDS

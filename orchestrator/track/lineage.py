@@ -15,6 +15,7 @@ from typing import Optional
 from mlflow.entities import Metric, RunTag
 
 from orchestrator.track.claims import HEARTBEAT, TrackedNode
+from orchestrator.track.drivers import driver_tags
 from orchestrator.track.store import Store, dataset_input, flatten, system_tags
 
 SWEEP, LINK, RESULT = "sweep", "link", "result"  # node_kind of runs that are not nodes
@@ -28,8 +29,8 @@ class SweepRuns:
 
     def start(self, name: str, sweep_id: str, spec: dict, executor: str) -> str:
         run = self.client.create_run(self.store.experiment_id, run_name=f"sweep {name}", tags={
-            **system_tags(), "sweep_id": sweep_id, "sweep_name": name, "node_kind": SWEEP, "executor": executor,
-            HEARTBEAT: str(time.time())})
+            **system_tags(), **driver_tags(), "sweep_id": sweep_id, "sweep_name": name, "node_kind": SWEEP,
+            "executor": executor, HEARTBEAT: str(time.time())})
         self.store.log_params(run.info.run_id, flatten("", spec, {}))
         if spec.get("dataset"):
             self.client.log_inputs(run.info.run_id, [dataset_input(spec["dataset"], SWEEP)])
@@ -42,9 +43,10 @@ class SweepRuns:
         self.client.log_batch(run_id, metrics=[Metric("nodes_done", float(done), int(time.time() * 1000), done)],
                               tags=[RunTag("progress", text), RunTag("progress.total", str(total)), RunTag(HEARTBEAT, str(time.time()))])
 
-    def finish(self, run_id: str, summary: dict, ok: bool, tables: Optional[dict[str, dict]] = None) -> None:
+    def finish(self, run_id: str, summary: dict, ok: bool, tables: Optional[dict[str, dict]] = None,
+               killed: Optional[str] = None) -> None:
         """The summary, node counts and correlations on the parent run; `tables` (artifact file -> columns) as
-        MLflow tables, which its UI shows sortable."""
+        MLflow tables, which its UI shows sortable. `killed`: why the sweep was stopped (the run ends KILLED)."""
         self.client.log_dict(run_id, summary, "summary.json")
         for artifact_file, columns in (tables or {}).items():
             if columns and next(iter(columns.values())):
@@ -53,7 +55,9 @@ class SweepRuns:
         metrics = {f"nodes_{k}": v for k, v in summary.get("nodes", {}).items()} | {"wall_seconds": summary.get("wall_seconds", 0.0)}
         metrics |= {f"spearman_{name}": c["spearman"] for name, c in summary.get("correlations", {}).items() if c["spearman"] is not None}
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-        self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+        if killed:
+            self.client.set_tag(run_id, "killed", killed)
+        self.client.set_terminated(run_id, "KILLED" if killed else "FINISHED" if ok else "FAILED")
 
     def record_search(self, run_id: str, searches: list[dict]) -> None:
         """The best trial of each search on the sweep's parent run: its hparams, score and unlearn run."""

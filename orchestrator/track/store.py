@@ -16,6 +16,7 @@ from typing import Any, Optional
 from mlflow.entities import Dataset, DatasetInput, InputTag, Param
 from mlflow.tracking import MlflowClient
 
+from orchestrator.track.resilient import RetryingClient, http_defaults, is_http, probe
 from workloads.data import DATASETS, location_fields
 
 EMBEDDED_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "")
@@ -41,7 +42,7 @@ class Store:
     def open(cls, uri: str, experiment: str, artifact_location: Optional[str] = None) -> "Store":
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # workers may run in another folder
             uri = "sqlite:///" + os.path.abspath(uri.removeprefix("sqlite:///"))
-        client = MlflowClient(tracking_uri=uri)
+        client = connect(uri)
         found = client.get_experiment_by_name(experiment)
         if found is not None:
             if found.tags.get(EXPERIMENT_KIND[0]) is None:  # made before the tag existed, or by another tool
@@ -63,7 +64,7 @@ class Store:
             if not path.is_file():
                 raise StoreError(f"no MLflow store at {path}")
             uri = "sqlite:///" + str(path)
-        client = MlflowClient(tracking_uri=uri)
+        client = connect(uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:
             raise StoreError(f"no experiment {experiment!r} in {uri}")
@@ -72,6 +73,15 @@ class Store:
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         for batch in chunks([Param(k, v[:6000]) for k, v in params.items()], 100):
             self.client.log_batch(run_id, params=batch)
+
+
+def connect(uri: str):
+    """A client of the store that retries through a server's outage; a server that does not answer now is a
+    StoreUnavailable naming the URI, in seconds (orchestrator/track/resilient.py)."""
+    if is_http(uri):
+        http_defaults()
+        probe(uri)
+    return RetryingClient(MlflowClient(tracking_uri=uri), uri)
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from workloads.checkpoint import TrainingCheckpoint
 from workloads.data import Dataset
 from workloads.forget import ForgetSet
 from workloads.registry import Registry
@@ -43,6 +44,8 @@ class RunContext:
     data: Optional[Dataset]  # on the device
     forget_set: Optional[ForgetSet]
     config: dict
+    # Where a long training loop saves its progress and resumes from (the executor's choice; None: it does not).
+    checkpoint: Optional[TrainingCheckpoint] = None
 
 
 Run = Callable[[dict, dict[str, InputNode], RunContext], NodeOutput]

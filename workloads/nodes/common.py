@@ -67,14 +67,15 @@ def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor
 
 def train_model(config: dict, ctx: RunContext, index: Optional[torch.Tensor]) -> NodeOutput:
     """A model trained from the config's seed by its `train` recipe on the training examples `index` (None: all),
-    for the steps of the recipe's epochs over the *full* training set, as the reference counts every schedule."""
+    for the steps of the recipe's epochs over the *full* training set, as the reference counts every schedule;
+    resumed from, and saved periodically to, the context's checkpoint when it has one."""
     cfg = typed(TrainConfig, config["train"], "train")
     d = ctx.data
     model = new_model(config, d, config["seed"], ctx.device)
     index = torch.arange(len(d.y_train)) if index is None else index
     x, y = d.x_train[index.to(ctx.device)], d.y_train[index.to(ctx.device)]
     curve = train_classifier(model, x, y, cfg, seed=config["seed"], augment=d.augment, epoch_size=len(d.y_train),
-                             ids=index.to(ctx.device))
+                             ids=index.to(ctx.device), checkpoint=ctx.checkpoint)
     test = evaluate(model, d.x_test, d.y_test, d.num_classes)
     precision = effective_precision(speed_of(config), ctx.device)
     return NodeOutput(result={"train_examples": len(y), "steps": steps_for(cfg.epochs, len(d.y_train), cfg.batch_size),
