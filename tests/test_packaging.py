@@ -1,8 +1,11 @@
 """The package as users install it: a wheel built from the repository carries the method defaults, resources and
 sweep files, and once installed (outside any checkout) `unlearn-sweep plan` runs the shipped quickstart from any
-folder, by name or by its repository path."""
+folder, by name or by its repository path; and everything the code imports is declared."""
+import ast
+import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,3 +64,41 @@ def test_the_installed_package_plans_the_quickstart_from_any_folder(installed):
         assert "175 nodes" in done.stdout + done.stderr
     missing = run_installed(installed, "-m", "orchestrator", "plan", "no_such_sweep", "--no-estimate")
     assert missing.returncode == 2 and "no_such_sweep" in missing.stderr + missing.stdout
+
+
+def imported_distributions() -> dict[str, set[str]]:
+    """Every third-party distribution the project's code imports (package, tests, benchmarks, docs' scripts), with a
+    file that imports it."""
+    local = {"orchestrator", "workloads", "tests", "benchmarks", "setup"}
+    owners = importlib.metadata.packages_distributions()
+    found: dict[str, set[str]] = {}
+    for path in [REPO / "setup.py", *(p for d in ("orchestrator", "workloads", "tests", "benchmarks", "docs")
+                                       for p in (REPO / d).rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for top in {m.split(".")[0] for m in modules} - local - set(sys.stdlib_module_names):
+                candidates = owners.get(top, [top])
+                found.setdefault(" or ".join(sorted(candidates)), set()).add(str(path.relative_to(REPO)))
+    return found
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_import_is_a_declared_dependency(installed):
+    """What the wheel asks pip for (Requires-Dist, the test extra included) covers every distribution imported
+    anywhere in the repository, so a fresh install never meets an ImportError that the developer's venv hid."""
+    wheel = zipfile.ZipFile(installed["wheel"])
+    metadata = wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    declared = {canonical(re.match(r"[A-Za-z0-9_.-]+", line.split(":", 1)[1].strip()).group())
+                for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
+    declared |= {"setuptools"}  # the build backend, declared in [build-system]
+    undeclared = {dist: sorted(files)[:3] for dist, files in imported_distributions().items()
+                  if not {canonical(d) for d in dist.split(" or ")} & declared}
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
