@@ -75,13 +75,17 @@ def run_bad(tmp_path, capsys, monkeypatch, sweep, overrides=()):
     return code, lines, runs
 
 
-@pytest.mark.parametrize("case, overrides, named", OVERRIDES, ids=[c[0] for c in OVERRIDES])
-def test_bad_values_exit_2_naming_file_and_key_before_any_job(case, overrides, named, tmp_path, capsys, monkeypatch):
-    sweep = tiny_quickstart(tmp_path / "sweep.yaml")
-    code, lines, runs = run_bad(tmp_path, capsys, monkeypatch, sweep, overrides)
+def refused_before_any_job(code, lines, runs, named, tmp_path):
+    """Exit 2, one line naming the sweep file and the key, no traceback, nothing in the store, no summary."""
     assert code == 2 and len(lines) == 1, lines
     assert "sweep.yaml" in lines[0] and named in lines[0], lines[0]
     assert "Traceback" not in lines[0] and runs == 0 and not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize("case, overrides, named", OVERRIDES, ids=[c[0] for c in OVERRIDES])
+def test_bad_values_exit_2_naming_file_and_key_before_any_job(case, overrides, named, tmp_path, capsys, monkeypatch):
+    sweep = tiny_quickstart(tmp_path / "sweep.yaml")
+    refused_before_any_job(*run_bad(tmp_path, capsys, monkeypatch, sweep, overrides), named, tmp_path)
 
 
 @pytest.mark.parametrize("case, text, says", FILES, ids=[c[0] for c in FILES])
@@ -117,10 +121,7 @@ TASK_SPACE_OVERRIDES = [
 @pytest.mark.parametrize("case, overrides, named", TASK_SPACE_OVERRIDES, ids=[c[0] for c in TASK_SPACE_OVERRIDES])
 def test_bad_task_space_values_exit_2_naming_file_and_key(case, overrides, named, tmp_path, capsys, monkeypatch):
     sweep = tiny_task_space(tmp_path / "sweep.yaml")
-    code, lines, runs = run_bad(tmp_path, capsys, monkeypatch, sweep, overrides)
-    assert code == 2 and len(lines) == 1, lines
-    assert "sweep.yaml" in lines[0] and named in lines[0], lines[0]
-    assert "Traceback" not in lines[0] and runs == 0 and not (tmp_path / "summary.json").exists()
+    refused_before_any_job(*run_bad(tmp_path, capsys, monkeypatch, sweep, overrides), named, tmp_path)
 
 
 def test_a_missing_sweep_file(tmp_path, capsys, monkeypatch):
