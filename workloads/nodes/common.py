@@ -72,10 +72,13 @@ def train_model(config: dict, ctx: RunContext, index: Optional[torch.Tensor]) ->
     cfg = typed(TrainConfig, config["train"], "train")
     d = ctx.data
     model = new_model(config, d, config["seed"], ctx.device)
-    index = torch.arange(len(d.y_train)) if index is None else index
-    x, y = d.x_train[index.to(ctx.device)], d.y_train[index.to(ctx.device)]
+    if index is None:  # the full training set as it is on the device: no copy of it
+        x, y, ids = d.x_train, d.y_train, torch.arange(len(d.y_train), device=ctx.device)
+    else:
+        ids = index.to(ctx.device)
+        x, y = d.x_train[ids], d.y_train[ids]
     curve = train_classifier(model, x, y, cfg, seed=config["seed"], augment=d.augment, epoch_size=len(d.y_train),
-                             ids=index.to(ctx.device), checkpoint=ctx.checkpoint)
+                             ids=ids, checkpoint=ctx.checkpoint)
     test = evaluate(model, d.x_test, d.y_test, d.num_classes)
     precision = effective_precision(speed_of(config), ctx.device)
     return NodeOutput(result={"train_examples": len(y), "steps": steps_for(cfg.epochs, len(d.y_train), cfg.batch_size),
