@@ -22,12 +22,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.spec import SpecError, as_dict, load_spec
-from workloads.runtime import configure_torch
+from orchestrator.spec import SpecError, as_dict
 
 console = Console(stderr=True)
 # Tables go to stdout; when that is a file or a pipe, don't squeeze them into 80 columns.
@@ -53,6 +53,7 @@ def _tracker(spec, args):
 def cmd_plan(args) -> int:
     from orchestrator.plan import Sweep
     from orchestrator.plan.sharing import sharing
+    from orchestrator.spec import load_spec
 
     spec = load_spec(args.config, args.overrides)
     sweep = Sweep(spec, _tracker(spec, args))
@@ -117,14 +118,30 @@ def make_pool(args, tracker, spec):
 
 
 def cmd_run(args) -> int:
+    from orchestrator.spec.fingerprint import fingerprint
+
+    start = time.perf_counter()
+    found = fingerprint(args.config, args.overrides)
+    key = None if found is None or found.searches else found.digest  # a search's trials are outside the DAG: no reuse
+    if key is not None and not args.record_again:
+        from orchestrator.report.reuse import reuse_finished
+
+        uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or found.tracking.uri
+        if reuse_finished(uri, found, Path(args.summary), _report_folder(args), args.test_floor, start, console.print, out.print):
+            return 0
+    from workloads.runtime import configure_torch
+
+    configure_torch(args.threads)  # before any torch op starts the thread pool
+
     from orchestrator.execute import run_sweep
     from orchestrator.execute.progress import SweepProgress
     from orchestrator.execute.stop import GracefulStop
     from orchestrator.plan import Sweep
     from orchestrator.report import build_summary, over_seeds_table, results_columns, summary_tables
     from orchestrator.report.publish import publish_results, write_atomic
+    from orchestrator.spec import load_spec
     from orchestrator.track import StoreUnavailable, take_over_dead_sweeps
-    from orchestrator.track.lineage import ui_address
+    from orchestrator.track.ui import ui_address
 
     spec = load_spec(args.config, args.overrides)
     tracker = _tracker(spec, args)
@@ -141,7 +158,7 @@ def cmd_run(args) -> int:
     pool = make_pool(args, tracker, spec)
     retries = args.retries if args.retries is not None else (1 if pool.name == "ray" else 0)
     with GracefulStop(console.print) as stop:  # SIGTERM / SIGINT: in-flight runs KILLED, a summary of what finished
-        parent = tracker.sweeps.start(spec.name, sweep_id, as_dict(spec), pool.name)
+        parent = tracker.sweeps.start(spec.name, sweep_id, as_dict(spec), pool.name, key)
         console.print(f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {pool.describe()}, "
                       f"tracking {tracker.uri}")
         ok, searches, start = False, [], time.perf_counter()
@@ -164,11 +181,11 @@ def cmd_run(args) -> int:
                 summary["search"] = searches
             write_atomic(Path(args.summary), json.dumps(summary, indent=1))
             if stop.signum is None:  # a stopped sweep's report can be made later: `unlearn-sweep report SUMMARY`
-                folder = None if args.no_report else Path(args.report_dir or Path(args.summary).parent / "report")
-                stop.record(lambda: publish_results(tracker, parent, summary, as_dict(spec.dataset), folder, args.test_floor,
+                stop.record(lambda: publish_results(tracker, parent, summary, as_dict(spec.dataset), _report_folder(args), args.test_floor,
                                                     console.print))
+            nodes = {node.key: state.run_id for node, state in sweep.states.items() if state.run_id} if key else None
             stop.record(lambda: tracker.sweeps.finish(parent, summary, ok, {
-                "over_seeds.json": over_seeds_table(summary), "results.json": results_columns(summary)}, stop.reason))
+                "over_seeds.json": over_seeds_table(summary), "results.json": results_columns(summary)}, stop.reason, nodes))
     if stop.store_error is not None:
         console.print(f"[red]error:[/] {stop.store_error}; the sweep stopped. Everything it finished is recorded; "
                       "run the same command when the server is back to compute the rest")
@@ -182,6 +199,10 @@ def cmd_run(args) -> int:
                   f"summary in {args.summary}; parent run {parent}")
     console.print(f"results in MLflow's runs table: {ui_address(tracker.uri, tracker.store.experiment_id)}")
     return stop.exit_code(ok)
+
+
+def _report_folder(args) -> Optional[Path]:
+    return None if args.no_report else Path(args.report_dir or Path(args.summary).parent / "report")
 
 
 # -- commands that read the record ----------------------------------------------------------------------------------
@@ -338,6 +359,9 @@ def _sweep_commands(commands) -> None:
                                       "without waiting for their heartbeats to go stale: they are dead (another machine)")
             command.add_argument("--report-dir", default=None, help="figures and report.html (default: report/ beside the summary)")
             command.add_argument("--no-report", action="store_true", help="write no figures or HTML report")
+            command.add_argument("--record-again", action="store_true",
+                                 help="record a new sweep (parent run, links to its cached nodes, result runs) even when the "
+                                      "same sweep already finished in this store (default: reuse that one, recording nothing)")
             _floor_option(command)
 
 
@@ -380,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     if threads is not None and threads < 1:
         console.print(f"[red]error:[/] --threads must be at least 1, got {threads}", soft_wrap=True)
         return 2
-    configure_torch(threads)  # before any torch op starts the thread pool
+    if args.func is not cmd_run:  # `run` first looks for its sweep finished, which needs no torch
+        from workloads.runtime import configure_torch
+
+        configure_torch(threads)  # before any torch op starts the thread pool
     # MLflow announces every sqlite store it creates or migrates; the sweep's own lines say what matters.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:

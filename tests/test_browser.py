@@ -14,7 +14,7 @@ import pytest
 from matplotlib.image import imread
 from mlflow.tracking import MlflowClient
 
-from orchestrator.track.lineage import ui_path
+from orchestrator.track.ui import ui_path
 from tests.conftest import REPORT_SETTINGS
 from tests.servers import free_port, server
 

@@ -72,13 +72,31 @@ def test_mlflow_has_a_parent_run_and_one_child_per_node_with_checkpoints(first_r
     assert "summary.json" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
 
 
-def test_second_run_executes_nothing(first_run, tmp_path):
+def test_second_run_computes_and_records_nothing(first_run, tmp_path):
+    client = MlflowClient(first_run["uri"])
+    experiment = client.get_experiment_by_name("unlearn-sweep").experiment_id
+    before = {r.info.run_id: r.info.status for r in client.search_runs([experiment], max_results=5000)}
     code = main(["run", str(first_run["sweep"]), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "again.json")])
     again = json.loads((tmp_path / "again.json").read_text())
     assert code == 0
     assert again["nodes"]["executed"] == 0 and again["nodes"]["cached"] == again["nodes"]["total"]
-    assert again["results"] == first_run["summary"]["results"]  # the same numbers, read back from MLflow
-    assert not [r for r in node_runs(MlflowClient(first_run["uri"]), again["sweep_id"]) if r.data.tags["node_kind"] != "sweep"]
+    assert again["results"] == first_run["summary"]["results"]  # the same numbers, read back from the store
+    assert again["sweep_id"] == first_run["summary"]["sweep_id"]  # the sweep that holds them
+    assert {r.info.run_id: r.info.status for r in client.search_runs([experiment], max_results=5000)} == before
+
+
+def test_second_run_told_to_record_again_executes_nothing_and_links_every_node(first_run, tmp_path):
+    code = main(["run", str(first_run["sweep"]), "--tracking-uri", first_run["uri"], "--summary", str(tmp_path / "again.json"),
+                 "--record-again", "--no-report"])
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert code == 0 and again["sweep_id"] != first_run["summary"]["sweep_id"]
+    assert again["nodes"]["executed"] == 0 and again["nodes"]["cached"] == again["nodes"]["total"]
+    assert again["results"] == first_run["summary"]["results"]
+    client = MlflowClient(first_run["uri"])
+    assert not [r for r in node_runs(client, again["sweep_id"]) if r.data.tags["node_kind"] != "sweep"]
+    links = client.search_runs([client.get_experiment_by_name("unlearn-sweep").experiment_id],
+                               f"tags.sweep_id = '{again['sweep_id']}' and tags.node_kind = 'link'", max_results=1000)
+    assert len(links) == again["nodes"]["total"]
 
 
 def test_sweep_changing_one_hparam_reuses_the_shared_parents(first_run, tmp_path, capsys):

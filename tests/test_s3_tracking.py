@@ -56,6 +56,14 @@ def test_checkpoints_go_to_s3_are_reused_from_there_and_credentials_stay_secret(
     second_dir, second, second_log = run_sweep(stack, sweep, "second", "methods.3.hparams.sigma=0.3")
     assert second["nodes"]["executed"] == 6 and second["original"]["run_id"] == original
 
+    # The same sweep again finds it finished through the server, its nodes still verifying in the bucket: no new run.
+    client = MlflowClient(stack["uri"])
+    experiment = client.get_experiment_by_name("unlearn-sweep").experiment_id
+    before = len(client.search_runs([experiment], "", max_results=1000))
+    third_dir, third, third_log = run_sweep(stack, sweep, "third", "methods.3.hparams.sigma=0.3")
+    assert third["sweep_id"] == second["sweep_id"] and third["nodes"]["executed"] == 0 and "nothing to compute" in " ".join(third_log.split())
+    assert len(client.search_runs([experiment], "", max_results=1000)) == before
+
     # A fresh process loads the original's checkpoint from S3 and gets the model the sweep trained.
     load = ("import sys, torch; from orchestrator.track import Tracker; t = Tracker(sys.argv[1], 'unlearn-sweep'); "
             "state = t.artifacts.load_state(sys.argv[2]); print(len(state), sum(v.numel() for v in state.values()))")
@@ -65,10 +73,9 @@ def test_checkpoints_go_to_s3_are_reused_from_there_and_credentials_stay_secret(
     tensors, numbers = map(int, loaded.stdout.split())
     assert tensors > 4 and numbers > 1000
 
-    client = MlflowClient(stack["uri"])
-    runs = client.search_runs([client.get_experiment_by_name("unlearn-sweep").experiment_id], "", max_results=1000)
+    runs = client.search_runs([experiment], "", max_results=1000)
     recorded = [json.dumps([r.data.params, r.data.tags]) for r in runs]
-    texts = recorded + [first_log, second_log, (first_dir / "summary.json").read_text(), (second_dir / "summary.json").read_text()]
+    texts = recorded + [first_log, second_log, third_log] + [(d / "summary.json").read_text() for d in (first_dir, second_dir, third_dir)]
     for text in texts:
         assert SECRET not in text and KEY_ID not in text
     # Nor in any byte the store keeps: every object in the bucket (checkpoints, results, manifests, tables, figures),

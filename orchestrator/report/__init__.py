@@ -1,11 +1,15 @@
 """Stage 5, the report: summary.json (per seed and over seeds), the results tables, the same results as flat rows
 (MLflow result runs and tables, `rows.py`), the figures (`figures.py`) and the self-contained HTML report
 (`html.py`, ordered by `ranking.py`), and `compare` of two sweeps, all read off a planned sweep's states or a
-summary.json. Figures and HTML import matplotlib, so they are imported where they are drawn."""
-from orchestrator.report.rows import result_runs, results_columns
-from orchestrator.report.seeds import over_seeds_table
-from orchestrator.report.summary import build_summary, correlations
-from orchestrator.report.table import results_table, seeds_table, summary_tables
+summary.json; `reuse.py` prints and writes them for a re-run whose identical sweep already finished.
 
-__all__ = ["build_summary", "correlations", "over_seeds_table", "result_runs", "results_columns", "results_table", "seeds_table",
-           "summary_tables"]
+Names are imported from their modules when first used (PEP 562): the tables import without torch, SciPy or
+matplotlib, so a re-run that computes nothing prints them fast."""
+from orchestrator.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "orchestrator.report.rows": ("result_runs", "results_columns"),
+    "orchestrator.report.seeds": ("over_seeds_table",),
+    "orchestrator.report.summary": ("build_summary", "correlations"),
+    "orchestrator.report.table": ("results_table", "seeds_table", "summary_tables"),
+})

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 from typing import Optional
 
 from orchestrator.report.figures import write_figures
 from orchestrator.report.ranking import default_floor, resistance_order
 from orchestrator.report.rows import Model, ks, models, row_numbers
+from orchestrator.report.stamp import STAMP, stamp
 
 CAPTIONS = {
     "relearning_curves": "Held-out forget accuracy while relearning; retrained control dashed, original dotted.",
@@ -114,10 +116,10 @@ accuracy after the strongest attack ({strongest}) first. Accuracies in %, mean Â
 
 
 def write_report(summary: dict, folder: Path, floor: Optional[float] = None) -> Path:
-    """Figures (PNG and SVG) and `report.html` in `folder`; `floor` None: 90% of the retrained control's test
-    accuracy. Returns the report's path."""
+    """Figures (PNG and SVG), `report.html` and what they were drawn from (stamp.py) in `folder`; `floor` None: 90%
+    of the retrained control's test accuracy. Returns the report's path."""
     figures = write_figures(summary, folder)
-    floor = default_floor(models(summary)) if floor is None else floor
     path = folder / "report.html"
-    path.write_text(render(summary, figures, floor), encoding="utf-8")
+    path.write_text(render(summary, figures, default_floor(models(summary)) if floor is None else floor), encoding="utf-8")
+    (folder / STAMP).write_text(json.dumps(stamp(summary, floor)))
     return path

@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional
 
-from orchestrator.report.rows import result_runs
-
 
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,6 +22,7 @@ def publish_results(tracker, parent: str, summary: dict, dataset: dict, folder: 
     """A result run per model and seed, and (`folder` not None) the figures and HTML report, on the sweep's run.
     A report that cannot be drawn is a warning: the sweep's results are already safe in summary.json."""
     from orchestrator.report.html import write_report
+    from orchestrator.report.rows import result_runs  # imports MLflow: write_atomic is also for runs that record nothing
 
     tracker.sweeps.record_results(parent, summary["sweep_id"], result_runs(summary), dataset)
     if folder is None:

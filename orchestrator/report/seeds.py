@@ -7,7 +7,7 @@ import json
 import statistics
 from typing import Iterable, Optional
 
-from orchestrator.spec import changed_hparams
+from orchestrator.spec.defaults import changed_hparams
 
 
 CELL = ("corruption", "discovery_rate")  # where a row of a corrupted-data task space sits

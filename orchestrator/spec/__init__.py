@@ -1,13 +1,18 @@
 """Stage 1, the sweep file: its schema, loading (`base:`, profiles, key=value overrides), method defaults and
-grids, and validation that names the offending file and key before any job starts."""
-from orchestrator.spec.errors import SpecError, checked
-from orchestrator.spec.files import CONFIG_DIR
-from orchestrator.spec.load import load_spec
-from orchestrator.spec.methods import MethodSetting, changed_hparams, check_method_name, expand_method, method_defaults
-from orchestrator.spec.schema import (Component, CorruptionKindSpec, CorruptionSpec, DatasetSpec, MethodSpec, RelearnSpec, SearchSpec,
-                                      SweepSpec, TrackingSpec)
-from workloads.config import as_dict
+grids, and validation that names the offending file and key before any job starts; and its fingerprint, which a
+re-run computes without importing torch (`fingerprint.py`).
 
-__all__ = ["CONFIG_DIR", "Component", "CorruptionKindSpec", "CorruptionSpec", "DatasetSpec", "MethodSetting", "MethodSpec", "RelearnSpec", "SearchSpec", "SpecError",
-           "SweepSpec", "TrackingSpec", "as_dict", "changed_hparams", "check_method_name", "checked", "expand_method",
-           "load_spec", "method_defaults"]
+Names are imported from their modules when first used (PEP 562), so that a light module of this stage loads
+without the schema, whose defaults come from the torch workloads."""
+from orchestrator.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports(__name__, {
+    "orchestrator.spec.errors": ("SpecError", "checked"),
+    "orchestrator.spec.files": ("CONFIG_DIR",),
+    "orchestrator.spec.load": ("load_spec",),
+    "orchestrator.spec.defaults": ("changed_hparams", "method_defaults"),
+    "orchestrator.spec.methods": ("MethodSetting", "check_method_name", "expand_method"),
+    "orchestrator.spec.schema": ("Component", "CorruptionKindSpec", "CorruptionSpec", "DatasetSpec", "MethodSpec",
+                                 "RelearnSpec", "SearchSpec", "SweepSpec", "TrackingSpec"),
+    "workloads.config": ("as_dict",),
+})

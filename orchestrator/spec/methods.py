@@ -3,8 +3,6 @@ file with `base:`; `_unlearning.yaml` holds the optimiser settings every method 
 grid over them, and chains (`start_from`, an initial safeguard) -> fully resolved `MethodSetting`s."""
 from __future__ import annotations
 
-import copy
-import functools
 import itertools
 from dataclasses import dataclass, field
 from typing import Optional
@@ -12,29 +10,9 @@ from typing import Optional
 from omegaconf import OmegaConf
 
 from orchestrator.spec.errors import SpecError, checked
-from orchestrator.spec.files import CONFIG_DIR, load_with_base
+from orchestrator.spec.defaults import changed_hparams, method_defaults
 from orchestrator.spec.schema import MethodSpec
 from workloads.methods import METHODS
-
-
-@functools.lru_cache(maxsize=None)
-def _defaults_file(name: str) -> dict:
-    path = CONFIG_DIR / "methods" / f"{name}.yaml"
-    if not path.exists():
-        raise SpecError(f"method {name!r} has no defaults file {path}")
-    return OmegaConf.to_container(load_with_base(path, "method defaults file"), resolve=True)
-
-
-def method_defaults(name: str) -> dict:
-    """The method's default hparams: its defaults file over the files it starts from (a copy: callers may change it)."""
-    return copy.deepcopy(_defaults_file(name))
-
-
-def changed_hparams(method: str, hparams: dict, shared: Optional[dict] = None) -> str:
-    """The hparams that differ from the method's defaults file and from the sweep's `method_overrides` (`shared`,
-    set for every method alike, so naming it on each one tells nothing), as 'k=v ...'."""
-    defaults = method_defaults(method) | (shared or {})
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()) if defaults.get(k) != v)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from orchestrator.spec.tracking import TrackingSpec
 from workloads.evaluation import EvaluationConfig
 from workloads.forget import ForgetConfig
 from workloads.memorization import MemorizationConfig
@@ -74,15 +75,6 @@ class CorruptionSpec:
 @dataclass
 class RelearnSpec(RelearnConfig):
     k: list[int] = field(default_factory=lambda: [0])
-
-
-@dataclass
-class TrackingSpec:
-    uri: str = "sqlite:///mlflow.db"
-    # Where a new experiment keeps checkpoints: None is ./mlartifacts for an embedded store and the server's default
-    # artifact root (S3 on a cluster) for a tracking server; or any URI (s3://bucket/prefix).
-    artifact_location: Optional[str] = None
-    experiment: str = "unlearn-sweep"
 
 
 @dataclass

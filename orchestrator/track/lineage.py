@@ -16,21 +16,24 @@ from mlflow.entities import Metric, RunTag
 
 from orchestrator.track.claims import HEARTBEAT, TrackedNode
 from orchestrator.track.drivers import driver_tags
+from orchestrator.track.finished import FINGERPRINT, NODES
 from orchestrator.track.store import Store, dataset_input, flatten, system_tags
+from orchestrator.track.ui import RESULTS_VIEW
 
 SWEEP, LINK, RESULT = "sweep", "link", "result"  # node_kind of runs that are not nodes
 # A view of the runs table kept in an experiment tag, opened by `?viewStateShareKey=<name>` (MLflow 3's shared views).
-VIEW_TAG, RESULTS_VIEW = "mlflow.sharedViewState.", "results"
+VIEW_TAG = "mlflow.sharedViewState."
 
 
 class SweepRuns:
     def __init__(self, store: Store):
         self.store, self.client = store, store.client
 
-    def start(self, name: str, sweep_id: str, spec: dict, executor: str) -> str:
+    def start(self, name: str, sweep_id: str, spec: dict, executor: str, fingerprint: Optional[str] = None) -> str:
+        """The sweep's parent run; `fingerprint` (of the sweep's inputs) lets an identical re-run find it finished."""
         run = self.client.create_run(self.store.experiment_id, run_name=f"sweep {name}", tags={
             **system_tags(), **driver_tags(), "sweep_id": sweep_id, "sweep_name": name, "node_kind": SWEEP,
-            "executor": executor, HEARTBEAT: str(time.time())})
+            "executor": executor, HEARTBEAT: str(time.time()), **({FINGERPRINT: fingerprint} if fingerprint else {})})
         self.store.log_params(run.info.run_id, flatten("", spec, {}))
         if spec.get("dataset"):
             self.client.log_inputs(run.info.run_id, [dataset_input(spec["dataset"], SWEEP)])
@@ -44,10 +47,14 @@ class SweepRuns:
                               tags=[RunTag("progress", text), RunTag("progress.total", str(total)), RunTag(HEARTBEAT, str(time.time()))])
 
     def finish(self, run_id: str, summary: dict, ok: bool, tables: Optional[dict[str, dict]] = None,
-               killed: Optional[str] = None) -> None:
+               killed: Optional[str] = None, nodes: Optional[dict[str, str]] = None) -> None:
         """The summary, node counts and correlations on the parent run; `tables` (artifact file -> columns) as
-        MLflow tables, which its UI shows sortable. `killed`: why the sweep was stopped (the run ends KILLED)."""
+        MLflow tables, which its UI shows sortable; `nodes` (node key -> the run holding its result) for a sweep
+        that completed, which an identical re-run checks (finished.py). `killed`: why the sweep was stopped (the
+        run ends KILLED)."""
         self.client.log_dict(run_id, summary, "summary.json")
+        if ok and nodes and not killed:
+            self.client.log_dict(run_id, nodes, NODES)
         for artifact_file, columns in (tables or {}).items():
             if columns and next(iter(columns.values())):
                 self.client.log_table(run_id, data=columns, artifact_file=artifact_file)
@@ -137,16 +144,3 @@ def results_view(rows: list[dict], sweep_id: str) -> dict:
     view = {"searchFilter": f"tags.node_kind = '{RESULT}' and tags.sweep_id = '{sweep_id}'", "selectedColumns": columns,
             "columnOrder": columns}
     return view | ({"orderByKey": f"metrics.`{strongest}`", "orderByAsc": True} if strongest else {})
-
-
-def ui_path(experiment_id: str, view: Optional[str] = RESULTS_VIEW) -> str:
-    """Where in MLflow's UI (after its address) the experiment opens on its runs table. MLflow 3.17's UI chooses
-    between a GenAI overview and the runs table by its `workflowType` switch, not by the experiment's kind tag."""
-    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
-
-
-def ui_address(uri: str, experiment_id: str) -> str:
-    """How to open the results view: the address on a tracking server, or the `mlflow ui` command for a local store."""
-    if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/{ui_path(experiment_id)}"
-    return f"mlflow ui --backend-store-uri {uri}, then http://127.0.0.1:5000/{ui_path(experiment_id)}"

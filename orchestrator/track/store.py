@@ -17,11 +17,12 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Param
 from mlflow.tracking import MlflowClient
 
 from orchestrator.track.resilient import RetryingClient, http_defaults, is_http, probe
+from orchestrator.track.ui import absolute
 from workloads.data import DATASETS, location_fields
 
 EMBEDDED_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "")
 # MLflow 3's experiment page reads this tag to open a model-training experiment on its runs table instead of a GenAI
-# overview. MLflow 3.17's UI decides by its GenAI / Model training switch instead (the address lineage.ui_path gives).
+# overview. MLflow 3.17's UI decides by its GenAI / Model training switch instead (the address ui.ui_path gives).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,8 +41,7 @@ class Store:
 
     @classmethod
     def open(cls, uri: str, experiment: str, artifact_location: Optional[str] = None) -> "Store":
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # workers may run in another folder
-            uri = "sqlite:///" + os.path.abspath(uri.removeprefix("sqlite:///"))
+        uri = absolute(uri)
         client = connect(uri)
         found = client.get_experiment_by_name(experiment)
         if found is not None:

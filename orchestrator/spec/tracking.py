@@ -1,0 +1,15 @@
+"""The sweep file's `tracking` section: where its record goes. Apart from the schema because a re-run looks for its
+finished twin in that store before anything imports the workloads (fingerprint.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class TrackingSpec:
+    uri: str = "sqlite:///mlflow.db"
+    # Where a new experiment keeps checkpoints: None is ./mlartifacts for an embedded store and the server's default
+    # artifact root (S3 on a cluster) for a tracking server; or any URI (s3://bucket/prefix).
+    artifact_location: Optional[str] = None
+    experiment: str = "unlearn-sweep"

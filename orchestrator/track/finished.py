@@ -1,0 +1,157 @@
+"""An identical sweep that already finished in this store, so that running it again computes and records nothing.
+
+Its parent run carries the same fingerprint (orchestrator/spec/fingerprint.py), ended FINISHED, and logged
+`nodes.json`, the key and run of every node it used. It still stands only if each of those runs is still the result
+a lookup (`Artifacts.find`) would return for its key: FINISHED and not deleted (`cache verify` turns a bad one FAILED),
+no newer finished run of the key ahead of it, and every file of its manifest there with its recorded size and
+result.json matching its sha256. Anything else reads as "not found", and the run plans in full.
+
+A sqlite store whose artifacts are on this file system (the embedded default) is read with Python's sqlite3: MLflow
+and its schema check take 3-4 s to open one, longer than the whole answer may take. It reads three of MLflow's
+tables (experiments, runs, tags) whose columns have not changed since MLflow 1.0, read-only; an error there is "not
+found" too, and tests/test_rerun.py checks that this reading and `Artifacts.find` agree. Other stores are asked
+through MLflow, with `Artifacts.find` itself."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import urllib.parse
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Optional
+
+FINGERPRINT = "sweep.fingerprint"  # tag of the sweep's parent run
+NODES = "nodes.json"  # artifact of the sweep's parent run: {node key: the run holding its result}
+SUMMARY, MANIFEST, RESULT = "summary.json", "manifest.json", "result.json"
+LOOKUP_DEPTH = 5  # runs of one key a lookup considers, newest first (as Artifacts.find)
+
+
+@dataclass
+class FinishedSweep:
+    run_id: str
+    sweep_id: str
+    experiment_id: str
+    summary: dict
+    nodes: int
+    report: Optional[Path]  # its report/ artifacts, when they are on this file system
+
+
+def find_finished(uri: str, experiment: str, fingerprint: str) -> Optional[FinishedSweep]:
+    if uri.startswith("sqlite:///") and "?" not in uri:
+        try:
+            return LocalRecord(Path(uri.removeprefix("sqlite:///")), experiment).finished(fingerprint)
+        except NotLocal:
+            pass  # artifacts in an object store: MLflow reads them
+        except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
+            return None
+    return through_mlflow(uri, experiment, fingerprint)
+
+
+class NotLocal(Exception):
+    """The sweep's artifacts are not on this file system."""
+
+
+class LocalRecord:
+    """MLflow's sqlite tables and artifact folders, read directly."""
+
+    def __init__(self, path: Path, experiment: str):
+        self.path, self.experiment = path, experiment
+
+    def finished(self, fingerprint: str) -> Optional[FinishedSweep]:
+        if not self.path.is_file():
+            return None
+        with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as db:
+            self.db = db
+            experiments = db.execute("SELECT experiment_id FROM experiments WHERE name = ? AND lifecycle_stage = 'active'",
+                                     (self.experiment,)).fetchall()
+            if len(experiments) != 1:
+                return None
+            self.experiment_id = str(experiments[0][0])
+            parent = db.execute(
+                "SELECT r.run_uuid, r.artifact_uri FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.experiment_id = ?"
+                " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ?"
+                " ORDER BY r.start_time DESC LIMIT 1", (self.experiment_id, FINGERPRINT, fingerprint)).fetchone()
+            if parent is None:
+                return None
+            folder = _folder(parent[1])
+            summary, nodes = (json.loads((folder / name).read_text()) for name in (SUMMARY, NODES))
+            if summary["nodes"]["failed"] or not all(self._still_found(key, run) for key, run in self._lookups(nodes).items()):
+                return None
+            sweep_id = db.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = 'sweep_id'", (parent[0],)).fetchone()
+        report = folder / "report"
+        return FinishedSweep(parent[0], sweep_id[0], self.experiment_id, summary, len(nodes), report if report.is_dir() else None)
+
+    def _lookups(self, nodes: dict[str, str]) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+        """Per key: the run the sweep recorded and the key's FINISHED runs, newest first (run id, artifact URI)."""
+        found: dict[str, list[tuple[int, str, str]]] = {key: [] for key in nodes}
+        keys = list(nodes)
+        for i in range(0, len(keys), 500):  # within sqlite's limit on bound parameters
+            chunk = keys[i:i + 500]
+            rows = self.db.execute(
+                "SELECT t.value, r.run_uuid, r.start_time, r.artifact_uri FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid"
+                f" WHERE t.key = 'node_key' AND t.value IN ({','.join('?' * len(chunk))}) AND r.experiment_id = ?"
+                " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'", (*chunk, self.experiment_id))
+            for key, run_id, start, artifact_uri in rows:
+                found[key].append((start or 0, run_id, artifact_uri))
+        return {key: (nodes[key], [(run, uri) for _, run, uri in sorted(runs, reverse=True)]) for key, runs in found.items()}
+
+    @staticmethod
+    def _still_found(key: str, lookup: tuple[str, list[tuple[str, str]]]) -> bool:
+        """Whether the lookup of `key` would return the run the sweep recorded: the first complete one of the newest."""
+        recorded, runs = lookup
+        for run_id, artifact_uri in runs[:LOOKUP_DEPTH]:
+            if _complete(_folder(artifact_uri)):
+                return run_id == recorded
+        return False
+
+
+def _folder(artifact_uri: str) -> Path:
+    if not artifact_uri.startswith("file://"):
+        raise NotLocal(artifact_uri)
+    return Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path))
+
+
+def _complete(folder: Path) -> bool:
+    """As Artifacts.find: the manifest's files all there with their sizes, and result.json matching its sha256."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        for name, entry in manifest.items():
+            size = entry.get("size") if isinstance(entry, dict) else None
+            if not (folder / name).is_file() or size not in (None, (folder / name).stat().st_size):
+                return False
+        sha = manifest[RESULT]["sha256"] if isinstance(manifest[RESULT], dict) else manifest[RESULT]
+        return hashlib.sha256((folder / RESULT).read_bytes()).hexdigest() == sha
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def through_mlflow(uri: str, experiment: str, fingerprint: str) -> Optional[FinishedSweep]:
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.track.artifacts import Artifacts
+    from orchestrator.track.resilient import StoreUnavailable
+    from orchestrator.track.store import Store, StoreError
+
+    try:
+        store = Store.existing(uri, experiment)
+        runs = store.client.search_runs([store.experiment_id], f"tags.`{FINGERPRINT}` = '{fingerprint}' and attributes.status = 'FINISHED'",
+                                        max_results=1, order_by=["attributes.start_time DESC"])
+        if not runs:
+            return None
+        parent = runs[0]
+        with TemporaryDirectory(prefix="unlearn-sweep-finished-") as folder:
+            summary, nodes = (json.loads(Path(store.client.download_artifacts(parent.info.run_id, name, folder)).read_text())
+                              for name in (SUMMARY, NODES))
+        if summary["nodes"]["failed"]:
+            return None
+        artifacts = Artifacts(store)
+        for key, run_id in nodes.items():
+            found = artifacts.find(key)
+            if found is None or found.run_id != run_id:
+                return None
+    except (StoreError, StoreUnavailable, MlflowException, OSError, ValueError, KeyError):
+        return None
+    return FinishedSweep(parent.info.run_id, parent.data.tags.get("sweep_id", ""), store.experiment_id, summary, len(nodes), None)
