@@ -3,14 +3,17 @@ file with `base:`; `_unlearning.yaml` holds the optimiser settings every method 
 grid over them, and chains (`start_from`, an initial safeguard) -> fully resolved `MethodSetting`s."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
+import json
 from dataclasses import dataclass, field
 from typing import Optional
 
 from omegaconf import OmegaConf
 
-from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.defaults import changed_hparams, method_defaults
+from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.schema import MethodSpec
 from workloads.methods import METHODS
 
@@ -63,14 +66,25 @@ def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None
         if not values:
             raise SpecError(f"{where}.grid.{name}: the grid lists no value")
     points = [dict(zip(spec.grid, values)) for values in itertools.product(*spec.grid.values())] or [{}]
-    fields = set(OmegaConf.structured(method.Config).keys())
+    fields = {f.name for f in dataclasses.fields(method.Config)}
     forced = {k: v for k, v in (overrides or {}).items() if k in fields}
     settings = []
     for point in points:
-        config = checked(method.Config, OmegaConf.merge(method_defaults(spec.name), spec.hparams, point, forced), f"{where}.hparams")
-        hparams = OmegaConf.to_container(OmegaConf.structured(config))
+        hparams = _typed_hparams(method.Config, spec.name, spec.hparams, point, forced, f"{where}.hparams")
         for name in ("epochs", "batch_size", "lr"):  # every method has them; zero trains nothing or never yields a batch
             if hparams[name] <= 0:
                 raise SpecError(f"{where}.hparams.{name}: must be positive, got {hparams[name]}")
         settings.extend(MethodSetting(spec.name, hparams, start, dict(overrides or {})) for start in starts)
     return settings
+
+
+_TYPED: dict[str, dict] = {}  # validation and the DAG both expand every method: each grid point is typed once
+
+
+def _typed_hparams(config_class, name: str, hparams: dict, point: dict, forced: dict, where: str) -> dict:
+    """A grid point's hparams over the method's defaults, checked against its config class (SpecError names `where`)."""
+    key = json.dumps([name, OmegaConf.to_container(OmegaConf.create(hparams)), point, forced], sort_keys=True, default=str)
+    if key not in _TYPED:
+        config = checked(config_class, OmegaConf.merge(method_defaults(name), hparams, point, forced), where)
+        _TYPED[key] = OmegaConf.to_container(OmegaConf.structured(config))
+    return copy.deepcopy(_TYPED[key])
