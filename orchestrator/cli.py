@@ -120,14 +120,14 @@ def make_pool(args, tracker, spec):
 def cmd_run(args) -> int:
     from orchestrator.spec.fingerprint import fingerprint
 
-    start = time.perf_counter()
+    began = time.perf_counter()
     found = fingerprint(args.config, args.overrides)
     key = None if found is None or found.searches else found.digest  # a search's trials are outside the DAG: no reuse
     if key is not None and not args.record_again:
         from orchestrator.report.reuse import reuse_finished
 
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or found.tracking.uri
-        if reuse_finished(uri, found, Path(args.summary), _report_folder(args), args.test_floor, start, console.print, out.print):
+        if reuse_finished(uri, found, Path(args.summary), _report_folder(args), args.test_floor, began, console.print, out.print):
             return 0
     from workloads.runtime import configure_torch
 
