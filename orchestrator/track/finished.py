@@ -36,7 +36,6 @@ class FinishedSweep:
     sweep_id: str
     experiment_id: str
     summary: dict
-    nodes: int
     report: Optional[Path]  # its report/ artifacts, when they are on this file system
 
 
@@ -79,13 +78,13 @@ class LocalRecord:
                 return None
             folder = _folder(parent[1])
             summary, nodes = (json.loads((folder / name).read_text()) for name in (SUMMARY, NODES))
-            if summary["nodes"]["failed"] or not all(self._still_found(key, run) for key, run in self._lookups(nodes).items()):
+            if summary["nodes"]["failed"] or not all(map(self._still_found, self._lookups(nodes))):
                 return None
             sweep_id = db.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = 'sweep_id'", (parent[0],)).fetchone()
         report = folder / "report"
-        return FinishedSweep(parent[0], sweep_id[0], self.experiment_id, summary, len(nodes), report if report.is_dir() else None)
+        return FinishedSweep(parent[0], sweep_id[0], self.experiment_id, summary, report if report.is_dir() else None)
 
-    def _lookups(self, nodes: dict[str, str]) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+    def _lookups(self, nodes: dict[str, str]) -> list[tuple[str, list[tuple[str, str]]]]:
         """Per key: the run the sweep recorded and the key's FINISHED runs, newest first (run id, artifact URI)."""
         found: dict[str, list[tuple[int, str, str]]] = {key: [] for key in nodes}
         keys = list(nodes)
@@ -97,11 +96,11 @@ class LocalRecord:
                 " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'", (*chunk, self.experiment_id))
             for key, run_id, start, artifact_uri in rows:
                 found[key].append((start or 0, run_id, artifact_uri))
-        return {key: (nodes[key], [(run, uri) for _, run, uri in sorted(runs, reverse=True)]) for key, runs in found.items()}
+        return [(nodes[key], [(run, uri) for _, run, uri in sorted(runs, reverse=True)]) for key, runs in found.items()]
 
     @staticmethod
-    def _still_found(key: str, lookup: tuple[str, list[tuple[str, str]]]) -> bool:
-        """Whether the lookup of `key` would return the run the sweep recorded: the first complete one of the newest."""
+    def _still_found(lookup: tuple[str, list[tuple[str, str]]]) -> bool:
+        """Whether the lookup of a key would return the run the sweep recorded: the first complete one of the newest."""
         recorded, runs = lookup
         for run_id, artifact_uri in runs[:LOOKUP_DEPTH]:
             if _complete(_folder(artifact_uri)):
@@ -155,4 +154,4 @@ def through_mlflow(uri: str, experiment: str, fingerprint: str) -> Optional[Fini
                 return None
     except (StoreError, StoreUnavailable, MlflowException, OSError, ValueError, KeyError):
         return None
-    return FinishedSweep(parent.info.run_id, parent.data.tags.get("sweep_id", ""), store.experiment_id, summary, len(nodes), None)
+    return FinishedSweep(parent.info.run_id, parent.data.tags.get("sweep_id", ""), store.experiment_id, summary, None)

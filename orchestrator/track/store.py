@@ -59,11 +59,9 @@ class Store:
     def existing(cls, uri: str, experiment: str) -> "Store":
         """The store as it is, for commands that only read it: a missing sqlite file or experiment is an error,
         never created."""
-        if uri.startswith("sqlite:///"):
-            path = Path(uri.removeprefix("sqlite:///") if uri.startswith("sqlite:////") else os.path.abspath(uri.removeprefix("sqlite:///")))
-            if not path.is_file():
-                raise StoreError(f"no MLflow store at {path}")
-            uri = "sqlite:///" + str(path)
+        uri = absolute(uri)
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            raise StoreError(f"no MLflow store at {uri.removeprefix('sqlite:///')}")
         client = connect(uri)
         found = client.get_experiment_by_name(experiment)
         if found is None:

@@ -1,6 +1,6 @@
-"""Where MLflow's UI shows a sweep's results: the experiment's runs table with the shared view `results`
-(RESULTS_VIEW, kept by lineage.py) that lists the latest sweep's result runs. No MLflow import: a re-run that finds its sweep
-finished prints it without one."""
+"""Where MLflow's UI shows a sweep's results (the experiment's runs table with the shared view `results`, which
+lineage.py keeps listing the latest sweep's result runs), and a store's URI as it is opened. No MLflow import: a
+re-run that finds its sweep finished prints them without one."""
 from __future__ import annotations
 
 import os
