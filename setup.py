@@ -1,5 +1,6 @@
 """Ships the top-level configs/ (method defaults, resources, sweeps) inside the package as orchestrator/configs, so a
 wheel or a non-editable install finds them (orchestrator/spec/files.py); everything else is in pyproject.toml."""
+
 import os
 
 from setuptools import setup

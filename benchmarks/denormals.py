@@ -8,6 +8,7 @@ dead weights and Adam moments decay into the denormal range, which slows Intel C
     python benchmarks/denormals.py                 # 3000 steps, 2 threads, flag off then on, twice
     python benchmarks/denormals.py --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,8 @@ from workloads.models import MODELS, build_model
 from workloads.runtime import flushes_in_every_thread
 from workloads.train import TrainConfig, evaluate, train_classifier
 d = load_dataset("mnist1d", MNIST1DConfig(), "cpu")
-model = build_model("cnn1d", typed(MODELS.get("cnn1d").config, {"channels": [32, 64, 64], "hidden": 256}, "a"), d.input_shape, 10, 43)
+args = typed(MODELS.get("cnn1d").config, {"channels": [32, 64, 64], "hidden": 256}, "a")
+model = build_model("cnn1d", args, d.input_shape, 10, 43)
 epochs = steps / 38  # 4800 examples at batch 128: 38 steps a pass
 marks = []
 class Clock(torch.nn.Module):  # times windows of steps from inside the model's forward, no change to the loop
@@ -57,8 +59,13 @@ print(flushes_in_every_thread(), windows[0], windows[-1], total, evaluate(model,
 
 def run(flag: str, args) -> list[float]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-c", RUN, flag, str(args.threads), str(args.steps), str(args.window)],
-                         capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", RUN, flag, str(args.threads), str(args.steps), str(args.window)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
     flushed, *numbers = out.stdout.split()
@@ -77,16 +84,25 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from workloads.runtime import cpu_model
 
-    print(f"CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, {args.steps} steps, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print("| flag | every thread flushed | first window ms/step | last window ms/step | last / first | total s | test acc |")
+    print(
+        f"CPU {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads, "
+        f"{args.steps} steps, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        "| flag | every thread flushed | first window ms/step | last window ms/step | last / first | total s "
+        "| test acc |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     totals: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(args.repeats):
         for flag in ("off", "on"):
             flushed, first, last, total, acc = run(flag, args)
             totals[flag].append(total)
-            print(f"| {flag} | {flushed} | {first:.2f} | {last:.2f} | {last / first:.2f}x | {total:.1f} | {acc:.4f} |", flush=True)
+            print(
+                f"| {flag} | {flushed} | {first:.2f} | {last:.2f} | {last / first:.2f}x | {total:.1f} | {acc:.4f} |",
+                flush=True,
+            )
     print(f"\nflag off / on, total time: {sum(totals['off']) / sum(totals['on']):.2f}x")
 
 

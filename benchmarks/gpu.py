@@ -22,6 +22,7 @@
 The project's GPU target (its training path at least 5x the reference training loop) is measured by
 benchmarks/trainer.py, not here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,15 @@ SETTINGS = {
 }
 # Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets, no sparsity), matched as words in the device name in
 # this order, so that "H100 PCIe" is not read as the SXM part and "A10" does not match "A100" or "A10G".
-PEAKS = [(r"H100 PCIe", 756), (r"H200", 989), (r"H100", 989), (r"A100", 312), (r"L4", 121), (r"A10", 125),
-         (r"RTX 4090", 165)]
+PEAKS = [
+    (r"H100 PCIe", 756),
+    (r"H200", 989),
+    (r"H100", 989),
+    (r"A100", 312),
+    (r"L4", 121),
+    (r"A10", 125),
+    (r"RTX 4090", 165),
+]
 REPEATS, WARMUP = 3, 5
 
 
@@ -105,24 +113,30 @@ def training_throughput(args, device: torch.device, found: dict) -> None:
     # Whole batches only: a short last batch would make torch.compile compile a second graph mid-measurement.
     n = args.batch_size * math.ceil(args.train_size / args.batch_size)
     flops, peak = step_flops(args.width, args.batch_size, device), bf16_peak(device)
-    print(f"ResNet-18 width {args.width}, batch {args.batch_size}, {n:,} resident images, {flops / 1e9:.1f} GFLOP "
-          f"per step, dense bf16 peak {f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown'}; median of {REPEATS} "
-          f"runs of {args.steps} steps after {WARMUP} warm-up steps\n")
+    print(
+        f"ResNet-18 width {args.width}, batch {args.batch_size}, {n:,} resident images, {flops / 1e9:.1f} GFLOP "
+        f"per step, dense bf16 peak {f'{peak / 1e12:.0f} TFLOP/s' if peak else 'unknown'}; median of {REPEATS} "
+        f"runs of {args.steps} steps after {WARMUP} warm-up steps\n"
+    )
     print("| setting | images/s | ms/step | achieved TFLOP/s | share of bf16 peak | warm-up s |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, speed in SETTINGS.items():
         if speed.compile and args.smoke and device.type != "cuda":
             print(f"| {name} | skipped: compiling takes minutes on a CPU | | | | |")
             continue
-        run = resnet_trainer(speed, args.width, args.batch_size, n, device)
-        warmup = timed(lambda: run(WARMUP), device)  # cudnn's autotuning, torch.compile's compilation
-        step = statistics.median(timed(lambda: run(args.steps), device) for _ in range(REPEATS)) / args.steps
+        train = resnet_trainer(speed, args.width, args.batch_size, n, device)
+        warmup = timed(lambda train=train: train(WARMUP), device)  # cudnn's autotuning, torch.compile's compilation
+        step = statistics.median(timed(lambda train=train: train(args.steps), device) for _ in range(REPEATS))
+        step /= args.steps
         share = f"{flops / step / peak:.1%}" if peak else "unknown"
-        print(f"| {name} | {args.batch_size / step:,.0f} | {step * 1e3:.2f} | {flops / step / 1e12:.1f} | {share} "
-              f"| {warmup:.1f} |", flush=True)
+        print(
+            f"| {name} | {args.batch_size / step:,.0f} | {step * 1e3:.2f} | {flops / step / 1e12:.1f} | {share} "
+            f"| {warmup:.1f} |",
+            flush=True,
+        )
         if args.batch_size / step > found.get("images_per_s", 0):
             found.update(images_per_s=args.batch_size / step, setting=name)
-        del run
+        del train
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -152,7 +166,7 @@ def ensemble_seconds(name: str, cfg, shape: tuple, n: int, augment, change, mode
         return train_subset_models(new_model, x, y, included, mem, augment)
 
     for vectorize in (True, False):
-        timed(lambda: run(vectorize, 2), device)  # functorch's first vmap, cudnn's autotuning
+        timed(lambda vectorize=vectorize: run(vectorize, 2), device)  # functorch's first vmap, cudnn's autotuning
     sequential = timed(lambda: run(False, args.steps), device)
     ensemble = []
     vmapped = timed(lambda: ensemble.append(run(True, args.steps)), device)
@@ -163,18 +177,29 @@ def ensembles(args, device: torch.device, found: dict) -> None:
     width, models = (8, 2) if args.smoke else (16, args.models)
     resnet = ("resnet18", ResNetConfig(width=width), CIFAR, 256 if args.smoke else 50_000, crop_flip())
     cases = {  # label: (registered model, config, input shape, examples, augmentation, change to each model)
-        "cnn1d quickstart (`[32, 64, 64]`, 256)": ("cnn1d", CNN1DConfig(), (1, 40), 256 if args.smoke else 4800, None, None),
+        "cnn1d quickstart (`[32, 64, 64]`, 256)": (
+            "cnn1d",
+            CNN1DConfig(),
+            (1, 40),
+            256 if args.smoke else 4800,
+            None,
+            None,
+        ),
         f"resnet18 width {width}": (*resnet, None),
         f"resnet18 width {width}, no BN running stats": (*resnet, strip_running_stats),
     }
-    print(f"{models} models each, 70% subsets, {args.steps} steps at batch {args.batch_size}, one run each way after "
-          f"a 2-step warm-up of each\n")
+    print(
+        f"{models} models each, 70% subsets, {args.steps} steps at batch {args.batch_size}, one run each way after "
+        f"a 2-step warm-up of each\n"
+    )
     print("| model | models | sequential s | vmap s | speed-up | path the vmap run took |")
     print("|---|---:|---:|---:|---:|---|")
     for label, case in cases.items():
         sequential, vmapped, message = ensemble_seconds(*case, models, args, device)
-        print(f"| {label} | {models} | {sequential:.2f} | {vmapped:.2f} | {sequential / vmapped:.2f}x | {message} |",
-              flush=True)
+        print(
+            f"| {label} | {models} | {sequential:.2f} | {vmapped:.2f} | {sequential / vmapped:.2f}x | {message} |",
+            flush=True,
+        )
 
 
 class JobActor:
@@ -192,8 +217,10 @@ class JobActor:
         """`count` jobs one after another (each building its data, model and optimiser): seconds, peak CUDA bytes."""
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        seconds = timed(lambda: [resnet_trainer(STUDY_SPEED, width, batch, n, self.device)(steps) for _ in range(count)],
-                        self.device)
+        seconds = timed(
+            lambda: [resnet_trainer(STUDY_SPEED, width, batch, n, self.device)(steps) for _ in range(count)],
+            self.device,
+        )
         return seconds, torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else 0
 
 
@@ -208,7 +235,8 @@ def ray_actors(args, device: torch.device, found: dict) -> None:
     ray.init(num_gpus=1, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
         actors = [ray.remote(num_gpus=0.25, num_cpus=0)(JobActor).remote(max(1, cpus // 4)) for _ in range(4)]
-        job = dict(width=args.width, batch=args.batch_size, n=args.batch_size * math.ceil(args.train_size / args.batch_size))
+        n = args.batch_size * math.ceil(args.train_size / args.batch_size)
+        job = {"width": args.width, "batch": args.batch_size, "n": n}
         ray.get([a.jobs.remote(1, steps=WARMUP, **job) for a in actors])  # workers up, CUDA contexts, cudnn autotuning
         start = time.perf_counter()
         together = ray.get([a.jobs.remote(1, steps=steps, **job) for a in actors])
@@ -221,14 +249,20 @@ def ray_actors(args, device: torch.device, found: dict) -> None:
     images = 4 * steps * args.batch_size
     found["concurrency"] = one_at_a_time / side_by_side
     gib = lambda *peaks: ", ".join(f"{m / 2**30:.2f}" for m in peaks) if device.type == "cuda" else "n/a (no GPU)"
-    print(f"4 jobs of {steps} steps, ResNet-18 width {args.width}, batch {args.batch_size}, bf16 + channels-last; "
-          f"each job builds its own resident data, model and optimiser\n")
+    print(
+        f"4 jobs of {steps} steps, ResNet-18 width {args.width}, batch {args.batch_size}, bf16 + channels-last; "
+        f"each job builds its own resident data, model and optimiser\n"
+    )
     print("| way | wall s | images/s | throughput ratio | peak CUDA memory per actor, GiB |")
     print("|---|---:|---:|---:|---|")
-    print(f"| one actor, 4 jobs one at a time | {one_at_a_time:.2f} | {images / one_at_a_time:,.0f} | 1.00x "
-          f"| {gib(alone_memory)} |")
-    print(f"| 4 actors of 0.25 GPU side by side | {side_by_side:.2f} | {images / side_by_side:,.0f} "
-          f"| {found['concurrency']:.2f}x | {gib(*(m for _, m in together))} |")
+    print(
+        f"| one actor, 4 jobs one at a time | {one_at_a_time:.2f} | {images / one_at_a_time:,.0f} | 1.00x "
+        f"| {gib(alone_memory)} |"
+    )
+    print(
+        f"| 4 actors of 0.25 GPU side by side | {side_by_side:.2f} | {images / side_by_side:,.0f} "
+        f"| {found['concurrency']:.2f}x | {gib(*(m for _, m in together))} |"
+    )
 
 
 def node_work(node, n_train: int, n_test: int) -> tuple[int, int]:
@@ -257,8 +291,10 @@ def study_projection(args, device: torch.device, found: dict) -> None:
     if "images_per_s" not in found:  # section 1 not run: the study's own setting, measured briefly
         run = resnet_trainer(STUDY_SPEED, args.width, args.batch_size, args.batch_size * 8, device)
         timed(lambda: run(WARMUP), device)
-        found.update(images_per_s=args.batch_size * args.steps / timed(lambda: run(args.steps), device),
-                     setting="bf16 + channels-last, measured here")
+        found.update(
+            images_per_s=args.batch_size * args.steps / timed(lambda: run(args.steps), device),
+            setting="bf16 + channels-last, measured here",
+        )
     speed, gain = found["images_per_s"], found.get("concurrency", 1.0)
     # A forward pass costs about a third of a training step (the backward pass is about twice the forward).
     seconds = {node: (train + forward / 3) / speed for node, (train, forward) in work.items()}
@@ -266,36 +302,46 @@ def study_projection(args, device: torch.device, found: dict) -> None:
     for node in dag.nodes:  # topological order
         finish[node] = seconds[node] + max((finish[i] for i in node.inputs.values()), default=0.0)
     critical, gpu_hours = max(finish.values()) / 3600, sum(seconds.values()) / gain / 3600
-    print(f"{STUDY.name}: {len(dag.nodes)} nodes at {speed:,.0f} images/s ({found['setting']}, batch {args.batch_size}; "
-          f"the nodes train at their own batch size), {gain:.2f}x from concurrent actors per GPU "
-          f"({'section 3' if 'concurrency' in found else 'section 3 not run'}). Rough: see `node_work` for what is "
-          f"approximated; the plan's cost estimate may replace this.\n")
+    print(
+        f"{STUDY.name}: {len(dag.nodes)} nodes at {speed:,.0f} images/s ({found['setting']}, batch {args.batch_size}; "
+        f"the nodes train at their own batch size), {gain:.2f}x from concurrent actors per GPU "
+        f"({'section 3' if 'concurrency' in found else 'section 3 not run'}). Rough: see `node_work` for what is "
+        f"approximated; the plan's cost estimate may replace this.\n"
+    )
     print("| node kind | nodes | training images, millions | forward images, millions | GPU-hours |")
     print("|---|---:|---:|---:|---:|")
     # TAR's adversaries are most of the study's compute: their nodes get a row of their own.
     group = lambda n: n.kind + (" (tar)" if "adversaries" in n.config.get("hparams", {}) else "")
     for kind in dict.fromkeys(map(group, dag.nodes)):
         nodes = [n for n in dag.nodes if group(n) == kind]
-        print(f"| {kind} | {len(nodes)} | {sum(work[n][0] for n in nodes) / 1e6:,.1f} "
-              f"| {sum(work[n][1] for n in nodes) / 1e6:,.1f} | {sum(seconds[n] for n in nodes) / gain / 3600:,.2f} |")
-    print(f"\nNot derived, so left out: SCRUB's teacher and SSD's Fisher passes, loading and recording; memorization "
-          f"reads C-scores here. Wall-hours are at least the critical path, {critical:,.1f} h.\n")
+        print(
+            f"| {kind} | {len(nodes)} | {sum(work[n][0] for n in nodes) / 1e6:,.1f} "
+            f"| {sum(work[n][1] for n in nodes) / 1e6:,.1f} | {sum(seconds[n] for n in nodes) / gain / 3600:,.2f} |"
+        )
+    print(
+        f"\nNot derived, so left out: SCRUB's teacher and SSD's Fisher passes, loading and recording; memorization "
+        f"reads C-scores here. Wall-hours are at least the critical path, {critical:,.1f} h.\n"
+    )
     print("| GPUs | GPU-hours | wall-hours |")
     print("|---:|---:|---:|")
     for gpus in (1, 8):
         print(f"| {gpus} | {gpu_hours:,.1f} | {max(gpu_hours / gpus, critical):,.1f} |")
 
 
-SECTIONS = {1: ("ResNet-18 CIFAR training throughput", training_throughput),
-            2: ("Memorization ensemble: vmapped against sequential", ensembles),
-            3: ("Four quarter-GPU Ray actors side by side against one at a time", ray_actors),
-            4: ("Projected wall time of the study sweep", study_projection)}
+SECTIONS = {
+    1: ("ResNet-18 CIFAR training throughput", training_throughput),
+    2: ("Memorization ensemble: vmapped against sequential", ensembles),
+    3: ("Four quarter-GPU Ray actors side by side against one at a time", ray_actors),
+    4: ("Projected wall time of the study sweep", study_projection),
+}
 
 
 def header(device: torch.device) -> str:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    return (f"# {gpu}, CUDA {torch.version.cuda}, torch {torch.__version__}, {cpu_model()} ({os.cpu_count()} CPUs), "
-            f"{datetime.date.today().isoformat()}")
+    return (
+        f"# {gpu}, CUDA {torch.version.cuda}, torch {torch.__version__}, {cpu_model()} ({os.cpu_count()} CPUs), "
+        f"{datetime.date.today().isoformat()}"
+    )
 
 
 def main() -> None:
@@ -320,7 +366,14 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cudnn pick the fastest convolution once
     print(header(device))
     if args.smoke:
-        print("# " + ("no GPU: smoke run, figures mean nothing" if device.type != "cuda" else "smoke run, figures mean nothing"))
+        print(
+            "# "
+            + (
+                "no GPU: smoke run, figures mean nothing"
+                if device.type != "cuda"
+                else "smoke run, figures mean nothing"
+            )
+        )
     found: dict = {}  # what later sections use: section 1's best throughput, section 3's concurrency gain
     total = time.perf_counter()
     numbers = sorted({int(s) for s in args.sections.split(",")})

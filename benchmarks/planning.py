@@ -16,6 +16,7 @@ number of nodes, not their size. The study is planned against an empty store (ev
 per node) on CIFAR-10 files written here in the official layout with random images (no download), with the
 compute estimate off (`--no-estimate`; it times ResNet steps the first time).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,10 @@ def fake_cifar10(root: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for name, n in [(f"data_batch_{b}", 10_000) for b in range(1, 6)] + [("test_batch", 10_000)]:
-        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(map(int, rng.integers(0, 10, n)))}
+        entry = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "labels": list(map(int, rng.integers(0, 10, n))),
+        }
         (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}, protocol=2))
 
@@ -73,18 +77,28 @@ def main() -> None:
         wall(cli + ["run", str(sweep), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"], folder, env)
     uri = f"sqlite:///{store / 'mlflow.db'}"
     fake_cifar10(folder / "cifar10")
-    study = cli + ["plan", str(STUDY), f"dataset.args.root={folder / 'cifar10'}", "dataset.args.verify=false",
-                   "--tracking-uri", f"sqlite:///{folder / 'study.db'}", "--no-estimate"]
+    study = cli + [
+        "plan",
+        str(STUDY),
+        f"dataset.args.root={folder / 'cifar10'}",
+        "dataset.args.verify=false",
+        "--tracking-uri",
+        f"sqlite:///{folder / 'study.db'}",
+        "--no-estimate",
+    ]
     commands = {
         "imports alone (torch, mlflow.tracking)": [sys.executable, "-c", "import torch, mlflow.tracking"],
-        "quickstart re-run, its sweep finished (reused)": cli + ["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / "again.json")],
-        "quickstart re-run, recorded anew (--record-again)": cli + ["run", str(sweep), "--tracking-uri", uri, "--summary",
-                                                                    str(folder / "anew.json"), "--record-again"],
+        "quickstart re-run, its sweep finished (reused)": cli
+        + ["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / "again.json")],
+        "quickstart re-run, recorded anew (--record-again)": cli
+        + ["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / "anew.json"), "--record-again"],
         "quickstart, plan": cli + ["plan", str(sweep), "--tracking-uri", uri, "--no-estimate"],
         "study (229 nodes), plan": study,
     }
     wall(study, folder, env)  # the first plan reads the data once and caches its labels; users pay that once
-    wall(commands["quickstart re-run, recorded anew (--record-again)"], folder, env)  # a sweep with this code's fingerprint
+    wall(
+        commands["quickstart re-run, recorded anew (--record-again)"], folder, env
+    )  # a sweep with this code's fingerprint
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.repeats):
         for name, command in commands.items():
@@ -93,8 +107,11 @@ def main() -> None:
 
     from workloads.runtime import cpu_model
 
-    print(f"CPU {cpu_model()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}, {args.repeats} repeats")
+    print(
+        f"CPU {cpu_model()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f}, "
+        f"{args.repeats} repeats"
+    )
     floor = statistics.median(times["imports alone (torch, mlflow.tracking)"])
     reused = statistics.median(times["quickstart re-run, its sweep finished (reused)"])
     print("| command | median wall s | beyond the import floor s | × the reused re-run |\n|---|---:|---:|---:|")

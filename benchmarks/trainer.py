@@ -10,7 +10,7 @@ Project path (workloads/train.py): the whole set resident on the device as a flo
 shuffling on the device with the batched crop + flip of workloads/data/cifar.py (`crop_flip`), `fit` with
 `adam_with_cosine`, and the `workloads.speed` settings: fp32, channels-last, bf16_everywhere + channels-last.
 
-    python benchmarks/trainer.py                       # ResNet-18 widths 8, 16, 32 and the quickstart CNN: a few minutes on 2 cores
+    python benchmarks/trainer.py                       # ResNet-18 widths 8-32, the quickstart CNN: minutes on 2 cores
     python benchmarks/trainer.py --archs resnet18 --widths 64 --steps 5 --repeats 3
     python benchmarks/trainer.py --device cuda --widths 64 --batch-size 512
     python benchmarks/trainer.py --smoke               # every code path at tiny sizes on 1 thread, well under a minute
@@ -26,6 +26,7 @@ counted), at the row's img/s; "% of peak" is against the peak of the precision t
 clock and widest FMA (fp32) or its AMX / AVX512-BF16 units (bf16), on a GPU its data-sheet dense peak (unknown for
 devices not in the table).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,18 +41,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
-from workloads.data import MNIST1DConfig, load_dataset  # noqa: E402
-from workloads.data.cifar import crop_flip  # noqa: E402
-from workloads.models import CNN1DConfig, ResNetConfig, build_model  # noqa: E402
-from workloads.runtime import available_cores, configure_torch  # noqa: E402
-from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model  # noqa: E402
-from workloads.train import BatchStream, TrainConfig, adam_with_cosine, fit, generator_for  # noqa: E402
+from workloads.data import MNIST1DConfig, load_dataset
+from workloads.data.cifar import crop_flip
+from workloads.models import CNN1DConfig, ResNetConfig, build_model
+from workloads.runtime import available_cores, configure_torch
+from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model
+from workloads.train import BatchStream, TrainConfig, adam_with_cosine, fit, generator_for
 
 RECIPE = TrainConfig()  # lr, weight decay and cosine floor of both paths (the speed of a step does not depend on them)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -62,9 +63,15 @@ PROJECT_PATHS = {  # row name -> speed settings of the project path
 }
 # Dense (no sparsity) data-sheet peaks in TFLOP/s: (bf16 tensor, tf32 tensor, fp32), matched as words in this order
 # so that "H100 PCIe" is not read as the SXM part and "A10" does not match "A100" or "A10G".
-GPU_PEAKS = [("H100 PCIe", (756, 378, 51)), ("H200", (989, 494, 67)), ("H100", (989, 494, 67)),
-             ("A100", (312, 156, 19.5)), ("L4", (121, 60, 30.3)), ("A10", (125, 62.5, 31.2)),
-             ("RTX 4090", (165, 82.6, 82.6))]
+GPU_PEAKS = [
+    ("H100 PCIe", (756, 378, 51)),
+    ("H200", (989, 494, 67)),
+    ("H100", (989, 494, 67)),
+    ("A100", (312, 156, 19.5)),
+    ("L4", (121, 60, 30.3)),
+    ("A10", (125, 62.5, 31.2)),
+    ("RTX 4090", (165, 82.6, 82.6)),
+]
 
 
 def worker_init(_worker_id: int) -> None:
@@ -115,11 +122,20 @@ def sync(device: torch.device) -> None:
 
 def reference_runner(model, dataset, args, device: torch.device, total_steps: int):
     """The reference loop; returns run(n) -> images trained in n steps."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                                         drop_last=False, persistent_workers=args.workers > 0,
-                                         pin_memory=device.type == "cuda", worker_init_fn=worker_init)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        drop_last=False,
+        persistent_workers=args.workers > 0,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init,
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=RECIPE.lr, weight_decay=RECIPE.weight_decay)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=RECIPE.lr * RECIPE.final_lr_fraction)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=total_steps, eta_min=RECIPE.lr * RECIPE.final_lr_fraction
+    )
 
     def batches():
         while True:  # epochs back to back, as the study's `while True: for batch in loader`
@@ -144,8 +160,9 @@ def reference_runner(model, dataset, args, device: torch.device, total_steps: in
     return run, loader
 
 
-def project_runner(model, x: torch.Tensor, y: torch.Tensor, augment, speed: SpeedConfig, args,
-                   device: torch.device, total_steps: int):
+def project_runner(
+    model, x: torch.Tensor, y: torch.Tensor, augment, speed: SpeedConfig, args, device: torch.device, total_steps: int
+):
     """workloads/train.py's path with one speed setting; returns run(n) -> images trained in n steps."""
     model = prepare_model(model, speed, device)
     stream = CountingStream(prepare_images(x, speed), y, args.batch_size, generator_for(0, device), augment)
@@ -185,7 +202,10 @@ def peak_flops(device: torch.device, precision: str) -> tuple[float | None, str]
         kind = ("bf16", "tf32", "fp32")[index]
         return peaks[index] * 1e12, f"{name} dense {kind} {peaks[index]} TFLOP/s (data sheet)"
     _, flags, mhz = cpu_flags_and_clock()
-    per_cycle, kind = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8, "fp32"  # per core, 2 FMA units
+    per_cycle, kind = (
+        64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else 8,
+        "fp32",
+    )  # per core, 2 FMA units
     if precision == "bf16" and flags & {"amx_bf16", "avx512_bf16"}:
         # AMX tiles: 512 bf16 multiply-adds a cycle per core; AVX512-BF16 dot products: 2 ports x 16 lanes x 2 pairs.
         per_cycle, kind = (1024, "bf16 (AMX)") if "amx_bf16" in flags else (128, "bf16 (AVX512-BF16)")
@@ -205,7 +225,11 @@ def cifar_inputs(images: np.ndarray, labels: np.ndarray, normalize: bool):
     """(reference Dataset, project x, y, project augment) over the same images."""
     from torchvision import transforms
 
-    steps = [transforms.RandomHorizontalFlip(), transforms.RandomCrop(32, padding=4, padding_mode="reflect"), transforms.ToTensor()]
+    steps = [
+        transforms.RandomHorizontalFlip(),
+        transforms.RandomCrop(32, padding=4, padding_mode="reflect"),
+        transforms.ToTensor(),
+    ]
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)  # as workloads/data/cifar.py reads CIFAR
     if normalize:
         steps.append(transforms.Normalize(CIFAR_MEAN, CIFAR_STD))
@@ -218,8 +242,15 @@ def configurations(args):
     for arch in args.archs.split(","):
         if arch == "cnn1d":
             data = load_dataset("mnist1d", MNIST1DConfig(num_samples=args.mnist1d_samples), limit_train=args.examples)
-            yield ("cnn1d quickstart", "cnn1d", CNN1DConfig(channels=[32, 64, 64], hidden=256),
-                   SignalSamples(data.x_train, data.y_train), data.x_train, data.y_train, data.augment)
+            yield (
+                "cnn1d quickstart",
+                "cnn1d",
+                CNN1DConfig(channels=[32, 64, 64], hidden=256),
+                SignalSamples(data.x_train, data.y_train),
+                data.x_train,
+                data.y_train,
+                data.augment,
+            )
         elif arch in ("resnet18", "resnet34"):
             dataset, x, y, augment = cifar_inputs(*synthetic_cifar(args.examples), args.normalize)
             for width in map(int, args.widths.split(",")):
@@ -252,36 +283,46 @@ def measure(config, device: torch.device, args, notes: list) -> list[tuple]:
     seconds = {path: [] for path in runners}
     order = list(runners)
     for r in range(args.repeats):
-        for path in (order if r % 2 == 0 else order[::-1]):  # A B C, C B A, ...: drift hits every path alike
+        for path in order if r % 2 == 0 else order[::-1]:  # A B C, C B A, ...: drift hits every path alike
             sync(device)
             start = time.perf_counter()
             images = runners[path](args.steps)
             sync(device)
             seconds[path].append(images / (time.perf_counter() - start))
     del runners, loader  # stops the persistent workers before the next configuration
-    flops = step_flops(new_model(), x[:args.batch_size], y[:args.batch_size]) / min(args.batch_size, len(y))
+    flops = step_flops(new_model(), x[: args.batch_size], y[: args.batch_size]) / min(args.batch_size, len(y))
     return [(label, path, precisions[path], statistics.median(rates), flops) for path, rates in seconds.items()]
 
 
 def header(args, devices: list[torch.device], facts: dict) -> str:
     model, _, _ = cpu_flags_and_clock()
     gpus = [torch.cuda.get_device_name(d) for d in devices if d.type == "cuda"]
-    return (f"# {model}, {available_cores()} cores, torch {torch.__version__}, devices: "
-            f"{', '.join(d.type for d in devices)}{' (' + ', '.join(gpus) + ')' if gpus else ''}, "
-            f"{facts['torch_threads']} torch threads, flush denormal: {facts['flush_denormal']}, "
-            f"load average {os.getloadavg()[0]:.2f}, {datetime.datetime.now().isoformat(timespec='seconds')}\n"
-            f"# batch {args.batch_size}, {args.steps} timed steps x {args.repeats} interleaved repeats (median) after "
-            f"{args.warmup} warm-up steps, {args.examples} examples, reference DataLoader workers: {args.workers}\n"
-            f"# note: the {args.workers} loader workers (1 torch thread each) compete with the training threads for the "
-            f"same {available_cores()} cores"
-            + (f"\n# WARNING: load average {os.getloadavg()[0]:.1f}: another process holds cores, and torch threads that "
-               f"share them with it run 10-100x slower; measure on a quiet machine" if os.getloadavg()[0] > 0.5 else ""))
+    return (
+        f"# {model}, {available_cores()} cores, torch {torch.__version__}, devices: "
+        f"{', '.join(d.type for d in devices)}{' (' + ', '.join(gpus) + ')' if gpus else ''}, "
+        f"{facts['torch_threads']} torch threads, flush denormal: {facts['flush_denormal']}, "
+        f"load average {os.getloadavg()[0]:.2f}, {datetime.datetime.now().isoformat(timespec='seconds')}\n"
+        f"# batch {args.batch_size}, {args.steps} timed steps x {args.repeats} interleaved repeats (median) after "
+        f"{args.warmup} warm-up steps, {args.examples} examples, reference DataLoader workers: {args.workers}\n"
+        f"# note: the {args.workers} loader workers (1 torch thread each) compete with the training threads for the "
+        f"same {available_cores()} cores"
+        + (
+            f"\n# WARNING: load average {os.getloadavg()[0]:.1f}: another process holds cores, and torch threads that "
+            f"share them with it run 10-100x slower; measure on a quiet machine"
+            if os.getloadavg()[0] > 0.5
+            else ""
+        )
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--archs", default="resnet18,cnn1d", help="comma list of resnet18, resnet34, cnn1d (the quickstart's)")
-    ap.add_argument("--widths", default="8,16,32", help="ResNet widths (channels of the first stage; the study's is 64)")
+    ap.add_argument(
+        "--archs", default="resnet18,cnn1d", help="comma list of resnet18, resnet34, cnn1d (the quickstart's)"
+    )
+    ap.add_argument(
+        "--widths", default="8,16,32", help="ResNet widths (channels of the first stage; the study's is 64)"
+    )
     ap.add_argument("--steps", type=int, default=20, help="timed training steps per repeat")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
@@ -289,9 +330,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores available)")
     ap.add_argument("--workers", type=int, default=2, help="the reference loop's DataLoader worker processes")
     ap.add_argument("--device", default="auto", help="cpu, cuda, or auto: the CPU and, if there is one, the GPU")
-    ap.add_argument("--examples", type=int, default=5000, help="synthetic CIFAR images (and at most this many MNIST-1D)")
-    ap.add_argument("--normalize", action="store_true", help="add Normalize(mean, std) to both paths (the study has none)")
-    ap.add_argument("--smoke", action="store_true", help="every path at tiny sizes: 2 steps, width 8, 256 examples, 1 thread")
+    ap.add_argument(
+        "--examples", type=int, default=5000, help="synthetic CIFAR images (and at most this many MNIST-1D)"
+    )
+    ap.add_argument(
+        "--normalize", action="store_true", help="add Normalize(mean, std) to both paths (the study has none)"
+    )
+    ap.add_argument(
+        "--smoke", action="store_true", help="every path at tiny sizes: 2 steps, width 8, 256 examples, 1 thread"
+    )
     args = ap.parse_args()
     args.mnist1d_samples = 6000  # the quickstart's MNIST-1D
     if args.smoke:
@@ -301,8 +348,11 @@ def main() -> None:
         args.steps, args.warmup, args.repeats, args.widths, args.examples, args.mnist1d_samples = 2, 1, 1, "8", 256, 400
         args.threads = args.threads or 1
     facts = configure_torch(args.threads)  # flush denormals and set threads before torch starts its thread pool
-    devices = ([torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-               if args.device == "auto" else [torch.device(args.device)])
+    devices = (
+        [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+        if args.device == "auto"
+        else [torch.device(args.device)]
+    )
     print(header(args, devices, facts), flush=True)
     rows, notes = [], []
     for config in configurations(args):
@@ -315,8 +365,10 @@ def main() -> None:
         peak, _ = peak_flops(device, precision)
         share = f"{flops * rate / peak:.1%}" if peak else "unknown"
         where = f" ({device.type})" if len(devices) > 1 else ""
-        print(f"| {label}{where} | {path} | {precision} | {rate:,.0f} | {rate / reference[(device, label)]:.2f}x "
-              f"| {flops * rate / 1e9:.1f} | {share} |")
+        print(
+            f"| {label}{where} | {path} | {precision} | {rate:,.0f} | {rate / reference[(device, label)]:.2f}x "
+            f"| {flops * rate / 1e9:.1f} | {share} |"
+        )
     for device in devices:
         fp32, bf16 = peak_flops(device, "fp32")[1], peak_flops(device, "bf16")[1]
         print(f"# peak {device.type}: {fp32}" + (f"; bf16: {bf16}" if bf16 != fp32 else ""))

@@ -7,6 +7,7 @@ of the training labels are flipped to another class, so there is something to me
 
     python docs/learnable_cifar.py cifar --train 1000 --test 300
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,12 @@ def images(labels: np.ndarray, templates: np.ndarray, rng: np.random.Generator) 
 
 
 def write_batch(path: Path, data: np.ndarray, labels: np.ndarray) -> None:
-    entry = {"batch_label": path.name, "data": data, "labels": list(map(int, labels)),
-             "filenames": [f"img_{i}.png" for i in range(len(data))]}
+    entry = {
+        "batch_label": path.name,
+        "data": data,
+        "labels": list(map(int, labels)),
+        "filenames": [f"img_{i}.png" for i in range(len(data))],
+    }
     path.write_bytes(pickle.dumps(entry, protocol=2))
 
 

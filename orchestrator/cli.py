@@ -1,6 +1,7 @@
 """unlearn-sweep: plan and run unlearning/relearning sweeps.
 
-  unlearn-sweep run  CONFIG [key=value ...] [--executor local|ray] [--address auto|ray://host:port] [--summary summary.json]
+  unlearn-sweep run  CONFIG [key=value ...] [--executor local|ray] [--address auto|ray://host:port]
+                     [--summary summary.json]
   unlearn-sweep plan CONFIG [key=value ...]
   unlearn-sweep report SWEEP [--out DIR]      a sweep id, a parent run id or a summary.json: table, figures, HTML
   unlearn-sweep compare A B                   config differences and metric deltas per method setting
@@ -12,6 +13,7 @@ Exit codes: 0 done, 1 some node failed or an artifact did not verify (everything
 (nothing ran), 3 the tracking server stopped answering mid-run (the sweep stopped; rerun it), 130 / 143 stopped by
 SIGINT / SIGTERM (in-flight nodes KILLED, what finished kept; the same command again resumes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +45,13 @@ def _tracker(spec, args):
     try:
         return Tracker(uri, spec.tracking.experiment, spec.tracking.artifact_location)
     except StoreUnavailable as error:  # named by where the URI came from, so the user knows what to fix
-        source = ("--tracking-uri" if args.tracking_uri else "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI")
-                  else f"{Path(args.config).name}: tracking.uri")
+        source = (
+            "--tracking-uri"
+            if args.tracking_uri
+            else "MLFLOW_TRACKING_URI"
+            if os.environ.get("MLFLOW_TRACKING_URI")
+            else f"{Path(args.config).name}: tracking.uri"
+        )
         raise SpecError(f"{source}: {error}") from None
     except (MlflowException, OSError) as error:
         raise SpecError(f"tracking: cannot use MLflow tracking store {uri}: {str(error).splitlines()[0]}") from None
@@ -60,7 +67,9 @@ def cmd_plan(args) -> int:
     if sweep.input_error:
         raise SpecError(f"{Path(args.config).name}: {sweep.input_error}")
     if sweep.data_error:
-        console.print(f"[yellow]note:[/] {sweep.data_error}; `run` needs it (keys that depend on the data stay unknown)")
+        console.print(
+            f"[yellow]note:[/] {sweep.data_error}; `run` needs it (keys that depend on the data stay unknown)"
+        )
     sweep.refresh()
     table = Table(title=f"plan for sweep {spec.name}")
     for column in ("status", "kind", "node", "key", "why it runs"):
@@ -78,7 +87,10 @@ def cmd_plan(args) -> int:
         by_kind.setdefault(node.kind, [0, 0])[sweep.states[node].status == "cached"] += 1
     out.print(", ".join(f"{kind}: {run} to run, {cached} cached" for kind, (run, cached) in by_kind.items()))
     counts = sweep.counts()
-    out.print(f"[bold]{len(sweep.dag.nodes)} nodes: {counts['cached']} cached, {len(sweep.dag.nodes) - counts['cached']} to run")
+    out.print(
+        f"[bold]{len(sweep.dag.nodes)} nodes: {counts['cached']} cached, "
+        f"{len(sweep.dag.nodes) - counts['cached']} to run"
+    )
     for line in sharing(sweep.dag):
         out.print(f"shared: {line}")
     to_run = [node for node in sweep.dag if sweep.states[node].status != "cached"]
@@ -97,11 +109,17 @@ def print_estimate(sweep, to_run) -> None:
         table.add_column(column, justify="right" if column != "kind" else "left")
     for kind, k in found.kinds.items():
         table.add_row(kind, str(k.nodes), f"{k.train_steps:,}", f"{k.seconds / 3600:.3f}")
-    table.add_row("[bold]total", str(sum(k.nodes for k in found.kinds.values())),
-                  f"{sum(k.train_steps for k in found.kinds.values()):,}", f"[bold]{found.seconds / 3600:.3f}")
+    table.add_row(
+        "[bold]total",
+        str(sum(k.nodes for k in found.kinds.values())),
+        f"{sum(k.train_steps for k in found.kinds.values()):,}",
+        f"[bold]{found.seconds / 3600:.3f}",
+    )
     out.print(table)
-    out.print(f"about {found.seconds / 3600:.2f} device-hours on this machine, one node at a time "
-              "(step costs measured here once per model and batch size; see BENCHMARKS.md for other devices)")
+    out.print(
+        f"about {found.seconds / 3600:.2f} device-hours on this machine, one node at a time "
+        "(step costs measured here once per model and batch size; see BENCHMARKS.md for other devices)"
+    )
 
 
 def make_pool(args, tracker, spec):
@@ -127,7 +145,9 @@ def cmd_run(args) -> int:
         from orchestrator.report.reuse import reuse_finished
 
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or found.tracking.uri
-        if reuse_finished(uri, found, Path(args.summary), _report_folder(args), args.test_floor, began, console.print, out.print):
+        if reuse_finished(
+            uri, found, Path(args.summary), _report_folder(args), args.test_floor, began, console.print, out.print
+        ):
             return 0
     from workloads.runtime import configure_torch
 
@@ -159,8 +179,10 @@ def cmd_run(args) -> int:
     retries = args.retries if args.retries is not None else (1 if pool.name == "ray" else 0)
     with GracefulStop(console.print) as stop:  # SIGTERM / SIGINT: in-flight runs KILLED, a summary of what finished
         parent = tracker.sweeps.start(spec.name, sweep_id, as_dict(spec), pool.name, key)
-        console.print(f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {pool.describe()}, "
-                      f"tracking {tracker.uri}")
+        console.print(
+            f"sweep [bold]{spec.name}[/] ({sweep_id}): {len(sweep.dag.nodes)} nodes, executor {pool.describe()}, "
+            f"tracking {tracker.uri}"
+        )
         ok, searches, start = False, [], time.perf_counter()
         try:
             with SweepProgress(sweep, pool.name, tracker, parent, console) as progress:
@@ -181,22 +203,43 @@ def cmd_run(args) -> int:
                 summary["search"] = searches
             write_atomic(Path(args.summary), json.dumps(summary, indent=1))
             if stop.signum is None:  # a stopped sweep's report can be made later: `unlearn-sweep report SUMMARY`
-                stop.record(lambda: publish_results(tracker, parent, summary, as_dict(spec.dataset), _report_folder(args), args.test_floor,
-                                                    console.print))
+                stop.record(
+                    lambda: publish_results(
+                        tracker,
+                        parent,
+                        summary,
+                        as_dict(spec.dataset),
+                        _report_folder(args),
+                        args.test_floor,
+                        console.print,
+                    )
+                )
             nodes = {node.key: state.run_id for node, state in sweep.states.items() if state.run_id} if key else None
-            stop.record(lambda: tracker.sweeps.finish(parent, summary, ok, {
-                "over_seeds.json": over_seeds_table(summary), "results.json": results_columns(summary)}, stop.reason, nodes))
+            stop.record(
+                lambda: tracker.sweeps.finish(
+                    parent,
+                    summary,
+                    ok,
+                    {"over_seeds.json": over_seeds_table(summary), "results.json": results_columns(summary)},
+                    stop.reason,
+                    nodes,
+                )
+            )
     if stop.store_error is not None:
-        console.print(f"[red]error:[/] {stop.store_error}; the sweep stopped. Everything it finished is recorded; "
-                      "run the same command when the server is back to compute the rest")
+        console.print(
+            f"[red]error:[/] {stop.store_error}; the sweep stopped. Everything it finished is recorded; "
+            "run the same command when the server is back to compute the rest"
+        )
     for table in summary_tables(summary):
         out.print(table)
     for node, state in sweep.states.items():
         if state.status == "failed":
             console.print(f"[red]failed[/] {node.label}: {state.error}")
     n = summary["nodes"]
-    console.print(f"{n['executed']} executed, {n['cached']} cached, {n['failed']} failed in {summary['wall_seconds']:.1f} s; "
-                  f"summary in {args.summary}; parent run {parent}")
+    console.print(
+        f"{n['executed']} executed, {n['cached']} cached, {n['failed']} failed in {summary['wall_seconds']:.1f} s; "
+        f"summary in {args.summary}; parent run {parent}"
+    )
     console.print(f"results in MLflow's runs table: {ui_address(tracker.uri, tracker.store.experiment_id)}")
     return stop.exit_code(ok)
 
@@ -252,14 +295,18 @@ def cmd_report(args) -> int:
     from orchestrator.track import SweepRuns
 
     summary, run, store = _sweep(args.sweep, args)
-    default = Path(args.sweep).parent / "report" if Path(args.sweep).is_file() else Path("reports") / summary["sweep_id"]
+    default = (
+        Path(args.sweep).parent / "report" if Path(args.sweep).is_file() else Path("reports") / summary["sweep_id"]
+    )
     folder = Path(args.out) if args.out else default
     for table in summary_tables(summary):
         out.print(table)
     path = write_report(summary, folder, args.test_floor)
     if run is not None:
         SweepRuns(store).log_report(run.info.run_id, folder)
-    where = f"; logged under report/ on run {run.info.run_id}" if run is not None else " (the sweep is not in this store)"
+    where = (
+        f"; logged under report/ on run {run.info.run_id}" if run is not None else " (the sweep is not in this store)"
+    )
     console.print(f"report: {path}, figures beside it{where}")
     return 0
 
@@ -285,7 +332,7 @@ def cmd_status(args) -> int:
     from orchestrator.report.record import status_table
     from orchestrator.track.sweeps import sweep_runs, sweep_status
 
-    out.print(status_table([sweep_status(run) for run in sweep_runs(_store(args))[:args.limit]], _uri(args)))
+    out.print(status_table([sweep_status(run) for run in sweep_runs(_store(args))[: args.limit]], _uri(args)))
     return 0
 
 
@@ -333,62 +380,101 @@ class VersionAction(argparse.Action):
 
 
 def _sweep_commands(commands) -> None:
-    for name, func, help_text in (("run", cmd_run, "plan, then execute a sweep"), ("plan", cmd_plan, "show the DAG and what is cached")):
+    for name, func, help_text in (
+        ("run", cmd_run, "plan, then execute a sweep"),
+        ("plan", cmd_plan, "show the DAG and what is cached"),
+    ):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("config", help="sweep YAML file")
         command.add_argument("overrides", nargs="*", help="key=value overrides, e.g. methods.0.hparams.lr=0.01")
-        command.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then the sweep's tracking.uri)")
-        command.add_argument("--threads", type=int, default=None,
-                             help="torch threads of this process, which runs the local executor's nodes "
-                                  "(default: the cores it may use; Ray workers use their num_cpus)")
+        command.add_argument(
+            "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then the sweep's tracking.uri)"
+        )
+        command.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="torch threads of this process, which runs the local executor's nodes "
+            "(default: the cores it may use; Ray workers use their num_cpus)",
+        )
         command.set_defaults(func=func)
         if name == "plan":
-            command.add_argument("--no-estimate", dest="estimate", action="store_false",
-                                 help="skip the compute estimate (it times a few steps of each model the first time)")
+            command.add_argument(
+                "--no-estimate",
+                dest="estimate",
+                action="store_false",
+                help="skip the compute estimate (it times a few steps of each model the first time)",
+            )
         if name == "run":
-            command.add_argument("--executor", choices=["local", "ray"], default="local",
-                                 help="local: one node at a time in this process; ray: worker actors on a Ray cluster")
-            command.add_argument("--address", default=None,
-                                 help="Ray cluster: auto, ray://host:10001 (default: start a local Ray)")
+            command.add_argument(
+                "--executor",
+                choices=["local", "ray"],
+                default="local",
+                help="local: one node at a time in this process; ray: worker actors on a Ray cluster",
+            )
+            command.add_argument(
+                "--address", default=None, help="Ray cluster: auto, ray://host:10001 (default: start a local Ray)"
+            )
             command.add_argument("--workers", type=int, default=None, help="at most this many Ray worker actors")
-            command.add_argument("--retries", type=int, default=None,
-                                 help="re-runs of a node that raised (default: 1 on ray, 0 locally)")
+            command.add_argument(
+                "--retries", type=int, default=None, help="re-runs of a node that raised (default: 1 on ray, 0 locally)"
+            )
             command.add_argument("--summary", default="summary.json", help="where to write summary.json")
-            command.add_argument("--resume", action="store_true",
-                                 help="take over the runs of earlier runs of this sweep (same name) still marked running, "
-                                      "without waiting for their heartbeats to go stale: they are dead (another machine)")
-            command.add_argument("--report-dir", default=None, help="figures and report.html (default: report/ beside the summary)")
+            command.add_argument(
+                "--resume",
+                action="store_true",
+                help="take over the runs of earlier runs of this sweep (same name) still marked running, "
+                "without waiting for their heartbeats to go stale: they are dead (another machine)",
+            )
+            command.add_argument(
+                "--report-dir", default=None, help="figures and report.html (default: report/ beside the summary)"
+            )
             command.add_argument("--no-report", action="store_true", help="write no figures or HTML report")
-            command.add_argument("--record-again", action="store_true",
-                                 help="record a new sweep (parent run, links to its cached nodes, result runs) even when the "
-                                      "same sweep already finished in this store (default: reuse that one, recording nothing)")
+            command.add_argument(
+                "--record-again",
+                action="store_true",
+                help="record a new sweep (parent run, links to its cached nodes, result runs) even when the "
+                "same sweep already finished in this store (default: reuse that one, recording nothing)",
+            )
             _floor_option(command)
 
 
 def _floor_option(command) -> None:
-    command.add_argument("--test-floor", type=float, default=None,
-                         help="test accuracy (0-1) a model needs to rank among the usable ones in the report "
-                              "(default: 90%% of the retrained control's)")
+    command.add_argument(
+        "--test-floor",
+        type=float,
+        default=None,
+        help="test accuracy (0-1) a model needs to rank among the usable ones in the report "
+        "(default: 90%% of the retrained control's)",
+    )
 
 
 def _record_commands(commands) -> None:
     def add(name: str, func, help_text: str):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db)")
+        command.add_argument(
+            "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then sqlite:///mlflow.db)"
+        )
         command.add_argument("--experiment", default="unlearn-sweep", help="MLflow experiment (default: unlearn-sweep)")
         command.set_defaults(func=func)
         return command
 
     report = add("report", cmd_report, "table, figures and HTML report of an earlier sweep, recomputing nothing")
     report.add_argument("sweep", help="a sweep id, a sweep's parent run id, or a summary.json")
-    report.add_argument("--out", default=None, help="output folder (default: report/ beside a summary.json, else reports/<sweep id>)")
+    report.add_argument(
+        "--out", default=None, help="output folder (default: report/ beside a summary.json, else reports/<sweep id>)"
+    )
     _floor_option(report)
     compare = add("compare", cmd_compare, "config differences and metric deltas between two sweeps")
     compare.add_argument("a", help="a sweep id, parent run id or summary.json")
     compare.add_argument("b", help="a sweep id, parent run id or summary.json")
-    status = add("status", cmd_status, "the sweeps in the store: running, finished, failed; nodes done; started by whom")
+    status = add(
+        "status", cmd_status, "the sweeps in the store: running, finished, failed; nodes done; started by whom"
+    )
     status.add_argument("--limit", type=int, default=20, help="the newest this many sweeps (default 20)")
-    cache = add("cache", cmd_cache, "the stored results: ls (per kind), verify (every sha256), gc (deleted claims, orphans)")
+    cache = add(
+        "cache", cmd_cache, "the stored results: ls (per kind), verify (every sha256), gc (deleted claims, orphans)"
+    )
     cache.add_argument("action", choices=["ls", "verify", "gc"])
     cache.add_argument("--yes", action="store_true", help="gc: remove what it lists (default: a dry run)")
 
@@ -414,7 +500,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SpecError as error:
         console.print("[red]error:[/] ", end="")
-        console.print(str(error), soft_wrap=True, markup=False, highlight=False)  # one line however long; no markup in it
+        console.print(
+            str(error), soft_wrap=True, markup=False, highlight=False
+        )  # one line however long; no markup in it
         return 2
 
 

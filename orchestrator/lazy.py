@@ -1,10 +1,11 @@
 """Package namespaces whose names are imported from their modules when first used (PEP 562): importing one light
 module of a stage then does not import the whole stage (torch, MLflow, SciPy), which is what lets a re-run whose
 identical sweep already finished answer in well under a second of imports."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
-from typing import Callable
 
 
 def lazy_exports(package: str, exports: dict[str, tuple[str, ...]]) -> tuple[Callable[[str], object], list[str]]:

@@ -61,9 +61,18 @@ def tiny_task_space(path: Path, **changes) -> Path:
     cfg.train.epochs = 3
     cfg.corruption.size = 40
     cfg.corruption.discovery_rates = [0.5, 1.0]
-    cfg.methods = [{"name": "rem", "hparams": {"epochs": 1, "batch_size": 64, "max_flush_epochs": 3}},
-                   {"name": "npo", "hparams": {"epochs": 1, "batch_size": 64}}]
-    cfg.relearn = {"k": [0], "relearn_set": "retain", "epochs": 0.2, "eval_every": 2, "report_last": 2, "augment": False}
+    cfg.methods = [
+        {"name": "rem", "hparams": {"epochs": 1, "batch_size": 64, "max_flush_epochs": 3}},
+        {"name": "npo", "hparams": {"epochs": 1, "batch_size": 64}},
+    ]
+    cfg.relearn = {
+        "k": [0],
+        "relearn_set": "retain",
+        "epochs": 0.2,
+        "eval_every": 2,
+        "report_last": 2,
+        "augment": False,
+    }
     cfg.lmc.stride = 0.5
     for dotted, value in changes.items():
         OmegaConf.update(cfg, dotted.replace("__", "."), value, merge=False)
@@ -78,9 +87,11 @@ def tracking(tmp_path):
 
 
 # Three method settings (the fewest that give a Spearman value), named here rather than read from the quickstart.
-REPORT_SETTINGS = [{"name": "neggrad_plus", "hparams": {"lr": 1e-2, "epochs": 0.5}},
-                   {"name": "alternating_scrub", "hparams": {"lr": 1e-2, "epochs": 0.5, "kl_reduction": "batchmean"}},
-                   {"name": "weight_distortion", "hparams": {"lr": 1e-3, "epochs": 0.5, "sigma": 0.15}}]
+REPORT_SETTINGS = [
+    {"name": "neggrad_plus", "hparams": {"lr": 1e-2, "epochs": 0.5}},
+    {"name": "alternating_scrub", "hparams": {"lr": 1e-2, "epochs": 0.5, "kl_reduction": "batchmean"}},
+    {"name": "weight_distortion", "hparams": {"lr": 1e-3, "epochs": 0.5, "sigma": 0.15}},
+]
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +104,16 @@ def reported_sweeps(tmp_path_factory):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     out = {"folder": folder, "uri": uri}
     for name, changes, extra in (("a", {}, []), ("b", {"lmc__stride": 0.5}, ["--no-report"])):
-        sweep = tiny_quickstart(folder / f"{name}.yaml", seeds=[43, 44], methods=REPORT_SETTINGS,
-                                tracking__artifact_location=str(folder / "artifacts"), **changes)
-        assert main(["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / name / "summary.json"), *extra]) == 0
+        sweep = tiny_quickstart(
+            folder / f"{name}.yaml",
+            seeds=[43, 44],
+            methods=REPORT_SETTINGS,
+            tracking__artifact_location=str(folder / "artifacts"),
+            **changes,
+        )
+        assert (
+            main(["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / name / "summary.json"), *extra])
+            == 0
+        )
         out[name] = json.loads((folder / name / "summary.json").read_text())
     return out

@@ -1,6 +1,7 @@
 """Real servers on loopback for tests: an MLflow tracking server (sqlite backend) and moto's S3 server. Each starts
 in its own session and is ended with its whole process group: `mlflow server` leaves helper processes behind
 otherwise."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,9 @@ def free_port() -> int:
 @contextmanager
 def server(command: list[str], ready_url: str, log: Path, env: dict | None = None, timeout: float = 120):
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, **(env or {})})
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -33,7 +35,7 @@ def server(command: list[str], ready_url: str, log: Path, env: dict | None = Non
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{command[0]} did not start:\n{log.read_text()[-3000:]}")
+                    raise RuntimeError(f"{command[0]} did not start:\n{log.read_text()[-3000:]}") from None
                 time.sleep(0.3)
         yield process
     finally:
@@ -49,19 +51,41 @@ def server(command: list[str], ready_url: str, log: Path, env: dict | None = Non
 @contextmanager
 def moto_s3(folder: Path):
     port = free_port()
-    with server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                f"http://127.0.0.1:{port}/moto-api/", folder / "moto.log"):
+    with server(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        f"http://127.0.0.1:{port}/moto-api/",
+        folder / "moto.log",
+    ):
         yield f"http://127.0.0.1:{port}"
 
 
 def mlflow_command(folder: Path, artifact_root: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-            "--default-artifact-root", artifact_root, "--no-serve-artifacts"]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'server.db'}",
+        "--default-artifact-root",
+        artifact_root,
+        "--no-serve-artifacts",
+    ]
 
 
 @contextmanager
 def mlflow_server(folder: Path, artifact_root: str, env: dict):
     port = free_port()
-    with server(mlflow_command(folder, artifact_root, port), f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", env):
+    with server(
+        mlflow_command(folder, artifact_root, port),
+        f"http://127.0.0.1:{port}/health",
+        folder / "mlflow-server.log",
+        env,
+    ):
         yield f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """Bad input costs a second: each case of the catalogue exits 2 before any job starts, with one line that names the
 sweep file and the key (or the file itself), and leaves nothing in the store. The base is the tiny quickstart, so a
 case that slipped through would start training at once and fail the 'nothing in the store' check."""
+
 import sqlite3
 
 import pytest
@@ -41,7 +42,11 @@ OVERRIDES = [
     ("zero batch size", ["train.batch_size=0"], "train.batch_size"),
     ("negative learning rate", ["train.lr=-0.1"], "train.lr"),
     ("zero unlearning epochs", ["methods=[{name: finetune, hparams: {epochs: 0}}]"], "methods[0].hparams.epochs"),
-    ("zero unlearning batch size", ["methods=[{name: finetune, hparams: {batch_size: 0}}]"], "methods[0].hparams.batch_size"),
+    (
+        "zero unlearning batch size",
+        ["methods=[{name: finetune, hparams: {batch_size: 0}}]"],
+        "methods[0].hparams.batch_size",
+    ),
     ("zero relearning batch size", ["relearn.batch_size=0"], "relearn.batch_size"),
     ("zero evaluation interval", ["relearn.eval_every=0"], "relearn.eval_every"),
     ("zero evaluations reported", ["relearn.report_last=0"], "relearn.report_last"),
@@ -106,10 +111,22 @@ TASK_SPACE_OVERRIDES = [
     ("negative discovery rate", ["corruption.discovery_rates=[-0.1]"], "corruption.discovery_rates"),
     ("a rate that discovers nothing", ["corruption.discovery_rates=[0.001]"], "corruption.discovery_rates"),
     ("no corruption listed", ["corruption.kinds=[]"], "corruption.kinds"),
-    ("a corruption listed twice", ["corruption.kinds=[{name: random_swap}, {name: random_swap}]"], "corruption.kinds[1].name"),
+    (
+        "a corruption listed twice",
+        ["corruption.kinds=[{name: random_swap}, {name: random_swap}]"],
+        "corruption.kinds[1].name",
+    ),
     ("zero corrupted examples", ["corruption.size=0"], "corruption.kinds[0].size"),
-    ("a trigger target the data lacks", ["corruption.kinds=[{name: poison_trigger, args: {target_class: 12}}]"], "target_class"),
-    ("a swap larger than its classes", ["corruption.kinds=[{name: interclass_swap}]", "corruption.size=400"], "corruption.kinds[0]"),
+    (
+        "a trigger target the data lacks",
+        ["corruption.kinds=[{name: poison_trigger, args: {target_class: 12}}]"],
+        "target_class",
+    ),
+    (
+        "a swap larger than its classes",
+        ["corruption.kinds=[{name: interclass_swap}]", "corruption.size=400"],
+        "corruption.kinds[0]",
+    ),
     ("an odd swap", ["corruption.kinds=[{name: interclass_swap}]", "corruption.size=21"], "corruption.kinds[0]"),
     ("REM on a model without spare channels", ["model.args.generalisation=1.0"], "methods[0]"),
     ("canaries in a task space", ["forget.canary_fraction=0.1"], "forget.canary_fraction"),
@@ -139,4 +156,8 @@ def test_an_unreachable_tracking_server_is_one_line_before_any_job(tmp_path, cap
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1, lines
     assert "--tracking-uri" in lines[0] and uri in lines[0] and "Traceback" not in lines[0]
-    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "summary.json").exists() and not (tmp_path / "mlflow.db").exists()
+    assert (
+        not (tmp_path / "artifacts").exists()
+        and not (tmp_path / "summary.json").exists()
+        and not (tmp_path / "mlflow.db").exists()
+    )

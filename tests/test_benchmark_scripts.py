@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end at tiny sizes (`--smoke`), so the commands BENCHMARKS.md gives, the GPU one
 included, are ready on the machine that can measure them. Their figures mean nothing at these sizes."""
+
 import subprocess
 import sys
 
@@ -8,14 +9,29 @@ import pytest
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("script, tables", [
-    ("trainer.py", ["| model | path |"]),
-    ("gpu.py", ["## 1. ResNet-18 CIFAR training throughput", "## 2. Memorization ensemble", "## 3. Four quarter-GPU Ray actors",
-                "## 4. Projected wall time of the study sweep"]),
-])
+@pytest.mark.parametrize(
+    "script, tables",
+    [
+        ("trainer.py", ["| model | path |"]),
+        (
+            "gpu.py",
+            [
+                "## 1. ResNet-18 CIFAR training throughput",
+                "## 2. Memorization ensemble",
+                "## 3. Four quarter-GPU Ray actors",
+                "## 4. Projected wall time of the study sweep",
+            ],
+        ),
+    ],
+)
 def test_benchmark_runs_every_code_path_in_smoke_mode(script, tables):
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--smoke"], capture_output=True, text=True,
-                          cwd=REPO, timeout=240)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for table in tables:
         assert table in done.stdout

@@ -3,6 +3,7 @@ installed by the fixture below when missing), screenshots checked for drawn cont
 runs. The UI is a real `mlflow server` on the sweeps' sqlite store, in its own session, ended with its process group.
 
 With UNLEARN_SWEEP_SCREENSHOTS=<folder> the screenshots are also saved there, palette-reduced (docs/ holds them)."""
+
 import os
 import shutil
 import subprocess
@@ -19,8 +20,16 @@ from tests.conftest import REPORT_SETTINGS
 from tests.servers import free_port, server
 
 METHODS = [s["name"] for s in REPORT_SETTINGS]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +47,21 @@ def browse(chromium: str, url: str, folder: Path, name: str, size=(1400, 900), b
     """A screenshot of the page and its DOM after `budget_ms` of virtual time (the JS UI renders), from a fresh
     profile."""
     shot = folder / f"{name}.png"
-    done = subprocess.run([chromium, *FLAGS, f"--user-data-dir={folder / f'profile-{name}'}", f"--window-size={size[0]},{size[1]}",
-                           f"--virtual-time-budget={budget_ms}", f"--screenshot={shot}", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={folder / f'profile-{name}'}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--virtual-time-budget={budget_ms}",
+            f"--screenshot={shot}",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
     return shot, done.stdout
 
@@ -49,7 +70,7 @@ def drawn(png: Path, top: float, bottom: float) -> bool:
     """Whether a horizontal band of the screenshot (fractions of its height) holds drawn content: many colours and
     varied pixels, not a blank page."""
     image = imread(png)[..., :3]
-    band = image[int(top * image.shape[0]):int(bottom * image.shape[0])]
+    band = image[int(top * image.shape[0]) : int(bottom * image.shape[0])]
     colours = len(np.unique((band * 255).astype(np.uint8).reshape(-1, 3), axis=0))
     return band.std() > 0.05 and colours > 50
 
@@ -75,8 +96,11 @@ def test_the_reports_tables_sort_on_a_click(chromium, reported_sweeps, tmp_path)
     """A copy of the report with a script that clicks the `test` header of the ranked table and writes the model
     order it then shows into the page, read back from the DOM."""
     report = (reported_sweeps["folder"] / "a" / "report" / "report.html").read_text()
-    click = ("<script>const t=document.querySelector('#ranked');const th=[...t.tHead.rows[0].cells].find(c=>c.textContent==='test');"
-             "th.click();document.body.dataset.order=[...t.tBodies[0].rows].map(r=>r.cells[3].dataset.v).join(',');</script>")
+    click = (
+        "<script>const t=document.querySelector('#ranked');"
+        "const th=[...t.tHead.rows[0].cells].find(c=>c.textContent==='test');"
+        "th.click();document.body.dataset.order=[...t.tBodies[0].rows].map(r=>r.cells[3].dataset.v).join(',');</script>"
+    )
     page = tmp_path / "clicked.html"
     page.write_text(report.replace("</body>", click + "</body>"))
     _, dom = browse(chromium, page.as_uri(), tmp_path, "clicked", budget_ms=2000)
@@ -88,16 +112,32 @@ def test_the_reports_tables_sort_on_a_click(chromium, reported_sweeps, tmp_path)
 def mlflow_ui(reported_sweeps, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ui")
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", reported_sweeps["uri"]]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        reported_sweeps["uri"],
+    ]
     with server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-ui.log"):
         yield f"http://127.0.0.1:{port}"
 
 
-def test_mlflow_ui_opens_the_experiment_on_its_runs_table_of_comparable_results(chromium, reported_sweeps, mlflow_ui, tmp_path):
+def test_mlflow_ui_opens_the_experiment_on_its_runs_table_of_comparable_results(
+    chromium, reported_sweeps, mlflow_ui, tmp_path
+):
     experiment = MlflowClient(reported_sweeps["uri"]).get_experiment_by_name("unlearn-sweep")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    shot, dom = browse(chromium, f"{mlflow_ui}/{ui_path(experiment.experiment_id)}", tmp_path, "mlflow-runs", size=(1800, 900))
+    shot, dom = browse(
+        chromium, f"{mlflow_ui}/{ui_path(experiment.experiment_id)}", tmp_path, "mlflow-runs", size=(1800, 900)
+    )
     assert "Model training" in dom and "Runs" in dom
     assert "Detect Issues" not in dom and "Token Usage" not in dom  # not the GenAI overview
     for method in METHODS:
@@ -107,15 +147,19 @@ def test_mlflow_ui_opens_the_experiment_on_its_runs_table_of_comparable_results(
     keep(shot, "mlflow-runs")
 
 
-def test_mlflow_ui_shows_a_later_sweep_with_the_nodes_it_found_cached_among_its_children(chromium, reported_sweeps, mlflow_ui,
-                                                                                         tmp_path):
+def test_mlflow_ui_shows_a_later_sweep_with_the_nodes_it_found_cached_among_its_children(
+    chromium, reported_sweeps, mlflow_ui, tmp_path
+):
     client = MlflowClient(reported_sweeps["uri"])
     experiment = client.get_experiment_by_name("unlearn-sweep")
-    b = client.search_runs([experiment.experiment_id], f"tags.sweep_id = '{reported_sweeps['b']['sweep_id']}' and "
-                           "tags.node_kind = 'sweep'")[0]
+    b = client.search_runs(
+        [experiment.experiment_id], f"tags.sweep_id = '{reported_sweeps['b']['sweep_id']}' and tags.node_kind = 'sweep'"
+    )[0]
     url = f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs/{b.info.run_id}?workflowType=machine_learning"
     shot, dom = browse(chromium, url, tmp_path, "mlflow-sweep")
-    children = dom[dom.index("Child runs"):]
-    assert "(cached)" in children and "lmc weight_distortion" in children  # linked beside the nodes it ran (newest first)
+    children = dom[dom.index("Child runs") :]
+    assert (
+        "(cached)" in children and "lmc weight_distortion" in children
+    )  # linked beside the nodes it ran (newest first)
     assert "mnist1d" in dom and "unlearn-sweep" in dom  # the dataset input and the source
     assert drawn(shot, 0.1, 0.6)

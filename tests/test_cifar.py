@@ -1,5 +1,6 @@
 """CIFAR loading through the registered loader, on tiny folders written in the official on-disk format; the on-device
 crop/flip augmentation; the CIFAR-10-C corrupted test set."""
+
 import dataclasses
 import hashlib
 import pickle
@@ -9,8 +10,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from workloads.data.cifar import CIFARConfig, crop_flip, layout, load_corrupted, read_split
 from workloads.data import DATASETS, load_dataset
+from workloads.data.cifar import CIFARConfig, crop_flip, layout, load_corrupted, read_split
 
 PER_BATCH, TEST_SIZE = 4, 6
 
@@ -45,7 +46,9 @@ def write_cifar100(root) -> dict:
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
     train_fine, test_fine = np.array([99, 0, 57, 23, 81, 12, 64, 5]), np.array([42, 98, 7])
-    write_batch(folder / "train", images(len(train_fine), 1), {"fine_labels": train_fine, "coarse_labels": train_fine // 5})
+    write_batch(
+        folder / "train", images(len(train_fine), 1), {"fine_labels": train_fine, "coarse_labels": train_fine // 5}
+    )
     write_batch(folder / "test", images(len(test_fine), 2), {"fine_labels": test_fine, "coarse_labels": test_fine // 5})
     return {"train_y": train_fine, "test_y": test_fine}
 
@@ -55,12 +58,15 @@ def test_cifar10_loads_the_official_layout_as_unnormalised_images(tmp_path):
     d = load_dataset("cifar10", CIFARConfig(root=str(tmp_path), verify=False))
     assert d.x_train.shape == (5 * PER_BATCH, 3, 32, 32) and d.x_test.shape == (TEST_SIZE, 3, 32, 32)
     assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.long and d.num_classes == 10
-    assert 0.0 <= d.x_train.min() and d.x_train.max() <= 1.0 and d.x_train.max() > 0.9
+    assert d.x_train.min() >= 0.0 and d.x_train.max() <= 1.0 and d.x_train.max() > 0.9
     # the 3072 bytes of a row are the red plane, then green, then blue, each row-major: pixel (0, 1) red is byte 1
     expected = torch.from_numpy(written["train_x"]).float().div(255).reshape(-1, 3, 32, 32)
     assert torch.equal(d.x_train, expected)
     as_byte = lambda v: int((v * 255).round())
-    assert as_byte(d.x_train[7, 1, 0, 0]) == written["train_x"][7, 1024] and as_byte(d.x_train[7, 0, 0, 1]) == written["train_x"][7, 1]
+    assert (
+        as_byte(d.x_train[7, 1, 0, 0]) == written["train_x"][7, 1024]
+        and as_byte(d.x_train[7, 0, 0, 1]) == written["train_x"][7, 1]
+    )
     assert d.y_train.tolist() == written["train_y"].tolist() and d.y_test.tolist() == written["test_y"].tolist()
     assert d.augment is not None
 
@@ -119,7 +125,7 @@ def reflect_windows(image: np.ndarray, padding: int) -> dict:
     windows = {}
     for top in range(2 * padding + 1):
         for left in range(2 * padding + 1):
-            window = padded[:, top:top + size, left:left + size]
+            window = padded[:, top : top + size, left : left + size]
             windows[window.tobytes()] = (top, left, False)
             windows[window[:, :, ::-1].copy().tobytes()] = (top, left, True)
     return windows

@@ -1,5 +1,6 @@
 """Compute-once across sweeps: two sweeps started at the same moment against one store share their original,
 retrained and memorization nodes; each of those is computed by one of them, and the other picks up its result."""
+
 import subprocess
 import sys
 from collections import Counter
@@ -15,21 +16,42 @@ def test_two_concurrent_sweeps_sharing_an_original_train_it_once(tmp_path):
     Tracker(uri, "unlearn-sweep", str(tmp_path / "artifacts"))  # the store exists before both start, as on a server
     first = tiny_quickstart(tmp_path / "a.yaml")
     second = tiny_quickstart(tmp_path / "b.yaml", methods__0__hparams__lr=1e-3)  # another finetune lr
-    sweeps = [subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(path), "--tracking-uri", uri,
-                                "--summary", str(tmp_path / f"{path.stem}.json")], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for path in (first, second)]
+    sweeps = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator",
+                "run",
+                str(path),
+                "--tracking-uri",
+                uri,
+                "--summary",
+                str(tmp_path / f"{path.stem}.json"),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for path in (first, second)
+    ]
     outputs = [sweep.communicate(timeout=600)[0] for sweep in sweeps]
     assert [sweep.returncode for sweep in sweeps] == [0, 0], outputs
 
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("unlearn-sweep")
-    runs = [r for r in client.search_runs([experiment.experiment_id], "tags.node_kind != 'sweep'", max_results=5000)
-            if "node_key" in r.data.tags]  # node runs: not the links to cached nodes or the result runs
+    runs = [
+        r
+        for r in client.search_runs([experiment.experiment_id], "tags.node_kind != 'sweep'", max_results=5000)
+        if "node_key" in r.data.tags
+    ]  # node runs: not the links to cached nodes or the result runs
     finished = Counter(r.data.tags["node_key"] for r in runs if r.info.status == "FINISHED")
     assert set(finished.values()) == {1}, "some node was computed twice"
     kinds = {r.data.tags["node_kind"] for r in runs if r.info.status == "FINISHED"}
     assert {"memorization", "train_original", "train_retrain"} <= kinds
-    # 41 nodes each; the finetune setting's unlearn/evaluate/relearn x2/distance/lmc differ: 6 nodes of the second are its own.
+    # 41 nodes each; the finetune setting's unlearn/evaluate/relearn x2/distance/lmc differ: 6 nodes of the second
+    # are its own.
     assert len(finished) == 41 + 6
     original = [r for r in runs if r.data.tags["node_kind"] == "train_original"]
     assert len(original) == 1 and original[0].info.status == "FINISHED"
@@ -55,9 +77,15 @@ def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path):
     node = Node("memorization", {}, label="memorization")
     node.key = "k" * 64
     stamped_before_a = int(time.time() * 1000) - 5
-    late = threading.Timer(0.25, lambda: tracker.store.client.create_run(
-        tracker.store.experiment_id, start_time=stamped_before_a, run_name="b's claim",
-        tags={"node_key": node.key, "node_kind": node.kind, "sweep_id": "sweep-b", "heartbeat": str(time.time())}))
+    late = threading.Timer(
+        0.25,
+        lambda: tracker.store.client.create_run(
+            tracker.store.experiment_id,
+            start_time=stamped_before_a,
+            run_name="b's claim",
+            tags={"node_key": node.key, "node_kind": node.kind, "sweep_id": "sweep-b", "heartbeat": str(time.time())},
+        ),
+    )
     late.start()
     claim = tracker.claims.claim(node, "sweep-a", parent_a)
     late.join()

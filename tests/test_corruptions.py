@@ -1,12 +1,12 @@
 """The corruptions of REM's task space (workloads/corruptions.py): each changes the examples it says with the labels it
 says, is a function of its seed, enters the content key of every node that reads the training set, and discovers its
 examples in one seeded order so that the subset found at a higher rate holds the one found at a lower rate."""
+
 import pytest
 import torch
 
 from orchestrator.plan.identity import node_identity
-from workloads.corruptions import (CORRUPTIONS, discovered_forget_set, draw_corruption, forget_set_for,
-                                   undiscovered_view)
+from workloads.corruptions import CORRUPTIONS, discovered_forget_set, draw_corruption, forget_set_for, undiscovered_view
 from workloads.data.base import Dataset
 
 CLASSES = 4
@@ -33,7 +33,10 @@ def changed_rows(before: Dataset, after: Dataset) -> tuple[set, set]:
 
 def test_the_registry_holds_the_three_corruptions_from_high_to_low_regularity():
     assert {n: CORRUPTIONS.get(n).regularity for n in CORRUPTIONS.names()} == {
-        "poison_trigger": "high", "interclass_swap": "medium", "random_swap": "low"}
+        "poison_trigger": "high",
+        "interclass_swap": "medium",
+        "random_swap": "low",
+    }
 
 
 @pytest.mark.parametrize("images", [False, True], ids=["1d", "image"])
@@ -49,9 +52,13 @@ def test_poison_trigger_patches_the_end_of_examples_outside_the_target_and_label
     top = float(data.x_train.max())
     patched = after.x_train[corruption.index]
     if images:  # the bottom-right 3 x 3 pixels of every channel
-        assert (patched[..., -3:, -3:] == top).all() and torch.equal(patched[..., :-3, :], data.x_train[corruption.index][..., :-3, :])
+        assert (patched[..., -3:, -3:] == top).all() and torch.equal(
+            patched[..., :-3, :], data.x_train[corruption.index][..., :-3, :]
+        )
     else:  # the last 3 samples
-        assert (patched[..., -3:] == top).all() and torch.equal(patched[..., :-3], data.x_train[corruption.index][..., :-3])
+        assert (patched[..., -3:] == top).all() and torch.equal(
+            patched[..., :-3], data.x_train[corruption.index][..., :-3]
+        )
     # The test split of the trigger: every other class's test examples, patched, labelled the target.
     splits = corruption.evaluation_splits(after)
     x_trig, y_trig = splits["triggered_test"]
@@ -80,7 +87,9 @@ def test_random_swap_gives_random_examples_a_wrong_label():
     assert corruption.index.max() >= 200  # drawn over the whole set, not its first rows
 
 
-@pytest.mark.parametrize("name, args", [("poison_trigger", {}), ("interclass_swap", {"class_a": 1, "class_b": 3}), ("random_swap", {})])
+@pytest.mark.parametrize(
+    "name, args", [("poison_trigger", {}), ("interclass_swap", {"class_a": 1, "class_b": 3}), ("random_swap", {})]
+)
 def test_each_corruption_is_a_function_of_its_seed(name, args):
     y = labelled_data().y_train
     a, b = (draw_corruption(y, CLASSES, section(name, seed=s, **args)) for s in (5, 5))
@@ -112,14 +121,31 @@ def key(kind, config, y):
 
 def test_the_corruption_is_in_the_key_of_the_original_and_the_rate_in_the_key_of_the_retrained_baseline():
     y = labelled_data().y_train
-    base = {"dataset": {"name": "mnist1d", "args": {}}, "model": {"name": "cnn1d", "args": {}},
-            "train": {"epochs": 1, "batch_size": 8, "lr": 0.01}, "seed": 1}
-    originals = [key("train_original", {**base, "corruption": c}, y) for c in
-                 (section("random_swap", seed=0), section("random_swap", seed=1), section("random_swap", size=20),
-                  section("poison_trigger"), section("poison_trigger", target_class=1))]
+    base = {
+        "dataset": {"name": "mnist1d", "args": {}},
+        "model": {"name": "cnn1d", "args": {}},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 0.01},
+        "seed": 1,
+    }
+    originals = [
+        key("train_original", {**base, "corruption": c}, y)
+        for c in (
+            section("random_swap", seed=0),
+            section("random_swap", seed=1),
+            section("random_swap", size=20),
+            section("poison_trigger"),
+            section("poison_trigger", target_class=1),
+        )
+    ]
     assert len(set(originals)) == len(originals)  # each seed, size, kind and argument is another original
     assert originals[0] == key("train_original", {**base, "corruption": section("random_swap", seed=0)}, y)
     forget = {"attack_pool_fraction": 0.2}
-    retrains = [key("train_retrain", {**base, "corruption": section("random_swap"), "forget": {**forget, "discovery_rate": r}}, y)
-                for r in (0.5, 1.0)]
+    retrains = [
+        key(
+            "train_retrain",
+            {**base, "corruption": section("random_swap"), "forget": {**forget, "discovery_rate": r}},
+            y,
+        )
+        for r in (0.5, 1.0)
+    ]
     assert len(set(retrains)) == 2 and not set(retrains) & set(originals)

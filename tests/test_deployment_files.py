@@ -4,6 +4,7 @@ Each test names a fact that a real deployment depends on: one Ray version across
 every Ray process given the tracking URI and the S3 credentials (from the environment, never literal); the MLflow
 server on Postgres with an S3 artifact root it does not proxy; sweeps and data paths that exist and match.
 """
+
 from __future__ import annotations
 
 import copy
@@ -93,8 +94,13 @@ def sweep_argv(argv: list[str]) -> tuple[str, list[str], dict[str, str]]:
 
 def test_every_yaml_file_parses():
     files = [p for p in deployment_files() if p.suffix in (".yaml", ".yml")]
-    assert {"aws-gpu.yaml", "kuberay-raycluster.yaml", "kuberay-rayjob.yaml", "kuberay-env.example.yaml",
-            "compose.yaml"} <= {p.name for p in files}
+    assert {
+        "aws-gpu.yaml",
+        "kuberay-raycluster.yaml",
+        "kuberay-rayjob.yaml",
+        "kuberay-env.example.yaml",
+        "compose.yaml",
+    } <= {p.name for p in files}
     for path in files:
         documents = load_all(path)
         assert documents and all(isinstance(d, dict) for d in documents), path
@@ -146,7 +152,7 @@ def test_launcher_ray_processes_read_the_tracking_env_file():
     mounts = config["file_mounts"]
     repo = [remote for remote, local in mounts.items() if (ROOT / local).resolve() == ROOT]
     assert repo, "the repository is synced to every node"
-    (env_remote, env_local), = [(r, l) for r, l in mounts.items() if l.endswith(".env")]
+    ((env_remote, env_local),) = [(remote, local) for remote, local in mounts.items() if local.endswith(".env")]
     assert (ROOT / f"{env_local}.example").is_file()
     assert Path(env_local).name in gitignored(CLUSTER)
     # The launcher's rsync drops what rsync_exclude or a per-directory filter file (.gitignore) names.
@@ -171,7 +177,9 @@ def test_no_credentials_in_deployment_files():
         text = path.read_text()
         assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", text), path
         # KEY=value / KEY: value, not ${KEY:?message} (a reference); the value must be a reference or a placeholder.
-        for key, value in re.findall(r"(?<![{\w])(\w*(?:SECRET_ACCESS_KEY|PASSWORD))[\"']?\s*[:=]\s*[\"']?([^\s,'\"]*)", text):
+        for key, value in re.findall(
+            r"(?<![{\w])(\w*(?:SECRET_ACCESS_KEY|PASSWORD))[\"']?\s*[:=]\s*[\"']?([^\s,'\"]*)", text
+        ):
             assert value.startswith("$") or PLACEHOLDER.search(value), f"{path.name}: {key}={value}"
     assert ".env" in gitignored(DOCKER)
 
@@ -203,7 +211,7 @@ def test_every_kuberay_ray_container_gets_tracking_and_s3_env():
                         obj = objects[("ConfigMap", source["configMapRef"]["name"])]
                         names |= set(obj["data"])
                         assert not CREDENTIALS & set(obj["data"]), "S3 keys belong in a Secret"
-                assert TRACKING_ENV <= names, (kind, container["name"], TRACKING_ENV - names)
+                assert names >= TRACKING_ENV, (kind, container["name"], TRACKING_ENV - names)
                 for literal in container.get("env", []):
                     assert literal["name"] not in CREDENTIALS or "secretKeyRef" in literal.get("valueFrom", {})
 
@@ -213,8 +221,10 @@ def test_kuberay_head_and_gpu_workers():
         head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
         assert {8265, 10001, 6379} <= {p["containerPort"] for p in head["ports"]}, kind
         assert "nvidia.com/gpu" not in head["resources"].get("limits", {})
-        limits = {g["groupName"]: g["template"]["spec"]["containers"][0]["resources"]["limits"]
-                  for g in spec["workerGroupSpecs"]}
+        limits = {
+            g["groupName"]: g["template"]["spec"]["containers"][0]["resources"]["limits"]
+            for g in spec["workerGroupSpecs"]
+        }
         gpu_groups = [g for g in spec["workerGroupSpecs"] if int(limits[g["groupName"]].get("nvidia.com/gpu", 0)) >= 1]
         assert gpu_groups, kind
         for group in gpu_groups:
@@ -263,11 +273,18 @@ def test_data_paths_are_where_fetch_data_puts_them(tmp_path):
     fake_scores.parent.mkdir(parents=True)
     np.savez(fake_scores, labels=np.zeros(3), scores=np.zeros(3))
     dead_proxy = "http://127.0.0.1:9"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "http_proxy": dead_proxy, "https_proxy": dead_proxy,
-           "HTTP_PROXY": dead_proxy, "HTTPS_PROXY": dead_proxy}
-    done = subprocess.run(["bash", str(CLUSTER / "fetch-data.sh"), str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "http_proxy": dead_proxy,
+        "https_proxy": dead_proxy,
+        "HTTP_PROXY": dead_proxy,
+        "HTTPS_PROXY": dead_proxy,
+    }
+    done = subprocess.run(
+        ["bash", str(CLUSTER / "fetch-data.sh"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -310,9 +327,11 @@ def test_compose_mlflow_server_uses_postgres_and_unproxied_s3():
     assert "--no-serve-artifacts" in args, "clients must write checkpoints to S3 themselves"
     assert args["--host"] == "0.0.0.0" and args["--port"] == "5000" and "5000:5000" in mlflow["ports"]
     assert re.search(rf"^mc mb (--ignore-existing )?local/{bucket}$", services["create-bucket"]["command"][0], re.M)
-    assert mlflow["depends_on"] == {"postgres": {"condition": "service_healthy"},
-                                    "minio": {"condition": "service_healthy"},
-                                    "create-bucket": {"condition": "service_completed_successfully"}}
+    assert mlflow["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "minio": {"condition": "service_healthy"},
+        "create-bucket": {"condition": "service_completed_successfully"},
+    }
     assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert mlflow["healthcheck"]["test"]
 

@@ -1,4 +1,5 @@
 """Membership inference, LMC options and the per-sweep correlation, on cases whose answer is known."""
+
 import numpy as np
 import pytest
 import torch
@@ -39,14 +40,23 @@ def test_lmc_with_recalibration_matches_its_endpoints_recalibrated():
     make = lambda: nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
     a, b, probe = make(), make(), make()
     x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
-    out = linear_mode_connectivity(probe, a.state_dict(), b.state_dict(), {"test": (x, y)}, 2, stride=0.5, recalibrate_on=x)
+    out = linear_mode_connectivity(
+        probe, a.state_dict(), b.state_dict(), {"test": (x, y)}, 2, stride=0.5, recalibrate_on=x
+    )
     recalibrate_batchnorm(b, x)
     assert out["test_loss"][-1] == pytest.approx(nn.functional.cross_entropy(b(x), y).item(), abs=1e-6)
 
 
 def result(method, l2, barrier, unlearned, relearned, seed=43):
-    return {"method": method, "hparams": {}, "seed": seed, "l2_to_original": l2, "lmc": {"loss_barrier": barrier},
-            "unlearned": {"heldout_forget_acc": unlearned}, "relearned": {"0": {"heldout_forget_acc": relearned}}}
+    return {
+        "method": method,
+        "hparams": {},
+        "seed": seed,
+        "l2_to_original": l2,
+        "lmc": {"loss_barrier": barrier},
+        "unlearned": {"heldout_forget_acc": unlearned},
+        "relearned": {"0": {"heldout_forget_acc": relearned}},
+    }
 
 
 def test_spearman_between_distance_and_recovery():

@@ -1,6 +1,7 @@
 """Where the study follows the reference code (docs/fidelity.md), one test per difference that could change numbers:
 augmentation in unlearning and relearning, TAR's retain target, fp32 by default, the retrained model's step count,
 relearning reported as means of the last evaluations, the error barrier, and what evaluations see."""
+
 import dataclasses
 
 import pytest
@@ -104,8 +105,13 @@ def digits():
 
 def test_the_retrained_model_takes_the_originals_steps(digits):
     data, forget_set = digits
-    config = {"dataset": {"name": "digits", "args": {}}, "model": {"name": "mlp", "args": {"hidden": [16]}},
-              "speed": {}, "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "augment": False}, "seed": 0}
+    config = {
+        "dataset": {"name": "digits", "args": {}},
+        "model": {"name": "mlp", "args": {"hidden": [16]}},
+        "speed": {},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "augment": False},
+        "seed": 0,
+    }
     ctx = RunContext(torch.device("cpu"), data, forget_set, config)
     original = NODE_KINDS.get("train_original").run(config, {}, ctx).result
     retrain = NODE_KINDS.get("train_retrain").run(config, {}, ctx).result
@@ -135,8 +141,14 @@ def test_relearning_trains_on_augmented_batches_when_asked(digits):
     for augment_on, expected in ((False, 0), (True, steps_for(0.25, len(data.y_train), 64))):
         counting = CountingAugment()
         model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-        relearn(model, dataclasses.replace(data, augment=counting), forget_set, 0,
-                RelearnConfig(epochs=0.25, batch_size=64, eval_every=5, report_last=1, augment=augment_on), seed=0)
+        relearn(
+            model,
+            dataclasses.replace(data, augment=counting),
+            forget_set,
+            0,
+            RelearnConfig(epochs=0.25, batch_size=64, eval_every=5, report_last=1, augment=augment_on),
+            seed=0,
+        )
         assert counting.calls == expected
 
 
@@ -150,7 +162,10 @@ def test_augmented_evaluation_is_one_fixed_draw_and_clean_by_default():
     x = torch.rand(6, 3, 8, 8)
     augment = crop_flip(padding=2)
     assert scored_images(x, EvaluationConfig(), augment) is x
-    first, second = scored_images(x, EvaluationConfig(augment=True), augment), scored_images(x, EvaluationConfig(augment=True), augment)
+    first, second = (
+        scored_images(x, EvaluationConfig(augment=True), augment),
+        scored_images(x, EvaluationConfig(augment=True), augment),
+    )
     assert torch.equal(first, second) and not torch.equal(first, x)
     assert scored_images(x, EvaluationConfig(augment=True), None) is x  # data without an augmentation stays clean
 
@@ -164,7 +179,9 @@ def test_augmented_evaluation_scores_training_splits_only(digits):
     for augment_on in (False, True):
         config = {**base, "evaluation": {"augment": augment_on}}
         ctx = RunContext(torch.device("cpu"), data, forget_set, config)
-        results[augment_on] = NODE_KINDS.get("evaluate").run(config, {"model": InputNode({}, lambda: state)}, ctx).result
+        results[augment_on] = (
+            NODE_KINDS.get("evaluate").run(config, {"model": InputNode({}, lambda: state)}, ctx).result
+        )
     assert results[True]["test_acc"] == results[False]["test_acc"]
     assert results[True]["retain_acc"] != results[False]["retain_acc"]  # blank images: one class for all
 
@@ -195,6 +212,7 @@ def test_scrub_teacher_runs_in_train_mode_so_its_first_kl_is_zero():
 
 def test_every_stream_draws_each_example_once_per_pass_in_a_new_order():
     from workloads.train import BatchStream, generator_for
+
     x = torch.arange(10.0)
     stream = BatchStream(x, torch.arange(10), 4, generator_for(0, torch.device("cpu")))
     passes = [torch.cat([next(stream)[1] for _ in range(stream.batches_per_pass)]) for _ in range(2)]
@@ -210,7 +228,9 @@ def test_ssd_fisher_reads_running_statistics_and_leaves_the_mode_as_it_was():
     model.eval()
     by_hand = [torch.zeros_like(p) for p in model.parameters()]
     for i in range(0, len(ctx.retain_y), 8):
-        grads = torch.autograd.grad(F.cross_entropy(model(ctx.retain_x[i:i + 8]), ctx.retain_y[i:i + 8]), list(model.parameters()))
+        grads = torch.autograd.grad(
+            F.cross_entropy(model(ctx.retain_x[i : i + 8]), ctx.retain_y[i : i + 8]), list(model.parameters())
+        )
         for f, g in zip(by_hand, grads):
             f.add_(g.square())
     assert all(torch.allclose(a, b) for a, b in zip(fisher, by_hand))

@@ -3,6 +3,7 @@ is recorded (tests/fixtures/content_keys.json, with the kind and method versions
 today must compute exactly those keys. Memorization scores are fixed arrays, so the forget set is known without
 training anything. A change that moves a key here must be a change of semantics, with the kind's (or method's)
 version bumped, the fixture re-recorded and the reason written in its `_about`."""
+
 import json
 
 import numpy as np
@@ -31,7 +32,9 @@ def planned_keys(case: str, cifar_root, extra_overrides=()) -> dict[str, dict]:
     dag = build_dag(spec, attack_pool_size(data.y_train, spec.forget))
     keys = {}
     for node in dag:  # topological: every input is keyed before the nodes that read it
-        node.key = node_identity(node.kind, node.config, node.input_keys, forget_set if node.reads_forget_set else None).key
+        node.key = node_identity(
+            node.kind, node.config, node.input_keys, forget_set if node.reads_forget_set else None
+        ).key
         keys[node.label] = {"kind": node.kind, "key": node.key}
     return keys
 
@@ -40,7 +43,9 @@ def planned_keys(case: str, cifar_root, extra_overrides=()) -> dict[str, dict]:
 def test_every_node_keeps_the_key_it_had_before_the_restructuring(case, tmp_path):
     write_tiny_cifar10(tmp_path / "cifar", per_batch=100, test=200)
     now, before = planned_keys(case, tmp_path / "cifar"), RECORDED["cases"][case]["nodes"]
-    assert set(now) == set(before), f"nodes added {sorted(set(now) - set(before))[:3]}, removed {sorted(set(before) - set(now))[:3]}"
+    assert set(now) == set(before), (
+        f"nodes added {sorted(set(now) - set(before))[:3]}, removed {sorted(set(before) - set(now))[:3]}"
+    )
     moved = [label for label in before if now[label] != before[label]]
     assert not moved, f"{len(moved)} of {len(before)} keys moved, e.g. {moved[:3]}"
 
@@ -65,9 +70,14 @@ def test_new_options_at_their_defaults_keep_every_key(tmp_path):
     out of the key at the value that reproduces the old behaviour, written out or not; any other value moves it."""
     write_tiny_cifar10(tmp_path / "cifar", per_batch=100, test=200)
     recorded = RECORDED["cases"]["quickstart"]["nodes"]
-    explicit = planned_keys("quickstart", tmp_path / "cifar", ["method_overrides={augment: false}", "relearn.augment=false",
-                                                                "evaluation.augment=false"])
+    explicit = planned_keys(
+        "quickstart",
+        tmp_path / "cifar",
+        ["method_overrides={augment: false}", "relearn.augment=false", "evaluation.augment=false"],
+    )
     augmented = planned_keys("quickstart", tmp_path / "cifar", ["relearn.augment=true"])
-    assert {label: entry["key"] for label, entry in explicit.items()} == {label: entry["key"] for label, entry in recorded.items()}
+    assert {label: entry["key"] for label, entry in explicit.items()} == {
+        label: entry["key"] for label, entry in recorded.items()
+    }
     moved = {label for label in recorded if augmented[label]["key"] != recorded[label]["key"]}
     assert moved == {label for label in recorded if label.startswith("relearn")}

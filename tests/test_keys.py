@@ -1,10 +1,11 @@
 """Content keys: the same config gives the same key; a changed unlearning hparam changes only what depends on it."""
+
 import torch
 
 from orchestrator.plan import NodeIdentity, Sweep, build_dag, canonical_json
 from orchestrator.spec import load_spec
-from workloads.nodes import NODE_KINDS
 from tests.conftest import QUICKSTART, tiny_quickstart
+from workloads.nodes import NODE_KINDS
 
 
 class NoArtifacts:

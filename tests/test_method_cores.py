@@ -1,5 +1,6 @@
 """Each unlearning method's core (its loss, weight edit or schedule) on tiny tensors, against values computed by hand
 or by an independent formulation."""
+
 import copy
 
 import pytest
@@ -34,8 +35,8 @@ def test_circuit_breaker_terms_average_over_layers():
     ref = [torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]])]
     assert hidden_mse(h, ref, [0, 1]) == pytest.approx((4 / 4 + (1 + 4) / 4) / 2)
     # layer 0: cos 1 and cos 0 (a zero vector); layer 1: cos 1/sqrt(2) and -1, the latter cut by the ReLU
-    assert hidden_cosine(h, ref, [0, 1]) == pytest.approx(((1 + 0) / 2 + (2 ** -0.5 + 0) / 2) / 2)
-    assert hidden_cosine(h, ref, [1]) == pytest.approx(2 ** -0.5 / 2)
+    assert hidden_cosine(h, ref, [0, 1]) == pytest.approx(((1 + 0) / 2 + (2**-0.5 + 0) / 2) / 2)
+    assert hidden_cosine(h, ref, [1]) == pytest.approx(2**-0.5 / 2)
 
 
 def two_class_linear():
@@ -62,9 +63,18 @@ def test_ssd_beta_is_the_clamped_fisher_ratio():
 
 def test_ssd_zeroes_the_weights_only_the_forget_set_uses():
     model = two_class_linear()
-    # retain examples live on input 0, forget examples on input 1: F_r = [[.25, 0], [.25, 0]], F_f = [[0, .25], [0, .25]]
-    ctx = UnlearnContext(frozen_copy(model), torch.tensor([[1.0, 0.0]]), torch.tensor([0]), torch.tensor([[0.0, 1.0]]),
-                         torch.tensor([1]), num_classes=2, train_size=2, seed=0)
+    # retain examples live on input 0, forget examples on input 1:
+    # F_r = [[.25, 0], [.25, 0]], F_f = [[0, .25], [0, .25]]
+    ctx = UnlearnContext(
+        frozen_copy(model),
+        torch.tensor([[1.0, 0.0]]),
+        torch.tensor([0]),
+        torch.tensor([[0.0, 1.0]]),
+        torch.tensor([1]),
+        num_classes=2,
+        train_size=2,
+        seed=0,
+    )
     SSD(SSDConfig(lr=1e-5, weight_decay=0.0, epochs=1, batch_size=1, eps=1e-6)).edit_weights(model, ctx)
     assert torch.equal(model.weight.detach(), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
 
@@ -81,8 +91,11 @@ def edited(edit, seed):
     return params
 
 
-@pytest.mark.parametrize("edit", [lambda ps, g: add_gaussian_noise(ps, 0.5, g), lambda ps, g: drop_entries(ps, 0.2, g)],
-                         ids=["distortion", "dropout"])
+@pytest.mark.parametrize(
+    "edit",
+    [lambda ps, g: add_gaussian_noise(ps, 0.5, g), lambda ps, g: drop_entries(ps, 0.2, g)],
+    ids=["distortion", "dropout"],
+)
 def test_random_weight_edits_are_seeded(edit):
     a, b, c = edited(edit, 7), edited(edit, 7), edited(edit, 8)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
@@ -137,11 +150,14 @@ def test_mode_connectivity_midpoint_mixes_weights_and_float_buffers():
 def test_mode_connectivity_midpoint_forward_is_the_averaged_model():
     model, original = batchnorm_model(0), frozen_copy(batchnorm_model(1))
     midpoint = copy.deepcopy(model)
-    midpoint.load_state_dict({k: (v + original.state_dict()[k]) / 2 if v.is_floating_point() else v
-                              for k, v in model.state_dict().items()})
+    midpoint.load_state_dict(
+        {k: (v + original.state_dict()[k]) / 2 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    )
     model.eval(), midpoint.eval()
     x = torch.randn(5, 2)
-    assert torch.allclose(torch.func.functional_call(model, mixed_state(model, original, 0.5), (x,)), midpoint(x), atol=1e-6)
+    assert torch.allclose(
+        torch.func.functional_call(model, mixed_state(model, original, 0.5), (x,)), midpoint(x), atol=1e-6
+    )
 
 
 def test_random_relabel_never_returns_the_true_label_and_covers_the_others():

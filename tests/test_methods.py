@@ -1,6 +1,7 @@
 """Every registered unlearning method runs two steps on a tiny model, from its YAML defaults, changes it, and does
 the same again from the same seed; plus the shared loop's schedules. Each method's core math is in
 test_method_cores.py."""
+
 import copy
 
 import pytest
@@ -21,7 +22,9 @@ def needs_spare_channels(name):
 
 def tiny_context(seed=0, spare=False):
     torch.manual_seed(seed)
-    model = build_model("cnn1d", CNN1DConfig(channels=[4, 8], hidden=16, generalisation=0.5 if spare else 1.0), (1, 12), 3, seed=seed)
+    model = build_model(
+        "cnn1d", CNN1DConfig(channels=[4, 8], hidden=16, generalisation=0.5 if spare else 1.0), (1, 12), 3, seed=seed
+    )
     x, y = torch.randn(40, 1, 12), torch.randint(0, 3, (40,))
     ctx = UnlearnContext(frozen_copy(model), x[8:], y[8:], x[:8], y[:8], num_classes=3, train_size=40, seed=seed)
     return model, ctx
@@ -40,31 +43,59 @@ def test_every_registered_method_runs_two_steps_changes_the_model_and_is_seeded(
         before = copy.deepcopy(model.state_dict())
         curve = unlearn(METHODS.get(name)(tiny_config(name)), model, ctx, max_steps=2)
         assert ctx.total_steps == 2 and curve and all(torch.isfinite(torch.tensor(loss)) for _, loss in curve)
-        assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items()), f"{name} left the model unchanged"
+        assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items()), (
+            f"{name} left the model unchanged"
+        )
         states.append(model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0]), f"{name} is not reproducible from its seed"
 
 
 def test_every_method_has_a_defaults_file_and_no_stray_files():
-    files = {p.stem for p in (CONFIG_DIR / "methods").glob("*.yaml") if not p.stem.startswith("_")}  # _*.yaml: shared bases
+    files = {
+        p.stem for p in (CONFIG_DIR / "methods").glob("*.yaml") if not p.stem.startswith("_")
+    }  # _*.yaml: shared bases
     assert set(METHODS.names()) <= files, set(METHODS.names()) - files
     assert files <= set(METHODS.names()), files - set(METHODS.names())
 
 
 def test_the_reference_methods_are_all_registered():
     assert set(METHODS.names()) == {
-        "finetune", "gradient_ascent", "neggrad_plus", "random_relabel", "alternating_random_relabel", "scrub",
-        "alternating_scrub", "uniform_scrub", "circuit_breakers", "tar", "ssd", "l1_sparse", "weight_distortion",
-        "weight_attenuation", "weight_dropout", "weight_dist_reg", "mode_connectivity", "retrain",
+        "finetune",
+        "gradient_ascent",
+        "neggrad_plus",
+        "random_relabel",
+        "alternating_random_relabel",
+        "scrub",
+        "alternating_scrub",
+        "uniform_scrub",
+        "circuit_breakers",
+        "tar",
+        "ssd",
+        "l1_sparse",
+        "weight_distortion",
+        "weight_attenuation",
+        "weight_dropout",
+        "weight_dist_reg",
+        "mode_connectivity",
+        "retrain",
         # the REM study's (issue 13)
-        "npo", "bad_teacher", "salun", "potion", "rem", "rem_npo_only", "rem_no_redirect"}
+        "npo",
+        "bad_teacher",
+        "salun",
+        "potion",
+        "rem",
+        "rem_npo_only",
+        "rem_no_redirect",
+    }
     assert [n for n in METHODS.names() if METHODS.get(n).requires_start_model] == ["tar"]
     assert [n for n in METHODS.names() if METHODS.get(n).is_oracle] == ["retrain"]
 
 
 def test_defaults_file_missing_a_value_is_rejected():
     with pytest.raises(SpecError, match="alpha"):
-        checked(METHODS.get("weight_dist_reg").Config, {"lr": 1e-3, "weight_decay": 0.0, "epochs": 1, "batch_size": 8}, "x")
+        checked(
+            METHODS.get("weight_dist_reg").Config, {"lr": 1e-3, "weight_decay": 0.0, "epochs": 1, "batch_size": 8}, "x"
+        )
 
 
 def record_phases(name, steps):

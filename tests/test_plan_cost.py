@@ -1,5 +1,6 @@
 """The plan's compute estimate: each kind's declared work follows its recipe, step costs are measured once per
 model and machine and then read from the cache, and `plan` prints the estimate of what it would run."""
+
 import json
 
 from orchestrator.plan.cost import estimate
@@ -10,7 +11,6 @@ from tests.conftest import REPO, tiny_quickstart
 from workloads.forget import attack_pool_size
 from workloads.nodes import NODE_KINDS, DataSize
 from workloads.train import pick_device, steps_for
-
 
 # The formulas are checked against a frozen recipe, so tuning the quickstart does not move them.
 QUICKSTART_BEFORE_ISSUE11 = REPO / "tests" / "fixtures" / "sweeps" / "quickstart_before_issue11.yaml"
@@ -34,7 +34,9 @@ def test_each_kind_declares_the_work_of_its_recipe():
     assert work["memorization"][0].train_steps == 16 * 40 * per_epoch(round(0.7 * 4800))  # 16 models, 40 epochs on 70%
     assert {w.train_steps for w in work["relearn"]} == {100 * per_epoch(4800)}  # full-training-set convention
     finetune = next(NODE_KINDS.get("unlearn").work(n.config, size) for n in dag if n.config.get("method") == "finetune")
-    neggrad = next(NODE_KINDS.get("unlearn").work(n.config, size) for n in dag if n.config.get("method") == "neggrad_plus")
+    neggrad = next(
+        NODE_KINDS.get("unlearn").work(n.config, size) for n in dag if n.config.get("method") == "neggrad_plus"
+    )
     assert finetune.train_steps == 20 * per_epoch(4800)  # retain stream only
     assert neggrad.train_steps == round(1.5 * per_epoch(4800))  # alternating: a forget or a retain batch per step
     joint = next({**n.config, "method": "gradient_ascent"} for n in dag if n.config.get("method") == "neggrad_plus")

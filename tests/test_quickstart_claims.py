@@ -6,6 +6,7 @@ The reading of each setting is `orchestrator/report/verdicts.py` with the issue'
 accuracy within 3 points of the original's and held-out forget accuracy within 10 points of the retrained control's;
 relearns = retain-only relearning (k = 0) brings back 20 points or more; the control must move by less than 5.
 """
+
 import json
 import subprocess
 import sys
@@ -18,8 +19,13 @@ from tests.conftest import QUICKSTART
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):
     folder = tmp_path_factory.mktemp("quickstart")
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(QUICKSTART)], cwd=folder,
-                          capture_output=True, text=True, timeout=45 * 60)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", str(QUICKSTART)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=45 * 60,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((folder / "summary.json").read_text())
 

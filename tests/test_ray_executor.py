@@ -1,5 +1,6 @@
 """The `ray` executor on a real Ray: same results as the local executor, a worker killed mid-node on a multi-node
 cluster (ray.cluster_utils.Cluster) without duplicate runs, fractional GPUs packing several nodes per GPU."""
+
 import json
 import os
 import signal
@@ -36,20 +37,26 @@ def assert_same_metrics(a, b, path="summary"):
 
 def run_cli(tmp_path, sweep, name, *extra):
     summary = tmp_path / f"{name}.json"
-    code = main(["run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / name}.db", "--summary", str(summary), *extra])
+    code = main(
+        ["run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / name}.db", "--summary", str(summary), *extra]
+    )
     return code, json.loads(summary.read_text())
 
 
 def node_runs(uri):
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("unlearn-sweep")
-    runs = client.search_runs([experiment.experiment_id], "tags.node_kind != 'sweep'", max_results=5000, run_view_type=3)
+    runs = client.search_runs(
+        [experiment.experiment_id], "tags.node_kind != 'sweep'", max_results=5000, run_view_type=3
+    )
     return [r for r in runs if "node_key" in r.data.tags]  # node runs: not the links to cached nodes or the result runs
 
 
 def test_ray_executor_gives_the_local_executors_results(tmp_path):
     # Memorization in two shards: on Ray they train side by side, and the merged scores must not care.
-    sweep = tiny_quickstart(tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "artifacts"), memorization__shards=2)
+    sweep = tiny_quickstart(
+        tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "artifacts"), memorization__shards=2
+    )
     threads = torch.get_num_threads()
     try:  # one thread, as each 1-CPU Ray worker runs: float results then agree bit for bit
         code, local = run_cli(tmp_path, sweep, "local", "--threads", "1")
@@ -58,12 +65,18 @@ def test_ray_executor_gives_the_local_executors_results(tmp_path):
     assert code == 0
     code, on_ray = run_cli(tmp_path, sweep, "ray", "--executor", "ray")  # starts and stops its own local Ray
     assert code == 0 and not ray.is_initialized()
-    assert on_ray["executor"] == "ray" and on_ray["nodes"] == local["nodes"] == {**local["nodes"], "executed": 43, "failed": 0}
+    assert on_ray["executor"] == "ray" and on_ray["nodes"] == local["nodes"] == {
+        **local["nodes"],
+        "executed": 43,
+        "failed": 0,
+    }
     assert_same_metrics(local, on_ray)
     for name in ("local", "ray"):  # every node ran on exactly its one core, denormals flushed in all its threads
         runs = [r for r in node_runs(f"sqlite:///{tmp_path / name}.db") if r.info.status == "FINISHED"]
         assert len(runs) == 43
-        assert {(r.data.tags["runtime.torch_threads"], r.data.tags["runtime.flush_denormal"]) for r in runs} == {("1", "True")}
+        assert {(r.data.tags["runtime.torch_threads"], r.data.tags["runtime.flush_denormal"]) for r in runs} == {
+            ("1", "True")
+        }
 
 
 def kill_a_worker_mid_training(uri: str, killed: list, stop: threading.Event):
@@ -75,10 +88,13 @@ def kill_a_worker_mid_training(uri: str, killed: list, stop: threading.Event):
             client = MlflowClient(uri)
             experiment = client.get_experiment_by_name("unlearn-sweep")
             runs = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'") if experiment else []
-        except Exception:  # noqa: BLE001 - the store may not exist yet
+        except Exception:
             continue
-        if not any(r.data.tags.get("node_kind") in ("train_original", "train_retrain")
-                   and time.time() * 1000 - r.info.start_time > 1000 for r in runs):
+        if not any(
+            r.data.tags.get("node_kind") in ("train_original", "train_retrain")
+            and time.time() * 1000 - r.info.start_time > 1000
+            for r in runs
+        ):
             continue
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
@@ -99,11 +115,13 @@ def test_multi_node_cluster_survives_a_worker_killed_mid_node_without_duplicate_
     ray.init(address=cluster.address)
     try:
         # Longer training, so the kill lands while a node is running.
-        sweep = tiny_quickstart(tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "artifacts"),
-                                train__epochs=40)
+        sweep = tiny_quickstart(
+            tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "artifacts"), train__epochs=40
+        )
         killed, stop = [], threading.Event()
-        killer = threading.Thread(target=kill_a_worker_mid_training, args=(f"sqlite:///{tmp_path / 'cluster'}.db", killed, stop),
-                                  daemon=True)
+        killer = threading.Thread(
+            target=kill_a_worker_mid_training, args=(f"sqlite:///{tmp_path / 'cluster'}.db", killed, stop), daemon=True
+        )
         killer.start()
         code, summary = run_cli(tmp_path, sweep, "cluster", "--executor", "ray")
         stop.set()
@@ -127,8 +145,11 @@ def test_fractional_gpus_pack_several_nodes_on_one_gpu(tmp_path):
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)
     try:
         # Built-in shares on a cluster with GPUs: 1 GPU for training kinds, 0.25 for the rest.
-        sweep = tiny_quickstart(tmp_path / "q.yaml", tracking__artifact_location=str(tmp_path / "artifacts"),
-                                resources={"default": {"num_cpus": 0.5}})
+        sweep = tiny_quickstart(
+            tmp_path / "q.yaml",
+            tracking__artifact_location=str(tmp_path / "artifacts"),
+            resources={"default": {"num_cpus": 0.5}},
+        )
         code, summary = run_cli(tmp_path, sweep, "gpu", "--executor", "ray")
     finally:
         ray.shutdown()

@@ -1,5 +1,6 @@
 """Every registered relearn set, metric and node kind, discovered from its registry, so an entry without a test
 cannot slip in (methods have theirs in test_methods.py)."""
+
 import math
 
 import pytest
@@ -18,9 +19,15 @@ CLASSES, TARGET, N_TRAIN, N_TEST = 4, 1, 400, 80
 def identifiable_data() -> Dataset:
     """x of training example i is i, of test example j is 10_000 + j, of its corrupted copy 20_000 + j."""
     y_train, y_test = torch.arange(N_TRAIN) % CLASSES, torch.arange(N_TEST) % CLASSES
-    return Dataset(torch.arange(N_TRAIN, dtype=torch.float32).view(-1, 1), y_train,
-                   10_000 + torch.arange(N_TEST, dtype=torch.float32).view(-1, 1), y_test, CLASSES,
-                   x_corrupted_test=20_000 + torch.arange(N_TEST, dtype=torch.float32).view(-1, 1), y_corrupted_test=y_test.clone())
+    return Dataset(
+        torch.arange(N_TRAIN, dtype=torch.float32).view(-1, 1),
+        y_train,
+        10_000 + torch.arange(N_TEST, dtype=torch.float32).view(-1, 1),
+        y_test,
+        CLASSES,
+        x_corrupted_test=20_000 + torch.arange(N_TEST, dtype=torch.float32).view(-1, 1),
+        y_corrupted_test=y_test.clone(),
+    )
 
 
 @pytest.mark.parametrize("name", RELEARN_SETS.names())
@@ -31,7 +38,11 @@ def test_each_relearn_set_gives_the_first_k_pool_examples_and_only_what_it_says(
     for k in usable_ks([0, 1, 5], name, len(fs.pool)):
         x, y = attacker_set(data, fs, k, name, TARGET)
         ids = x.flatten().long()
-        train, test, corrupted = ids[ids < 10_000], ids[(ids >= 10_000) & (ids < 20_000)] - 10_000, ids[ids >= 20_000] - 20_000
+        train, test, corrupted = (
+            ids[ids < 10_000],
+            ids[(ids >= 10_000) & (ids < 20_000)] - 10_000,
+            ids[ids >= 20_000] - 20_000,
+        )
         given = set(fs.pool[:k].tolist())
         assert given <= set(train.tolist()) and not set(fs.heldout.tolist()) & set(train.tolist())
         assert set(train.tolist()) - given <= set(fs.retain.tolist())
@@ -50,27 +61,46 @@ def test_each_relearn_set_gives_the_first_k_pool_examples_and_only_what_it_says(
 def test_each_metric_is_a_function_of_logits_with_known_values(name):
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]] * 3)
     perfect, wrong = torch.tensor([0, 1] * 9), torch.tensor([1, 0] * 9)
-    scored = {"retain": (logits, perfect), "forget": (logits, wrong), "heldout_forget": (logits, wrong),
-              "test": (logits, perfect), "canary": (None, torch.empty(0, dtype=torch.long)),
-              # a corrupted-data task's splits: the corrupted examples against their true labels, the triggered test set
-              "corrupted": (logits, wrong), "triggered_test": (logits, wrong)}
+    scored = {
+        "retain": (logits, perfect),
+        "forget": (logits, wrong),
+        "heldout_forget": (logits, wrong),
+        "test": (logits, perfect),
+        "canary": (None, torch.empty(0, dtype=torch.long)),
+        # a corrupted-data task's splits: the corrupted examples against their true labels, the triggered test set
+        "corrupted": (logits, wrong),
+        "triggered_test": (logits, wrong),
+    }
     results = compute_metrics(scored, 2)
     metric = METRICS.get(name)
     if metric.scope == "split":
         assert {f"{split}_{name}" for split in scored} <= set(results)
         empty = results[f"canary_{name}"]
         assert all(math.isnan(v) for v in (empty if isinstance(empty, list) else [empty]))
-    expected = {"acc": ("retain_acc", 1.0), "loss": ("test_loss", torch.nn.functional.cross_entropy(logits, perfect).item()),
-                "per_class_acc": ("forget_per_class_acc", [0.0, 0.0]), "tow": ("tow", 1.0 * (1 - 0.0) * 1.0),
-                "mia": ("mia_auc", 1.0), "healed": ("healed_trigger", 1.0 - 0.0)}[name]
+    expected = {
+        "acc": ("retain_acc", 1.0),
+        "loss": ("test_loss", torch.nn.functional.cross_entropy(logits, perfect).item()),
+        "per_class_acc": ("forget_per_class_acc", [0.0, 0.0]),
+        "tow": ("tow", 1.0 * (1 - 0.0) * 1.0),
+        "mia": ("mia_auc", 1.0),
+        "healed": ("healed_trigger", 1.0 - 0.0),
+    }[name]
     if name == "healed":  # utility = test accuracy, healed = accuracy on the corrupted examples, and their product
         assert (results["utility"], results["healed"], results["utility_x_healed"]) == (1.0, 0.0, 0.0)
     assert results[expected[0]] == pytest.approx(expected[1])
 
 
 def test_every_node_kind_declares_its_version_and_reads():
-    assert set(NODE_KINDS.names()) == {"memorization", "train_original", "train_retrain", "unlearn", "relearn", "interpolate",
-                                       "distance", "evaluate"}
+    assert set(NODE_KINDS.names()) == {
+        "memorization",
+        "train_original",
+        "train_retrain",
+        "unlearn",
+        "relearn",
+        "interpolate",
+        "distance",
+        "evaluate",
+    }
     for name in NODE_KINDS.names():
         kind = NODE_KINDS.get(name)
         assert kind.version >= 1 and isinstance(kind.reads_forget_set({}), bool)
@@ -83,5 +113,8 @@ def test_method_variants_are_the_base_class_with_other_settings():
     scrub, alternating, uniform = (METHODS.get(n) for n in ("scrub", "alternating_scrub", "uniform_scrub"))
     assert issubclass(alternating, scrub) and alternating.schedule == "alternating" and scrub.schedule == "joint"
     assert uniform.forget_target == "uniform" and uniform.schedule == "joint"
-    assert METHODS.get("neggrad_plus").schedule == "alternating" and METHODS.get("alternating_random_relabel").schedule == "alternating"
+    assert (
+        METHODS.get("neggrad_plus").schedule == "alternating"
+        and METHODS.get("alternating_random_relabel").schedule == "alternating"
+    )
     assert [n for n in METHODS.names() if METHODS.get(n).is_oracle] == ["retrain"]

@@ -1,7 +1,7 @@
 """Every relearning attack set of the reference study: what the attacker trains on, checked by content on data
 where every example says who it is; corrupted test sets (CIFAR-10-C files, seeded synthetic ones); a few real
 relearning steps with each set, directly and through the orchestrator's handler."""
-import dataclasses
+
 import pickle
 
 import numpy as np
@@ -11,10 +11,10 @@ from torch import nn
 
 from orchestrator.spec import SpecError, load_spec
 from tests.conftest import QUICKSTART
-from workloads.data.cifar import CIFARConfig
 from workloads.data import DATASETS, Dataset, DigitsConfig, MNIST1DConfig, load_dataset, synthetic_corruption
-from workloads.forget import ForgetConfig, select_forget_set
-from workloads.nodes import InputNode, NODE_KINDS, RunContext
+from workloads.data.cifar import CIFARConfig
+from workloads.forget import ForgetConfig, ForgetSet, select_forget_set
+from workloads.nodes import NODE_KINDS, InputNode, RunContext
 from workloads.nodes.common import new_model
 from workloads.relearn import RelearnConfig, relearn
 from workloads.relearn_sets import RELEARN_SETS, attack_indices, attacker_set, usable_ks, uses_corrupted_test
@@ -22,17 +22,26 @@ from workloads.relearn_sets import RELEARN_SETS, attack_indices, attacker_set, u
 GRID = [0, 1, 5, 10, 50, 100]
 CLASSES, TARGET = 5, 2
 N_TRAIN, N_TEST = 3000, 400
-TEST_BASE, CORRUPTED_BASE = 10_000, 20_000  # x of test example j is TEST_BASE + j, of its corrupted copy CORRUPTED_BASE + j
+# x of test example j is TEST_BASE + j, of its corrupted copy CORRUPTED_BASE + j
+TEST_BASE, CORRUPTED_BASE = 10_000, 20_000
 
 
-def identifiable(forget: ForgetConfig) -> tuple[Dataset, "ForgetSet"]:
+def identifiable(forget: ForgetConfig) -> tuple[Dataset, ForgetSet]:
     """x encodes the example: train i -> i, test j -> TEST_BASE + j, corrupted test j -> CORRUPTED_BASE + j.
     With canaries, the training labels carry their wrong labels, as in the orchestrator."""
     ids = lambda start, n: (start + torch.arange(n, dtype=torch.float32)).view(n, 1, 1).expand(n, 1, 3).clone()
     y_train, y_test = torch.arange(N_TRAIN) % CLASSES, (torch.arange(N_TEST) * 7) % CLASSES
     fs = select_forget_set(y_train, forget, num_classes=CLASSES)
-    data = Dataset(ids(0, N_TRAIN), fs.training_labels(y_train), ids(TEST_BASE, N_TEST), y_test, CLASSES,
-                   x_corrupted_test=ids(CORRUPTED_BASE, N_TEST), y_corrupted_test=y_test.clone(), name="ids")
+    data = Dataset(
+        ids(0, N_TRAIN),
+        fs.training_labels(y_train),
+        ids(TEST_BASE, N_TEST),
+        y_test,
+        CLASSES,
+        x_corrupted_test=ids(CORRUPTED_BASE, N_TEST),
+        y_corrupted_test=y_test.clone(),
+        name="ids",
+    )
     return data, fs
 
 
@@ -40,7 +49,11 @@ def decode(data: Dataset, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[in
     """Which training, test and corrupted-test examples (x, y) holds; every row's label must be its example's."""
     assert (x == x[:, :, :1]).all()
     code = x[:, 0, 0].long()
-    train, test, corrupted = code[code < TEST_BASE], code[(code >= TEST_BASE) & (code < CORRUPTED_BASE)] - TEST_BASE, code[code >= CORRUPTED_BASE] - CORRUPTED_BASE
+    train, test, corrupted = (
+        code[code < TEST_BASE],
+        code[(code >= TEST_BASE) & (code < CORRUPTED_BASE)] - TEST_BASE,
+        code[code >= CORRUPTED_BASE] - CORRUPTED_BASE,
+    )
     assert torch.equal(y[code < TEST_BASE], data.y_train[train])
     assert torch.equal(y[(code >= TEST_BASE) & (code < CORRUPTED_BASE)], data.y_test[test])
     assert torch.equal(y[code >= CORRUPTED_BASE], data.y_corrupted_test[corrupted])
@@ -52,7 +65,9 @@ def test_every_set_gives_exactly_its_examples_and_never_a_heldout_one_or_a_canar
     data, fs = identifiable(ForgetConfig(target_class=target_class, fraction=fraction, seed=3, canary_fraction=0.05))
     assert len(fs.canaries) > 0
     # The pool is the first 20% of the permuted forget set, the held-out examples the rest.
-    assert torch.equal(fs.pool, fs.forget[:int(0.2 * len(fs.forget))]) and torch.equal(fs.heldout, fs.forget[len(fs.pool):])
+    assert torch.equal(fs.pool, fs.forget[: int(0.2 * len(fs.forget))]) and torch.equal(
+        fs.heldout, fs.forget[len(fs.pool) :]
+    )
     never = set(fs.heldout.tolist()) | set(fs.canaries.tolist())
     forget = set(fs.forget.tolist())
     all_test = list(range(N_TEST))
@@ -72,11 +87,21 @@ def test_every_set_gives_exactly_its_examples_and_never_a_heldout_one_or_a_canar
             given = [i for i in train if i in forget]
             assert sorted(given) == sorted(fs.pool[:k].tolist())  # exactly the first k of the pool
             others = sorted(i for i in train if i not in forget)
-            expected_others = {"retain": fs.retain.tolist(), "only_forget": [], "test": [], "corrupted_test": [],
-                               "test+retain_cls": target_retain, "corrupted_test+retain_cls": target_retain}[relearn_set]
+            expected_others = {
+                "retain": fs.retain.tolist(),
+                "only_forget": [],
+                "test": [],
+                "corrupted_test": [],
+                "test+retain_cls": target_retain,
+                "corrupted_test+retain_cls": target_retain,
+            }[relearn_set]
             assert others == sorted(expected_others), (relearn_set, k)
-            test_part = {"test": all_test, "corrupted_test": all_test, "test+retain_cls": target_test,
-                         "corrupted_test+retain_cls": target_test}.get(relearn_set, [])
+            test_part = {
+                "test": all_test,
+                "corrupted_test": all_test,
+                "test+retain_cls": target_test,
+                "corrupted_test+retain_cls": target_test,
+            }.get(relearn_set, [])
             key = "corrupted" if uses_corrupted_test(relearn_set) else "test"
             assert sorted(got[key]) == test_part and got["corrupted" if key == "test" else "test"] == []
             # the index view agrees with the tensors
@@ -121,7 +146,10 @@ def write_cifar10_with_c(tmp_path, corruptions=("jpeg_compression", "fog")):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
-    batch = lambda n, labels: {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(map(int, labels))}
+    batch = lambda n, labels: {
+        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        "labels": list(map(int, labels)),
+    }
     for b in range(1, 6):
         (folder / f"data_batch_{b}").write_bytes(pickle.dumps(batch(4, np.arange(4) + b)))
     test_labels = np.array([3, 1, 4, 1, 5, 9])
@@ -145,8 +173,13 @@ def test_cifar10_c_files_load_into_the_dataset_checked_against_the_test_labels(t
     assert d.x_corrupted_test.shape == (6, 3, 32, 32) and torch.equal(d.y_corrupted_test, d.y_test)
     pixel = (d.x_corrupted_test[:, :, 0, 0] * 255).round().long()
     assert pixel.tolist() == [[5, j, 0] for j in range(6)]  # the reference's severity 5, image j, jpeg_compression
-    both = CIFARConfig(root=str(tmp_path), verify=False, corrupted_root=str(c_folder), corruptions=["fog", "jpeg_compression"],
-                       corruption_severity=2)
+    both = CIFARConfig(
+        root=str(tmp_path),
+        verify=False,
+        corrupted_root=str(c_folder),
+        corruptions=["fog", "jpeg_compression"],
+        corruption_severity=2,
+    )
     d2 = load_dataset("cifar10", both, limit_test=4)  # the first 4 test images of each corrupted copy
     pixel = (d2.x_corrupted_test[:, :, 0, 0] * 255).round().long()
     assert pixel.tolist() == [[2, j, c] for c in (1, 0) for j in range(4)]
@@ -160,11 +193,17 @@ def test_cifar10_c_files_load_into_the_dataset_checked_against_the_test_labels(t
 
 def test_synthetic_corruption_is_seeded_and_keeps_the_labels():
     x = torch.randn(50, 1, 40, generator=torch.Generator().manual_seed(0))
-    a, b, other = synthetic_corruption(x, 0.5, 4, seed=0), synthetic_corruption(x, 0.5, 4, seed=0), synthetic_corruption(x, 0.5, 4, seed=1)
+    a, b, other = (
+        synthetic_corruption(x, 0.5, 4, seed=0),
+        synthetic_corruption(x, 0.5, 4, seed=0),
+        synthetic_corruption(x, 0.5, 4, seed=1),
+    )
     assert torch.equal(a, b) and not torch.equal(a, other) and not torch.equal(a, x) and a.shape == x.shape
     cfg = MNIST1DConfig(num_samples=500, corrupted_test=True)
     first, second = DATASETS.get("mnist1d").make(cfg), DATASETS.get("mnist1d").make(cfg)
-    assert torch.equal(first.x_corrupted_test, second.x_corrupted_test) and torch.equal(first.y_corrupted_test, first.y_test)
+    assert torch.equal(first.x_corrupted_test, second.x_corrupted_test) and torch.equal(
+        first.y_corrupted_test, first.y_test
+    )
     assert first.x_corrupted_test.shape == first.x_test.shape and not torch.equal(first.x_corrupted_test, first.x_test)
     assert DATASETS.get("mnist1d").make(MNIST1DConfig(num_samples=500)).x_corrupted_test is None
     digits = DATASETS.get("digits").make(DigitsConfig(corrupted_test=True))
@@ -172,7 +211,7 @@ def test_synthetic_corruption_is_seeded_and_keeps_the_labels():
     other_seed = DATASETS.get("digits").make(DigitsConfig(corrupted_test=True, corruption_seed=1))
     assert torch.equal(digits.x_corrupted_test, again.x_corrupted_test)
     assert not torch.equal(digits.x_corrupted_test, other_seed.x_corrupted_test)
-    assert 0 <= digits.x_corrupted_test.min() and digits.x_corrupted_test.max() <= 1
+    assert digits.x_corrupted_test.min() >= 0 and digits.x_corrupted_test.max() <= 1
     assert torch.equal(digits.y_corrupted_test, digits.y_test)
 
 
@@ -189,7 +228,9 @@ def test_a_few_relearning_steps_with_every_set(digits_attack):
     for relearn_set in RELEARN_SETS:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-        cfg = RelearnConfig(relearn_set=relearn_set, lr=1e-2, final_lr=1e-3, epochs=0.15, batch_size=64, eval_every=1, report_last=2)
+        cfg = RelearnConfig(
+            relearn_set=relearn_set, lr=1e-2, final_lr=1e-3, epochs=0.15, batch_size=64, eval_every=1, report_last=2
+        )
         out = relearn(model, data, fs, 2, cfg, seed=0, target_class=3)
         assert len(out["curve"]) == out["steps"] == 3 and all(0 <= acc <= 1 for _, acc in out["curve"])
         assert out["train_examples"] == len(attacker_set(data, fs, 2, relearn_set, 3)[1])
@@ -200,8 +241,14 @@ def test_a_few_relearning_steps_with_every_set(digits_attack):
 
 def test_the_handler_attacks_with_the_configured_set(digits_attack):
     data, fs = digits_attack
-    config = {"model": {"name": "mlp", "args": {"hidden": [16]}}, "speed": {}, "forget": {"target_class": 3}, "k": 1, "seed": 0,
-              "relearn": {"relearn_set": "corrupted_test+retain_cls", "epochs": 0.1, "batch_size": 64, "eval_every": 1}}
+    config = {
+        "model": {"name": "mlp", "args": {"hidden": [16]}},
+        "speed": {},
+        "forget": {"target_class": 3},
+        "k": 1,
+        "seed": 0,
+        "relearn": {"relearn_set": "corrupted_test+retain_cls", "epochs": 0.1, "batch_size": 64, "eval_every": 1},
+    }
     state = new_model(config, data, 0, torch.device("cpu")).state_dict()
     ctx = RunContext(torch.device("cpu"), data, fs, config)
     out = NODE_KINDS.get("relearn").run(config, {"model": InputNode({}, lambda: state)}, ctx)
@@ -210,13 +257,21 @@ def test_the_handler_attacks_with_the_configured_set(digits_attack):
     assert out.curves["heldout_forget_acc"] == out.result["curve"]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["relearn.relearn_set=test+retain_cls"], "needs a forget set drawn from one class: set forget.target_class"),
-    (["relearn.relearn_set=corrupted_test"], "'mnist1d' does not have .*set dataset.args.corrupted_test"),
-    (["relearn.relearn_set=holdout"], "must be one of corrupted_test, corrupted_test\\+retain_cls, only_forget, retain"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["relearn.relearn_set=test+retain_cls"], "needs a forget set drawn from one class: set forget.target_class"),
+        (["relearn.relearn_set=corrupted_test"], "'mnist1d' does not have .*set dataset.args.corrupted_test"),
+        (
+            ["relearn.relearn_set=holdout"],
+            "must be one of corrupted_test, corrupted_test\\+retain_cls, only_forget, retain",
+        ),
+    ],
+)
 def test_the_sweep_file_is_checked_before_anything_runs(overrides, message):
     with pytest.raises(SpecError, match=f"relearn.relearn_set: .*{message}"):
         load_spec(QUICKSTART, overrides)
-    load_spec(QUICKSTART, ["relearn.relearn_set=corrupted_test+retain_cls", "forget.target_class=2",
-                           "dataset.args.corrupted_test=true"])
+    load_spec(
+        QUICKSTART,
+        ["relearn.relearn_set=corrupted_test+retain_cls", "forget.target_class=2", "dataset.args.corrupted_test=true"],
+    )

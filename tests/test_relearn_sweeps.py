@@ -1,4 +1,5 @@
 """Relearning attacks through the CLI: one relearn set per sweep, the models shared between sweeps by the cache."""
+
 import json
 
 from mlflow.tracking import MlflowClient
@@ -8,7 +9,16 @@ from tests.conftest import tiny_quickstart
 
 
 def run(sweep, tmp_path, name):
-    code = main(["run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--summary", str(tmp_path / f"{name}.json")])
+    code = main(
+        [
+            "run",
+            str(sweep),
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'm.db'}",
+            "--summary",
+            str(tmp_path / f"{name}.json"),
+        ]
+    )
     return code, json.loads((tmp_path / f"{name}.json").read_text())
 
 
@@ -20,13 +30,19 @@ def executed_kinds(tmp_path, summary):
 
 
 def test_a_second_relearn_set_reuses_every_model_and_runs_only_attacks(tmp_path):
-    common = dict(forget={"target_class": 0, "fraction": 0.5, "criterion": "random", "seed": 0, "attack_pool_fraction": 0.5},
-                  methods=[{"name": "neggrad_plus", "hparams": {"epochs": 1, "lr": 1e-2}}],
-                  tracking__artifact_location=str(tmp_path / "a"))
+    common = dict(
+        forget={"target_class": 0, "fraction": 0.5, "criterion": "random", "seed": 0, "attack_pool_fraction": 0.5},
+        methods=[{"name": "neggrad_plus", "hparams": {"epochs": 1, "lr": 1e-2}}],
+        tracking__artifact_location=str(tmp_path / "a"),
+    )
     code, first = run(tiny_quickstart(tmp_path / "a.yaml", **common), tmp_path, "a")
     assert code == 0
-    corrupted = tiny_quickstart(tmp_path / "b.yaml", **common, relearn__relearn_set="corrupted_test+retain_cls",
-                                dataset__args__corrupted_test=True)
+    corrupted = tiny_quickstart(
+        tmp_path / "b.yaml",
+        **common,
+        relearn__relearn_set="corrupted_test+retain_cls",
+        dataset__args__corrupted_test=True,
+    )
     code, second = run(corrupted, tmp_path, "b")
     assert code == 0 and second["nodes"]["failed"] == 0 and set(second["results"][0]["relearned"]) == {"0", "10"}
     # The corrupted copy feeds only the attacks: every model, evaluation and weight-space node is reused.

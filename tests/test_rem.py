@@ -1,7 +1,8 @@
-"""REM (workloads/methods/rem.py) on a tiny model with example-tied dropout: its masks (workloads/models/tied_dropout.py),
-each phase (the flush stops at the threshold, the discovered examples share one mask while repairing, the round kept
-is the one the selection rule ranks first, the added capacity plays no part at inference), and the losses of the REM
-study's other baselines on fixed tensors."""
+"""REM (workloads/methods/rem.py) on a tiny model with example-tied dropout: its masks
+(workloads/models/tied_dropout.py), each phase (the flush stops at the threshold, the discovered examples share one mask
+while repairing, the round kept is the one the selection rule ranks first, the added capacity plays no part at
+inference), and the losses of the REM study's other baselines on fixed tensors."""
+
 import math
 
 import pytest
@@ -16,8 +17,15 @@ from workloads.methods.potion import dampen_top_share
 from workloads.methods.rem import accuracy, round_score
 from workloads.methods.salun import saliency_mask
 from workloads.models import CNN1DConfig, build_model
-from workloads.models.tied_dropout import (SHARED_EXAMPLE, ExampleTiedDropout, TiedDropoutOptions, memorisation_masks,
-                                           spare_channels, tied_layers, tied_to)
+from workloads.models.tied_dropout import (
+    SHARED_EXAMPLE,
+    ExampleTiedDropout,
+    TiedDropoutOptions,
+    memorisation_masks,
+    spare_channels,
+    tied_layers,
+    tied_to,
+)
 
 
 # -- example-tied dropout ---------------------------------------------------------------------------------------------
@@ -31,7 +39,9 @@ def test_in_train_mode_each_example_keeps_its_own_memorisation_channels_and_in_e
     etd.ids = ids
     trained = etd(h)
     assert (trained[:, :10] == 1).all()  # the generalisation half is always on
-    assert trained[:, 10:].sum() > 0 and len({tuple(row.tolist()) for row in trained[:, 10:]}) > 1  # masks differ by example
+    assert (
+        trained[:, 10:].sum() > 0 and len({tuple(row.tolist()) for row in trained[:, 10:]}) > 1
+    )  # masks differ by example
     etd.eval()
     tested = etd(h)
     assert (tested[:, 10:] == 0).all() and torch.allclose(tested[:, :10], torch.full((6, 10), (10 + 0.4 * 10) / 10))
@@ -66,7 +76,9 @@ def memorised_context(seed=0):
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
     assert accuracy(model, x[:8], y[:8]) == 1.0
-    return model, UnlearnContext(frozen_copy(model), x[8:], y[8:], x[:8], y[:8], num_classes=3, train_size=40, seed=seed)
+    return model, UnlearnContext(
+        frozen_copy(model), x[8:], y[8:], x[:8], y[:8], num_classes=3, train_size=40, seed=seed
+    )
 
 
 def rem(name="rem", **changes):
@@ -165,8 +177,13 @@ def ce(logits, y):
 
 def test_npo_loss_by_hand():
     for beta in (1.0, 0.5):
-        expected = sum(-(2 / beta) * math.log(1 / (1 + math.exp(-beta * (ce(l.tolist(), y) - ce(r.tolist(), y)))))
-                       for l, r, y in zip(LOGITS, REFERENCE, Y.tolist())) / 2
+        expected = (
+            sum(
+                -(2 / beta) * math.log(1 / (1 + math.exp(-beta * (ce(z.tolist(), y) - ce(r.tolist(), y)))))
+                for z, r, y in zip(LOGITS, REFERENCE, Y.tolist())
+            )
+            / 2
+        )
         assert npo_loss(LOGITS, Y, REFERENCE, beta).item() == pytest.approx(expected, rel=1e-5)
     assert npo_loss(REFERENCE, Y, REFERENCE, 1.0).item() == pytest.approx(2 * math.log(2), rel=1e-6)  # no gap: 2 log 2
 
@@ -177,8 +194,13 @@ def test_bad_teacher_distillation_by_hand():
         return [a / sum(e) for a in e]
 
     for t in (1.0, 4.0):
-        expected = sum(sum(p * math.log(p / q) for p, q in zip(softmax(r, t), softmax(s, t)))
-                       for s, r in zip(LOGITS.tolist(), REFERENCE.tolist())) / 2
+        expected = (
+            sum(
+                sum(p * math.log(p / q) for p, q in zip(softmax(r, t), softmax(s, t)))
+                for s, r in zip(LOGITS.tolist(), REFERENCE.tolist())
+            )
+            / 2
+        )
         assert distillation(LOGITS, REFERENCE, t).item() == pytest.approx(expected, rel=1e-5)
 
 

@@ -2,6 +2,7 @@
 (conftest.reported_sweeps): every figure, the HTML report, the runs MLflow compares (result runs, node runs' params,
 links to cached nodes), and the commands that read the record (`report`, `compare`, `status`, `cache`), none of
 which recomputes a node."""
+
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -28,8 +29,9 @@ def sweeps(reported_sweeps):
 def runs_of(uri: str, sweep_id: str, kind: str):
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("unlearn-sweep")
-    return client.search_runs([experiment.experiment_id], f"tags.sweep_id = '{sweep_id}' and tags.node_kind = '{kind}'",
-                              max_results=1000)
+    return client.search_runs(
+        [experiment.experiment_id], f"tags.sweep_id = '{sweep_id}' and tags.node_kind = '{kind}'", max_results=1000
+    )
 
 
 def node_run_count(uri: str) -> int:
@@ -47,8 +49,13 @@ def series(fig) -> list[int]:
 def test_every_figure_has_one_series_per_model_and_decodes_at_its_size(sweeps):
     summary, folder = sweeps["a"], sweeps["folder"] / "a" / "report"
     all_models = 2 + len(METHODS)  # original, retrained control, one setting per method
-    expected = {"relearning_curves": [all_models] * 2, "recovery_vs_k": [all_models], "forget_vs_test": [all_models] * 2,
-                "lmc": [all_models - 1] * 2, "weightspace_vs_recovery": [all_models - 1] * 4}  # the original has no path to itself
+    expected = {
+        "relearning_curves": [all_models] * 2,
+        "recovery_vs_k": [all_models],
+        "forget_vs_test": [all_models] * 2,
+        "lmc": [all_models - 1] * 2,
+        "weightspace_vs_recovery": [all_models - 1] * 4,
+    }  # the original has no path to itself
     for name, draw in FIGURES.items():
         fig = draw(summary)
         assert series(fig) == expected[name], name
@@ -79,20 +86,42 @@ def test_with_several_seeds_points_are_means_with_error_bars(sweeps):
 
 # -- the report's ordering rule, on constructed results ---------------------------------------------------------------
 def model(name: str, test: float, after, role: str = "unlearned", k0: float = 0.9) -> Model:
-    relearned = {"0": {"heldout_forget_acc": k0}, **({"10": {"heldout_forget_acc": after}} if after is not None else {})}
-    row = {"seed": 1, "run_id": name, "unlearned": {"test_acc": test, "heldout_forget_acc": 0.1},
-           "relearned": relearned, "l2_to_original": None, "lmc": None}
+    relearned = {
+        "0": {"heldout_forget_acc": k0},
+        **({"10": {"heldout_forget_acc": after}} if after is not None else {}),
+    }
+    row = {
+        "seed": 1,
+        "run_id": name,
+        "unlearned": {"test_acc": test, "heldout_forget_acc": 0.1},
+        "relearned": relearned,
+        "l2_to_original": None,
+        "lmc": None,
+    }
     return Model(name, role, name, rows=[row])
 
 
 def test_usable_models_come_first_ranked_by_what_the_strongest_attack_gets_back():
     retrain = model("retrain", 0.90, 0.30, role="retrain")
-    shown = [model("broken", 0.50, 0.05), model("resists", 0.85, 0.20), retrain, model("relearns", 0.95, 0.80, k0=0.1),
-             model("tie-better-test", 0.92, 0.20), model("no numbers", 0.9, None)]
+    shown = [
+        model("broken", 0.50, 0.05),
+        model("resists", 0.85, 0.20),
+        retrain,
+        model("relearns", 0.95, 0.80, k0=0.1),
+        model("tie-better-test", 0.92, 0.20),
+        model("no numbers", 0.9, None),
+    ]
     floor = default_floor(shown)
     assert floor == pytest.approx(0.81)  # 90% of the retrained control's test accuracy
     order = resistance_order(shown, 10, floor)
-    assert [r.model.name for r in order] == ["tie-better-test", "resists", "retrain", "relearns", "broken", "no numbers"]
+    assert [r.model.name for r in order] == [
+        "tie-better-test",
+        "resists",
+        "retrain",
+        "relearns",
+        "broken",
+        "no numbers",
+    ]
     assert [r.usable for r in order] == [True, True, True, True, False, False]
     assert [r.model.name for r in resistance_order(shown, 10, None)][0] == "broken"  # without a floor: lowest first
     assert resistance_order(shown, 0, floor)[0].model.name == "relearns"  # k chooses the attack
@@ -106,28 +135,44 @@ def test_results_are_runs_comparable_by_method_with_the_tables_numbers(sweeps):
     scrub = next(r for r in results if r.data.params["method"] == "alternating_scrub" and r.data.params["seed"] == "44")
     row = next(r for r in summary["results"] if r["method"] == "alternating_scrub" and r["seed"] == 44)
     assert scrub.data.metrics["heldout_forget_acc"] == pytest.approx(row["unlearned"]["heldout_forget_acc"])
-    assert scrub.data.metrics["relearned_k10_heldout_forget_acc"] == pytest.approx(row["relearned"]["10"]["heldout_forget_acc"])
-    assert scrub.data.metrics["recovery_k0"] == pytest.approx(row["relearned"]["0"]["heldout_forget_acc"] - row["unlearned"]["heldout_forget_acc"])
+    assert scrub.data.metrics["relearned_k10_heldout_forget_acc"] == pytest.approx(
+        row["relearned"]["10"]["heldout_forget_acc"]
+    )
+    assert scrub.data.metrics["recovery_k0"] == pytest.approx(
+        row["relearned"]["0"]["heldout_forget_acc"] - row["unlearned"]["heldout_forget_acc"]
+    )
     assert scrub.data.metrics["l2_to_original"] == pytest.approx(row["l2_to_original"])
     assert scrub.data.metrics["loss_barrier"] == pytest.approx(row["lmc"]["loss_barrier"])
-    assert scrub.data.params["hparams.lr"] == str(row["hparams"]["lr"]) and scrub.data.params["start_from"] == "original"
+    assert (
+        scrub.data.params["hparams.lr"] == str(row["hparams"]["lr"]) and scrub.data.params["start_from"] == "original"
+    )
     assert scrub.data.tags["model_run_id"] == row["run_id"] and scrub.data.tags["mlflow.user"]
     assert [d.dataset.name for d in scrub.inputs.dataset_inputs] == ["mnist1d"]
     # Node runs carry what they measure under the same names, whatever their kind.
     for kind in ("evaluate", "relearn", "unlearn", "interpolate"):
-        run = next(r for r in runs_of(sweeps["uri"], summary["sweep_id"], kind) if r.data.params.get("method") == "neggrad_plus")
+        run = next(
+            r
+            for r in runs_of(sweeps["uri"], summary["sweep_id"], kind)
+            if r.data.params.get("method") == "neggrad_plus"
+        )
         assert {"hparams.lr", "seed", "setting", "start_from"} <= set(run.data.params), kind
         assert run.data.tags["mlflow.source.name"] == "unlearn-sweep" and run.data.tags["mlflow.user"]
         assert run.inputs.dataset_inputs[0].tags[0].value == kind  # the dataset, in the node's context
     evaluate = runs_of(sweeps["uri"], summary["sweep_id"], "evaluate")
     assert {r.data.params["method"] for r in evaluate} == {"original", "retrain", *METHODS}
     parent = runs_of(sweeps["uri"], summary["sweep_id"], "sweep")[0]
-    assert {"summary.json", "over_seeds.json", "results.json", "report"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"report/report.html", "report/lmc.png", "report/lmc.svg"} <= {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"summary.json", "over_seeds.json", "results.json", "report"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
+    assert {"report/report.html", "report/lmc.png", "report/lmc.svg"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id, "report")
+    }
     experiment = client.get_experiment_by_name("unlearn-sweep")
     assert experiment.tags[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1]  # set when the sweep created the experiment
     view = json.loads(experiment.tags["mlflow.sharedViewState.results"])
-    assert view["searchFilter"] == f"tags.node_kind = 'result' and tags.sweep_id = '{sweeps['b']['sweep_id']}'"  # the latest
+    assert (
+        view["searchFilter"] == f"tags.node_kind = 'result' and tags.sweep_id = '{sweeps['b']['sweep_id']}'"
+    )  # the latest
     assert "metrics.`recovery_k10`" in view["selectedColumns"] and view["columnOrder"][0] == "params.`method`"
 
 
@@ -135,10 +180,15 @@ def test_a_later_sweep_links_every_cached_node_under_its_run_and_lookups_ignore_
     b, uri = sweeps["b"], sweeps["uri"]
     links = runs_of(uri, b["sweep_id"], "link")
     parent = runs_of(uri, b["sweep_id"], "sweep")[0]
-    executed = [r for r in MlflowClient(uri).search_runs(["1"], f"tags.sweep_id = '{b['sweep_id']}'", max_results=1000)
-                if "node_key" in r.data.tags]
+    executed = [
+        r
+        for r in MlflowClient(uri).search_runs(["1"], f"tags.sweep_id = '{b['sweep_id']}'", max_results=1000)
+        if "node_key" in r.data.tags
+    ]
     paths = (1 + len(METHODS)) * 2  # an LMC path per model but the original, per seed
-    assert b["nodes"]["executed"] == len(executed) == paths and {r.data.tags["node_kind"] for r in executed} == {"interpolate"}
+    assert b["nodes"]["executed"] == len(executed) == paths and {r.data.tags["node_kind"] for r in executed} == {
+        "interpolate"
+    }
     assert len(links) == b["nodes"]["cached"] == b["nodes"]["total"] - paths  # every node it used, executed or linked
     for link in links:
         assert link.data.tags["mlflow.parentRunId"] == parent.info.run_id and "node_key" not in link.data.tags
@@ -153,8 +203,11 @@ def test_report_redraws_an_earlier_sweep_from_its_id_run_or_summary_without_comp
     a, uri = sweeps["a"], sweeps["uri"]
     parent = runs_of(uri, a["sweep_id"], "sweep")[0].info.run_id
     before = node_run_count(uri)
-    for ref, folder in ((a["sweep_id"], tmp_path / "by-id"), (parent, tmp_path / "by-run"),
-                        (str(sweeps["folder"] / "a" / "summary.json"), tmp_path / "by-file")):
+    for ref, folder in (
+        (a["sweep_id"], tmp_path / "by-id"),
+        (parent, tmp_path / "by-run"),
+        (str(sweeps["folder"] / "a" / "summary.json"), tmp_path / "by-file"),
+    ):
         assert main(["report", ref, "--tracking-uri", uri, "--out", str(folder)]) == 0
         html = (folder / "report.html").read_text()
         assert all(m in html for m in METHODS) and html.count("data:image/svg+xml;base64,") == len(FIGURES)
@@ -166,7 +219,7 @@ def test_report_redraws_an_earlier_sweep_from_its_id_run_or_summary_without_comp
 def test_compare_names_the_config_change_and_the_metric_deltas(sweeps, capsys):
     assert main(["compare", sweeps["a"]["sweep_id"], sweeps["b"]["sweep_id"], "--tracking-uri", sweeps["uri"]]) == 0
     out = capsys.readouterr().out
-    config = out[out.index("config: what differs"):out.index("metrics, A → B")]
+    config = out[out.index("config: what differs") : out.index("metrics, A → B")]
     assert "lmc.stride" in config and "0.25" in config and "0.5" in config and "seeds" not in config
     assert all(m in out for m in METHODS) and "→" in out and "(+0.0)" in out  # same models: unchanged accuracies
 
@@ -207,19 +260,24 @@ def test_cache_ls_verify_and_gc(sweeps, capsys):
     dry = capsys.readouterr().out
     assert lost in dry and "f" * 32 in dry and "dry run" in dry and orphan.exists()
     assert main(["cache", "gc", "--yes", "--tracking-uri", uri]) == 0
-    assert not orphan.exists() and lost not in {r.info.run_id for r in client.search_runs(["1"], "", run_view_type=3, max_results=5000)}
+    assert not orphan.exists() and lost not in {
+        r.info.run_id for r in client.search_runs(["1"], "", run_view_type=3, max_results=5000)
+    }
     capsys.readouterr()
     assert main(["cache", "gc", "--tracking-uri", uri]) == 0
     assert "0 deleted claim runs, 0 orphaned artifact folders" in capsys.readouterr().out
     assert main(["cache", "verify", "--tracking-uri", uri]) == 0  # every result survived
 
 
-@pytest.mark.parametrize("argv, names", [
-    (["report", "no-such-sweep"], "no sweep 'no-such-sweep'"),
-    (["report", "nowhere/summary.json"], "nowhere/summary.json: not a readable summary.json"),
-    (["compare", "a-sweep", "another"], "no sweep 'a-sweep'"),
-    (["cache", "ls", "--experiment", "nope"], "no experiment 'nope'"),
-])
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (["report", "no-such-sweep"], "no sweep 'no-such-sweep'"),
+        (["report", "nowhere/summary.json"], "nowhere/summary.json: not a readable summary.json"),
+        (["compare", "a-sweep", "another"], "no sweep 'a-sweep'"),
+        (["cache", "ls", "--experiment", "nope"], "no experiment 'nope'"),
+    ],
+)
 def test_bad_input_is_one_line_naming_it_with_exit_code_2(sweeps, argv, names, capsys):
     assert main([*argv, "--tracking-uri", sweeps["uri"]]) == 2
     err = capsys.readouterr().err

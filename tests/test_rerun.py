@@ -1,6 +1,7 @@
 """Running a sweep that already finished: nothing computed, nothing recorded, no torch or MLflow imported; and every
 way the store can stop holding that sweep's results (a demoted, deleted or damaged node, a newer result of a key)
 sends the run back to planning in full, with the sqlite reading and MLflow's own lookup agreeing on each."""
+
 import json
 import os
 import shutil
@@ -20,29 +21,41 @@ from tests.conftest import REPO, tiny_quickstart
 ONE_METHOD = [{"name": "finetune", "hparams": {"lr": 3.0e-3, "weight_decay": 0.0, "epochs": 0.5}}]
 HEAVY = ("torch", "mlflow", "scipy", "matplotlib", "ray")
 # The CLI in a process of its own, reporting which heavy packages it imported.
-PROBE = ("import sys; from orchestrator.cli import main; code = main(sys.argv[1:]); "
-         f"print('imported:', sorted(set({HEAVY!r}) & set(sys.modules))); sys.exit(code)")
+PROBE = (
+    "import sys; from orchestrator.cli import main; code = main(sys.argv[1:]); "
+    f"print('imported:', sorted(set({HEAVY!r}) & set(sys.modules))); sys.exit(code)"
+)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rerun")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    sweep = tiny_quickstart(folder / "sweep.yaml", methods=ONE_METHOD, tracking__artifact_location=str(folder / "artifacts"))
+    sweep = tiny_quickstart(
+        folder / "sweep.yaml", methods=ONE_METHOD, tracking__artifact_location=str(folder / "artifacts")
+    )
     assert main(["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / "summary.json")]) == 0
     return {"folder": folder, "uri": uri, "sweep": sweep, "summary": json.loads((folder / "summary.json").read_text())}
 
 
 def cli(finished, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROBE, "run", str(finished["sweep"]), "--tracking-uri", finished["uri"], *args],
-                          cwd=finished["folder"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, "run", str(finished["sweep"]), "--tracking-uri", finished["uri"], *args],
+        cwd=finished["folder"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 def the_store(uri: str) -> dict:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("unlearn-sweep").experiment_id
-    return {r.info.run_id: (r.info.status, r.info.lifecycle_stage) for r in client.search_runs([experiment], max_results=5000)}
+    return {
+        r.info.run_id: (r.info.status, r.info.lifecycle_stage)
+        for r in client.search_runs([experiment], max_results=5000)
+    }
 
 
 def test_a_finished_sweep_run_again_computes_records_and_imports_nothing(finished, tmp_path):
@@ -56,7 +69,11 @@ def test_a_finished_sweep_run_again_computes_records_and_imports_nothing(finishe
     again, first = json.loads((tmp_path / "again.json").read_text()), finished["summary"]
     total = first["nodes"]["total"]
     assert again["nodes"] == {"total": total, "executed": 0, "cached": total, "failed": 0}
-    assert again["sweep_id"] == first["sweep_id"] and again["results"] == first["results"] and again["retrain"] == first["retrain"]
+    assert (
+        again["sweep_id"] == first["sweep_id"]
+        and again["results"] == first["results"]
+        and again["retrain"] == first["retrain"]
+    )
     assert the_store(finished["uri"]) == before  # no parent, link or result run added, none changed
     assert {p.name: p.stat().st_mtime_ns for p in report.iterdir()} == drawn  # the report kept, not drawn again
 
@@ -76,7 +93,10 @@ def test_its_report_is_copied_from_the_sweeps_run_or_drawn_for_another_floor(fin
 def readings(finished) -> tuple:
     """(what the sqlite reading finds, what MLflow's lookups find): the finished sweep's parent run, or None."""
     digest, path = fingerprint(finished["sweep"], []).digest, Path(finished["uri"].removeprefix("sqlite:///"))
-    read, asked = LocalRecord(path, "unlearn-sweep").finished(digest), through_mlflow(finished["uri"], "unlearn-sweep", digest)
+    read, asked = (
+        LocalRecord(path, "unlearn-sweep").finished(digest),
+        through_mlflow(finished["uri"], "unlearn-sweep", digest),
+    )
     return tuple(None if found is None else found.run_id for found in (read, asked))
 
 
@@ -135,12 +155,25 @@ def parent_deleted(client, run_id, folder):
     client.restore_run(parent)
 
 
-@pytest.mark.parametrize("change", [demoted, deleted, checkpoint_missing, checkpoint_resized, result_tampered,
-                                    newer_result_of_its_key, parent_deleted], ids=lambda change: change.__name__)
+@pytest.mark.parametrize(
+    "change",
+    [
+        demoted,
+        deleted,
+        checkpoint_missing,
+        checkpoint_resized,
+        result_tampered,
+        newer_result_of_its_key,
+        parent_deleted,
+    ],
+    ids=lambda change: change.__name__,
+)
 def test_the_sqlite_reading_and_mlflows_lookup_agree_on_what_still_stands(finished, change):
     client = MlflowClient(finished["uri"])
-    parent = client.search_runs([client.get_experiment_by_name("unlearn-sweep").experiment_id],
-                                f"tags.sweep_id = '{finished['summary']['sweep_id']}' and tags.node_kind = 'sweep'")[0]
+    parent = client.search_runs(
+        [client.get_experiment_by_name("unlearn-sweep").experiment_id],
+        f"tags.sweep_id = '{finished['summary']['sweep_id']}' and tags.node_kind = 'sweep'",
+    )[0]
     assert readings(finished) == (parent.info.run_id, parent.info.run_id)
     nodes = json.loads((Path(parent.info.artifact_uri.removeprefix("file://")) / NODES).read_text())
     original = next(run for run in nodes.values() if client.get_run(run).data.tags["node_kind"] == "train_original")
@@ -158,8 +191,20 @@ def test_a_node_that_failed_verification_is_recomputed_then_the_sweep_stands_aga
     checkpoint.write_bytes(bytes(data))
     assert main(["cache", "verify", "--tracking-uri", finished["uri"]]) == 1  # found, and its run demoted
 
-    assert main(["run", str(finished["sweep"]), "--tracking-uri", finished["uri"], "--summary", str(tmp_path / "two.json"),
-                 "--no-report"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(finished["sweep"]),
+                "--tracking-uri",
+                finished["uri"],
+                "--summary",
+                str(tmp_path / "two.json"),
+                "--no-report",
+            ]
+        )
+        == 0
+    )
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["nodes"]["executed"] == 1 and two["sweep_id"] != finished["summary"]["sweep_id"]  # planned in full
     recomputed, first = (dict(s["results"][0]["unlearned"]) for s in (two, finished["summary"]))
@@ -177,11 +222,17 @@ def test_the_fingerprint_follows_every_input_of_the_keys_and_nothing_else(tmp_pa
     same = fingerprint(sweep, []).digest
     assert fingerprint(sweep, []).digest == same
     edited = tiny_quickstart(tmp_path / "b.yaml", relearn__epochs=2)
-    assert fingerprint(edited, []).digest == fingerprint(sweep, ["relearn.epochs=2"]).digest != same  # a file or an override
+    assert (
+        fingerprint(edited, []).digest == fingerprint(sweep, ["relearn.epochs=2"]).digest != same
+    )  # a file or an override
     (tmp_path / "elsewhere").mkdir()
-    assert fingerprint(shutil.copy(sweep, tmp_path / "elsewhere" / "z.yaml"), []).digest == same  # where the file is: not an input
+    assert (
+        fingerprint(shutil.copy(sweep, tmp_path / "elsewhere" / "z.yaml"), []).digest == same
+    )  # where the file is: not an input
     profiled = tiny_quickstart(tmp_path / "p.yaml", profiles={"longer": {"relearn": {"epochs": 3}}})
-    assert fingerprint(profiled, ["longer"]).digest == fingerprint(profiled, ["relearn.epochs=3"]).digest  # the same sweep
+    assert (
+        fingerprint(profiled, ["longer"]).digest == fingerprint(profiled, ["relearn.epochs=3"]).digest
+    )  # the same sweep
     assert fingerprint(profiled, ["longer"]).digest != fingerprint(profiled, []).digest
 
     scores = tmp_path / "scores.npy"

@@ -1,4 +1,5 @@
 """The CIFAR ResNets: the reference architecture's sizes, hidden states per residual block, seeded init, training."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,8 +15,10 @@ def narrow(name: str = "resnet18", num_classes: int = 10, seed: int = 0):
 
 
 def test_full_width_matches_the_reference_parameter_counts():
-    counts = {name: sum(p.numel() for p in build_model(name, ResNetConfig(), (3, 32, 32), 10, 0).parameters())
-              for name in ("resnet18", "resnet34")}
+    counts = {
+        name: sum(p.numel() for p in build_model(name, ResNetConfig(), (3, 32, 32), 10, 0).parameters())
+        for name in ("resnet18", "resnet34")
+    }
     assert counts == {"resnet18": 11_173_962, "resnet34": 21_282_122}
     assert MODELS.get("resnet18").config is ResNetConfig
 

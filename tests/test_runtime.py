@@ -1,6 +1,7 @@
 """Every torch process starts with denormals flushed in all its threads and exactly its share of the cores: the
 flag reaches the pool's threads, a model whose weights decay into the denormal range does not slow down (a ratio of
 step times inside one test), and flushing changes results only within float noise."""
+
 import subprocess
 import sys
 import time
@@ -10,8 +11,8 @@ import torch
 
 from orchestrator.cli import main
 from tests.conftest import REPO
-from workloads.models import MODELS, build_model
 from workloads.config import typed
+from workloads.models import MODELS, build_model
 from workloads.runtime import flushes_in_every_thread
 
 QUICKSTART_CNN = {"channels": [32, 64, 64], "hidden": 256}
@@ -25,9 +26,16 @@ def python(code: str) -> str:
 
 def test_the_check_sees_every_thread_of_the_pool():
     # Without the flag, the pool's threads leave their chunk of a denormal product denormal; with it, none does.
-    assert python("import torch; torch.set_num_threads(2); from workloads.runtime import flushes_in_every_thread as f; print(f())") == "False"
+    assert (
+        python(
+            "import torch; torch.set_num_threads(2); "
+            "from workloads.runtime import flushes_in_every_thread as f; print(f())"
+        )
+        == "False"
+    )
     assert python("from workloads.runtime import configure_torch; print(configure_torch(2))").startswith(
-        "{'torch_threads': 2, 'flush_denormal': True")
+        "{'torch_threads': 2, 'flush_denormal': True"
+    )
 
 
 def quickstart_cnn() -> torch.nn.Module:
@@ -72,7 +80,8 @@ from workloads.models import MODELS, build_model
 from workloads.config import typed
 from workloads.train import TrainConfig, evaluate, train_classifier
 d = load_dataset("mnist1d", MNIST1DConfig(num_samples=1000), "cpu")
-model = build_model("cnn1d", typed(MODELS.get("cnn1d").config, {"channels": [8, 16], "hidden": 32}, "a"), d.input_shape, 10, 0)
+args = typed(MODELS.get("cnn1d").config, {"channels": [8, 16], "hidden": 32}, "a")
+model = build_model("cnn1d", args, d.input_shape, 10, 0)
 curve = train_classifier(model, d.x_train, d.y_train, TrainConfig(epochs=8, weight_decay=1e-3), seed=0)
 print(repr(evaluate(model, d.x_test, d.y_test, 10)["acc"]), repr(curve[-1][1]),
       " ".join(repr(v) for v in torch.cat([p.detach().flatten() for p in model.parameters()])[:50].tolist()))

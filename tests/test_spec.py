@@ -1,4 +1,5 @@
 """Bad input fails before anything runs, with one message naming the key or file, and exit code 2."""
+
 import pytest
 
 from orchestrator.cli import main
@@ -11,20 +12,23 @@ def test_quickstart_loads_with_method_defaults_filled_in():
     assert spec.name == "quickstart" and [m.name for m in spec.methods][:2] == ["finetune", "neggrad_plus"]
 
 
-@pytest.mark.parametrize("override, named", [
-    ("train.epochz=3", "train.epochz"),
-    ("epochs=3", "epochs"),
-    ("train.epochs=many", "train.epochs"),
-    ("relearn.k=[0,banana]", "relearn.k"),
-    ("forget.criterion=loudest", "forget.criterion"),
-    ("forget.fraction=1.5", "forget.fraction"),
-    ("dataset.name=imagenet", "dataset.name"),
-    ("dataset.args.colour=1", "colour"),
-    ("model.args.channels=wide", "model.args.channels"),
-    ("methods=[{name: forget_everything}]", "methods[0].name"),
-    ("methods=[{name: finetune, hparams: {lr: fast}}]", "methods[0].hparams"),
-    ("methods=[{name: alternating_scrub, hparams: {temperature: 2}}]", "temperature"),
-])
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("train.epochz=3", "train.epochz"),
+        ("epochs=3", "epochs"),
+        ("train.epochs=many", "train.epochs"),
+        ("relearn.k=[0,banana]", "relearn.k"),
+        ("forget.criterion=loudest", "forget.criterion"),
+        ("forget.fraction=1.5", "forget.fraction"),
+        ("dataset.name=imagenet", "dataset.name"),
+        ("dataset.args.colour=1", "colour"),
+        ("model.args.channels=wide", "model.args.channels"),
+        ("methods=[{name: forget_everything}]", "methods[0].name"),
+        ("methods=[{name: finetune, hparams: {lr: fast}}]", "methods[0].hparams"),
+        ("methods=[{name: alternating_scrub, hparams: {temperature: 2}}]", "temperature"),
+    ],
+)
 def test_bad_values_are_rejected_naming_the_key(override, named):
     with pytest.raises(SpecError) as error:
         load_spec(QUICKSTART, [override])

@@ -1,4 +1,5 @@
 """The pieces the study adds around the methods: chaining rules, C-score files, canaries, speed settings."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,9 +20,14 @@ def test_tar_without_an_initial_safeguard_is_rejected_naming_the_method():
 
 
 def test_a_chain_shares_its_start_with_the_standalone_run(tmp_path):
-    sweep = tiny_quickstart(tmp_path / "s.yaml", methods=[
-        {"name": "weight_distortion"}, {"name": "tar", "start_from": {"name": "weight_distortion"}},
-        {"name": "weight_dist_reg", "start_from": {"name": "weight_distortion", "hparams": {"sigma": 0.5}}}])
+    sweep = tiny_quickstart(
+        tmp_path / "s.yaml",
+        methods=[
+            {"name": "weight_distortion"},
+            {"name": "tar", "start_from": {"name": "weight_distortion"}},
+            {"name": "weight_dist_reg", "start_from": {"name": "weight_distortion", "hparams": {"sigma": 0.5}}},
+        ],
+    )
     dag = build_dag(load_spec(sweep))
     unlearn = [n for n in dag if n.kind == "unlearn"]
     assert len(unlearn) == 4  # weight_distortion twice (two sigmas), tar, weight_dist_reg
@@ -44,8 +50,11 @@ def test_cscore_files_become_memorization_and_must_match_the_labels(tmp_path):
 def test_a_missing_cscore_file_stops_run_before_any_job_but_not_plan(tmp_path, capsys):
     from orchestrator.cli import main
 
-    sweep = tiny_quickstart(tmp_path / "s.yaml", memorization__scores_file=str(tmp_path / "absent.npz"),
-                            tracking__artifact_location=str(tmp_path / "a"))
+    sweep = tiny_quickstart(
+        tmp_path / "s.yaml",
+        memorization__scores_file=str(tmp_path / "absent.npz"),
+        tracking__artifact_location=str(tmp_path / "a"),
+    )
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     assert main(["plan", str(sweep), "--tracking-uri", uri]) == 0
     assert main(["run", str(sweep), "--tracking-uri", uri, "--summary", str(tmp_path / "s.json")]) == 2
@@ -57,7 +66,9 @@ def test_canaries_are_extra_candidates_with_wrong_labels_forgotten_with_the_forg
     labels = torch.arange(200) % 4
     fs = select_forget_set(labels, ForgetConfig(target_class=2, fraction=0.2, canary_fraction=0.1), num_classes=4)
     assert len(fs.forget) == 10 and len(fs.canaries) == 5
-    assert set(fs.canaries.tolist()).isdisjoint(fs.forget.tolist()) and set(fs.canaries.tolist()).isdisjoint(fs.retain.tolist())
+    assert set(fs.canaries.tolist()).isdisjoint(fs.forget.tolist()) and set(fs.canaries.tolist()).isdisjoint(
+        fs.retain.tolist()
+    )
     assert (labels[fs.canaries] == 2).all() and (fs.canary_labels != 2).all()
     trained = fs.training_labels(labels)
     assert torch.equal(trained[fs.canaries], fs.canary_labels) and torch.equal(trained[fs.retain], labels[fs.retain])
@@ -67,7 +78,10 @@ def test_canaries_are_extra_candidates_with_wrong_labels_forgotten_with_the_forg
 def test_canaries_make_the_original_depend_on_the_forget_set(tmp_path):
     plain = build_dag(load_spec(tiny_quickstart(tmp_path / "a.yaml")))
     with_canaries = build_dag(load_spec(tiny_quickstart(tmp_path / "b.yaml", forget__canary_fraction=0.05)))
-    assert not plain.controls[43].original.model.reads_forget_set and with_canaries.controls[43].original.model.reads_forget_set
+    assert (
+        not plain.controls[43].original.model.reads_forget_set
+        and with_canaries.controls[43].original.model.reads_forget_set
+    )
 
 
 def test_bf16_falls_back_to_fp32_on_a_cpu_and_autocast_keeps_outputs_float32():
@@ -95,13 +109,31 @@ def test_a_sweep_with_canaries_reports_how_much_canary_memorisation_is_left(tmp_
 
     from orchestrator.cli import main
 
-    sweep = tiny_quickstart(tmp_path / "s.yaml", forget__canary_fraction=0.02, train__epochs=30,
-                            methods=[{"name": "neggrad_plus", "hparams": {"epochs": 2, "lr": 1e-2}}],
-                            tracking__artifact_location=str(tmp_path / "a"))
-    assert main(["run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--summary", str(tmp_path / "s.json")]) == 0
+    sweep = tiny_quickstart(
+        tmp_path / "s.yaml",
+        forget__canary_fraction=0.02,
+        train__epochs=30,
+        methods=[{"name": "neggrad_plus", "hparams": {"epochs": 2, "lr": 1e-2}}],
+        tracking__artifact_location=str(tmp_path / "a"),
+    )
+    assert (
+        main(
+            [
+                "run",
+                str(sweep),
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'm.db'}",
+                "--summary",
+                str(tmp_path / "s.json"),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((tmp_path / "s.json").read_text())
     original, retrain, unlearned = summary["original"], summary["retrain"], summary["results"][0]["unlearned"]
-    assert original["canary_acc"] > retrain["canary_acc"]  # the original memorised the wrong labels; the retrain never saw them
+    assert (
+        original["canary_acc"] > retrain["canary_acc"]
+    )  # the original memorised the wrong labels; the retrain never saw them
     assert unlearned["canary_acc"] < original["canary_acc"]  # and unlearning forgot some of them
 
 

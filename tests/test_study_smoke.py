@@ -1,4 +1,6 @@
-"""The reference study's sweep, `smoke` profile, through the CLI on CPU: the full DAG shape on tiny CIFAR-format data."""
+"""The reference study's sweep, `smoke` profile, through the CLI on CPU: the full DAG shape on tiny CIFAR-format
+data."""
+
 import json
 
 import numpy as np
@@ -19,9 +21,14 @@ def write_tiny_cifar10(root, per_batch=60, test=100):
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for b in range(1, 6):
-        write_batch(folder / f"data_batch_{b}", rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                    {"labels": (np.arange(per_batch) + b) % 10})
-    write_batch(folder / "test_batch", rng.integers(0, 256, (test, 3072), dtype=np.uint8), {"labels": np.arange(test) % 10})
+        write_batch(
+            folder / f"data_batch_{b}",
+            rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            {"labels": (np.arange(per_batch) + b) % 10},
+        )
+    write_batch(
+        folder / "test_batch", rng.integers(0, 256, (test, 3072), dtype=np.uint8), {"labels": np.arange(test) % 10}
+    )
 
 
 def test_study_plan_lists_every_node_of_the_study_without_data(tmp_path, capsys, monkeypatch):
@@ -29,7 +36,11 @@ def test_study_plan_lists_every_node_of_the_study_without_data(tmp_path, capsys,
     assert main(["plan", str(STUDY), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 0
     out = capsys.readouterr().out
     assert "229 nodes" in out  # 21 unlearn nodes (9 chained), 23 attacked models (with the original) x 6 k values, ...
-    for chained in ("tar after circuit_breakers", "mode_connectivity after alternating_scrub", "weight_dist_reg after weight_distortion"):
+    for chained in (
+        "tar after circuit_breakers",
+        "mode_connectivity after alternating_scrub",
+        "weight_dist_reg after weight_distortion",
+    ):
         assert chained in out
 
 
@@ -38,8 +49,21 @@ def test_smoke_study_runs_end_to_end_and_every_method_changes_the_model(tmp_path
     write_tiny_cifar10(tmp_path / "cifar")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # 300 images leave an attack pool of 3: the k grid stops there (the profile's k=5 needs its 500 images).
-    code = main(["run", str(STUDY), "smoke", f"dataset.args.root={tmp_path / 'cifar'}", "dataset.args.verify=false", "relearn.k=[0,1,3]",
-                 f"tracking.artifact_location={tmp_path / 'artifacts'}", "--tracking-uri", uri, "--summary", str(tmp_path / "s.json")])
+    code = main(
+        [
+            "run",
+            str(STUDY),
+            "smoke",
+            f"dataset.args.root={tmp_path / 'cifar'}",
+            "dataset.args.verify=false",
+            "relearn.k=[0,1,3]",
+            f"tracking.artifact_location={tmp_path / 'artifacts'}",
+            "--tracking-uri",
+            uri,
+            "--summary",
+            str(tmp_path / "s.json"),
+        ]
+    )
     summary = json.loads((tmp_path / "s.json").read_text())
     assert code == 0, summary["nodes"]
     assert summary["nodes"]["failed"] == 0 and summary["nodes"]["executed"] == summary["nodes"]["total"]
@@ -47,12 +71,16 @@ def test_smoke_study_runs_end_to_end_and_every_method_changes_the_model(tmp_path
     assert len(methods) == 22 and ("tar", "circuit_breakers") in methods
     # Every registered node kind ran, and the oracle's rows (the retrained control) stay out of the correlations.
     client = MlflowClient(uri)
-    kinds = {run.data.tags.get("node_kind") for run in client.search_runs([client.get_experiment_by_name("unlearn-sweep").experiment_id],
-                                                                           max_results=1000)}
+    kinds = {
+        run.data.tags.get("node_kind")
+        for run in client.search_runs([client.get_experiment_by_name("unlearn-sweep").experiment_id], max_results=1000)
+    }
     assert set(NODE_KINDS.names()) <= kinds
     unlearned = [r for r in summary["results"] if r["method"] != "retrain"]
     assert summary["correlations"]["l2_to_original_vs_recovery_k0"]["n"] == len(unlearned) < len(summary["results"])
-    original = torch.load(client.download_artifacts(summary["original"]["run_id"], "model.pt", str(tmp_path)), weights_only=True)
+    original = torch.load(
+        client.download_artifacts(summary["original"]["run_id"], "model.pt", str(tmp_path)), weights_only=True
+    )
     for result in summary["results"]:
         if result["method"] == "retrain":
             continue

@@ -1,8 +1,9 @@
 """Data, forget-set selection, memorization, training, relearning and weight-space math on hand-checkable cases."""
+
 import torch
 from torch import nn
 
-from workloads.data import load_dataset, DigitsConfig, MNIST1DConfig, random_shift_1d
+from workloads.data import DigitsConfig, MNIST1DConfig, load_dataset, random_shift_1d
 from workloads.forget import ForgetConfig, select_forget_set
 from workloads.memorization import memorization_from
 from workloads.relearn_sets import attack_indices
@@ -27,7 +28,9 @@ def test_random_shift_moves_each_signal_within_bounds():
 def test_high_mem_forget_set_is_the_most_memorised_and_split_into_pool_and_heldout():
     labels = torch.arange(100) % 4
     scores = torch.linspace(0, 1, 100)
-    fs = select_forget_set(labels, ForgetConfig(target_class=1, fraction=0.4, criterion="high_mem", attack_pool_fraction=0.2), scores)
+    fs = select_forget_set(
+        labels, ForgetConfig(target_class=1, fraction=0.4, criterion="high_mem", attack_pool_fraction=0.2), scores
+    )
     class_one = (labels == 1).nonzero().flatten()
     assert set(fs.forget.tolist()) == set(class_one[-10:].tolist())  # the 10 highest scores of class 1
     assert torch.equal(fs.pool, fs.forget[:2]) and torch.equal(fs.heldout, fs.forget[2:])

@@ -8,6 +8,7 @@ key) and how often it is written, and hands a `TrainingCheckpoint` to the node i
 atomically (temporary file, fsync, rename) and read with `weights_only=True`; one that cannot be read is discarded
 and training starts from scratch. A checkpoint that cannot be written (a full disk) is skipped with a warning:
 it is an insurance, never a reason for the node to fail."""
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,11 @@ class TrainingCheckpoint:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
             self.resumed_step = int(state["step"])
             return state
-        except Exception as error:  # noqa: BLE001 - truncated, corrupt or not ours: start from scratch
-            warnings.warn(f"training checkpoint {self.path} unreadable ({type(error).__name__}: {error}); starting over")
+        except Exception as error:
+            warnings.warn(
+                f"training checkpoint {self.path} unreadable ({type(error).__name__}: {error}); starting over",
+                stacklevel=2,
+            )
             self.clear()
             return None
 
@@ -59,7 +63,7 @@ class TrainingCheckpoint:
                 os.fsync(out.fileno())
             os.replace(partial, self.path)
         except OSError as error:
-            warnings.warn(f"training checkpoint not written to {self.path}: {error}; training goes on")
+            warnings.warn(f"training checkpoint not written to {self.path}: {error}; training goes on", stacklevel=2)
             partial.unlink(missing_ok=True)
             return False
         self.saves += 1

@@ -4,6 +4,7 @@ Every workload reads its config through `typed`, so a value the dataclass does n
 an error naming its full key path, whether it comes from a sweep file (the orchestrator turns it into a spec error
 before any job starts) or from a node's stored config inside a worker.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,7 @@ def keyed(schema: type, values: dict) -> dict:
     """`values` (a section typed by `schema`) as a content key sees it: without the fields `added_later` that hold
     the value they were added with."""
     neutral = {f.name: f.metadata[_UNKEYED_AT] for f in dataclasses.fields(schema) if _UNKEYED_AT in f.metadata}
-    return {k: v for k, v in values.items()
-            if not (k in neutral and type(v) is type(neutral[k]) and v == neutral[k])}
+    return {k: v for k, v in values.items() if not (k in neutral and type(v) is type(neutral[k]) and v == neutral[k])}
 
 
 def keyed_section(config: dict, name: str, schema: type) -> dict:

@@ -16,6 +16,7 @@ subset and every discovery rate is a prefix of the same draw. That subset is the
 the original trains on the corrupted set with nothing removed (`undiscovered_view`). Both views carry the corruption,
 so it enters the data identity, and the content key, of every node that reads the training set.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,15 +53,18 @@ class CorruptionKind:
     def __init__(self, args: Any):
         self.args = args
 
-    def choose(self, labels: torch.Tensor, num_classes: int, size: int,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def choose(
+        self, labels: torch.Tensor, num_classes: int, size: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices of the corrupted examples, their corrupted labels)."""
         raise NotImplementedError
 
     def patch(self, x: torch.Tensor, value: float) -> torch.Tensor:
         return x
 
-    def test_split(self, x_test: torch.Tensor, y_test: torch.Tensor, value: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    def test_split(
+        self, x_test: torch.Tensor, y_test: torch.Tensor, value: float
+    ) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
         return None
 
 
@@ -138,14 +142,16 @@ class InterclassSwap(CorruptionKind):
         _check_class(a, num_classes, "class_a")
         _check_class(b, num_classes, "class_b")
         if size % 2 or a == b:
-            raise ValueError(f"size: an inter-class swap takes size / 2 examples of each of two classes; got size {size}, "
-                             f"classes {a} and {b}")
+            raise ValueError(
+                f"size: an inter-class swap takes size / 2 examples of each of two classes; got size {size}, "
+                f"classes {a} and {b}"
+            )
         firsts = []
         for source in (a, b):
             members = (labels == source).nonzero().flatten()
             if size // 2 > len(members):
                 raise ValueError(f"size: {size // 2} examples of class {source} asked for, but it has {len(members)}")
-            firsts.append(members[:size // 2])  # the first of each class, as the reference takes them
+            firsts.append(members[: size // 2])  # the first of each class, as the reference takes them
         index = torch.cat(firsts)
         return index, torch.cat([torch.full_like(firsts[0], b), torch.full_like(firsts[1], a)])
 
@@ -186,7 +192,7 @@ class Corruption:
         return torch.cat([self.index, self.labels])
 
     def discovered(self, rate: float) -> torch.Tensor:
-        return self.index[:discovered_count(len(self.index), rate)]
+        return self.index[: discovered_count(len(self.index), rate)]
 
     def patch_value(self, data: Dataset) -> float:
         # The clean maximum; the patch writes that same value, so the corrupted set's maximum is the same number.
@@ -203,7 +209,10 @@ class Corruption:
             y[index] = self.labels.to(y.device)
             while len(_APPLIED) >= _APPLIED_SIZE:
                 _APPLIED.pop(next(iter(_APPLIED)))
-            _APPLIED[key] = (data, dataclasses.replace(data, x_train=x, y_train=y))  # data kept alive: its id stays its own
+            _APPLIED[key] = (
+                data,
+                dataclasses.replace(data, x_train=x, y_train=y),
+            )  # data kept alive: its id stays its own
         return _APPLIED[key][1]
 
     def evaluation_splits(self, data: Dataset) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -237,7 +246,9 @@ def draw_corruption(labels: torch.Tensor, num_classes: int, section: dict) -> Co
     return Corruption(kind, index[order], corrupted[order], labels[index[order]])
 
 
-def discovered_forget_set(corruption: Corruption, rate: float, attack_pool_fraction: float, train_size: int) -> ForgetSet:
+def discovered_forget_set(
+    corruption: Corruption, rate: float, attack_pool_fraction: float, train_size: int
+) -> ForgetSet:
     """The forget set of a cell: the discovered subset, in discovery order (its first `attack_pool_fraction` are the
     attacker's pool); the retain set is everything else, undiscovered corrupted examples included."""
     forget = corruption.discovered(rate)
@@ -246,8 +257,13 @@ def discovered_forget_set(corruption: Corruption, rate: float, attack_pool_fract
     removed = torch.zeros(train_size, dtype=torch.bool)
     removed[forget] = True
     pool = int(attack_pool_fraction * len(forget))
-    return ForgetSet(forget=forget, retain=(~removed).nonzero().flatten(), pool=forget[:pool], heldout=forget[pool:],
-                     corruption=corruption)
+    return ForgetSet(
+        forget=forget,
+        retain=(~removed).nonzero().flatten(),
+        pool=forget[:pool],
+        heldout=forget[pool:],
+        corruption=corruption,
+    )
 
 
 def undiscovered_view(corruption: Corruption, train_size: int) -> ForgetSet:

@@ -7,10 +7,12 @@ sampling noise. `evaluation.augment: true` scores the training-set splits the re
 draw of each image made with a fixed seed, so every model and every evaluation of a curve sees the same images
 (the reference draws afresh each time). The test set stays clean either way.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 

@@ -10,6 +10,7 @@ itself (so the original memorises them) and unlearned together with the forget s
 A corrupted-data task (workloads/corruptions.py) builds its forget sets there, from the discovered corrupted examples;
 they carry the corruption, which `training_data` applies to the training set every node of the task reads.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,7 +81,10 @@ def forget_set_problem(labels: torch.Tensor, num_classes: int, cfg: ForgetConfig
     """(key, why) when `cfg` cannot select a usable forget set from these training labels, None when it can: the target
     class must exist and the fraction must select an example (attack_pool_fraction < 1 then leaves one held out)."""
     if cfg.target_class is not None and not 0 <= cfg.target_class < num_classes:
-        return "forget.target_class", f"{cfg.target_class} is not a class of this dataset (classes 0 to {num_classes - 1})"
+        return (
+            "forget.target_class",
+            f"{cfg.target_class} is not a class of this dataset (classes 0 to {num_classes - 1})",
+        )
     candidates = len(labels) if cfg.target_class is None else int((labels == cfg.target_class).sum())
     count = round(cfg.fraction * candidates)
     if count < 1:
@@ -88,8 +92,12 @@ def forget_set_problem(labels: torch.Tensor, num_classes: int, cfg: ForgetConfig
     return None
 
 
-def select_forget_set(labels: torch.Tensor, cfg: ForgetConfig, memorization: Optional[torch.Tensor] = None,
-                      num_classes: Optional[int] = None) -> ForgetSet:
+def select_forget_set(
+    labels: torch.Tensor,
+    cfg: ForgetConfig,
+    memorization: Optional[torch.Tensor] = None,
+    num_classes: Optional[int] = None,
+) -> ForgetSet:
     if cfg.criterion not in CRITERIA:
         raise ValueError(f"forget.criterion must be one of {CRITERIA}, got {cfg.criterion!r}")
     if cfg.criterion != "random" and memorization is None:
@@ -99,7 +107,9 @@ def select_forget_set(labels: torch.Tensor, cfg: ForgetConfig, memorization: Opt
     problem = forget_set_problem(labels, num_classes or int(labels.max()) + 1, cfg)
     if problem is not None:
         raise ValueError(f"{problem[0]}: {problem[1]}")
-    candidates = torch.arange(len(labels)) if cfg.target_class is None else (labels == cfg.target_class).nonzero().flatten()
+    candidates = (
+        torch.arange(len(labels)) if cfg.target_class is None else (labels == cfg.target_class).nonzero().flatten()
+    )
     count = round(cfg.fraction * len(candidates))
     # A seeded shuffle first, so ties in the score are broken at random rather than by position in the file.
     candidates = candidates[torch.randperm(len(candidates), generator=generator)]
@@ -109,12 +119,18 @@ def select_forget_set(labels: torch.Tensor, cfg: ForgetConfig, memorization: Opt
     chosen = candidates[:count]
     forget = chosen[torch.randperm(count, generator=generator)]
     pool_size = int(cfg.attack_pool_fraction * count)
-    canaries = candidates[count:count + int(cfg.canary_fraction * len(candidates))]
+    canaries = candidates[count : count + int(cfg.canary_fraction * len(candidates))]
     if cfg.canary_fraction > 0 and (len(canaries) == 0 or count + len(canaries) > len(candidates)):
         raise ValueError(f"forget.canary_fraction={cfg.canary_fraction}: no room for canaries beside the forget set")
     removed = torch.zeros(len(labels), dtype=torch.bool)
     removed[forget] = True
     removed[canaries] = True
     canary_labels = wrong_labels(labels[canaries], num_classes or int(labels.max()) + 1, generator)
-    return ForgetSet(forget=forget, retain=(~removed).nonzero().flatten(), pool=forget[:pool_size], heldout=forget[pool_size:],
-                     canaries=canaries, canary_labels=canary_labels)
+    return ForgetSet(
+        forget=forget,
+        retain=(~removed).nonzero().flatten(),
+        pool=forget[:pool_size],
+        heldout=forget[pool_size:],
+        canaries=canaries,
+        canary_labels=canary_labels,
+    )

@@ -37,13 +37,15 @@ batch 128 it is no faster (0.7-1.0x): one such model's step is already compute-b
 memory, MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_, which spares the larger ensemble activations their page
 faults). The first vmap in a process costs about 1 s.
 """
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -61,7 +63,9 @@ class MemorizationConfig:
     subset_fraction: float = 0.7
     seed: int = 0
     vectorize: bool = True  # train the models as one vmapped ensemble where the architecture allows
-    shards: int = 1  # the orchestrator spreads the models over this many nodes (contiguous blocks); a scores_file never shards
+    shards: int = (
+        1  # the orchestrator spreads the models over this many nodes (contiguous blocks); a scores_file never shards
+    )
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -88,11 +92,25 @@ class SubsetStream:
     """Endless batches of exactly batch_size examples of `subset` (indices into x): successive seeded permutations
     of the subset, wrapping across pass boundaries. Quacks like train.BatchStream, so `fit` can drive it."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, subset: torch.Tensor, batch_size: int,
-                 generator: torch.Generator, augment=None):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        subset: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        augment=None,
+    ):
         if len(subset) == 0:
             raise ValueError("cannot draw batches from an empty subset")
-        self.x, self.y, self.subset, self.batch_size, self.generator, self.augment = x, y, subset, batch_size, generator, augment
+        self.x, self.y, self.subset, self.batch_size, self.generator, self.augment = (
+            x,
+            y,
+            subset,
+            batch_size,
+            generator,
+            augment,
+        )
         self.batches_per_pass = math.ceil(len(subset) / batch_size)  # only for fit's loss curve
         self._queue = subset[:0]
 
@@ -103,7 +121,7 @@ class SubsetStream:
         while len(self._queue) < self.batch_size:
             order = torch.randperm(len(self.subset), generator=self.generator, device=self.generator.device)
             self._queue = torch.cat([self._queue, self.subset[order.to(self.subset.device)]])
-        index, self._queue = self._queue[:self.batch_size], self._queue[self.batch_size:]
+        index, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
         return index
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,9 +132,13 @@ class SubsetStream:
 
 def why_not_vectorized(model: nn.Module, x: torch.Tensor) -> Optional[str]:
     """None if training the model is a pure function of its parameters; else why the ensemble must run sequentially."""
-    norms = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+    norms = [
+        n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
+    ]
     if norms:
-        return f"the model has batch-norm running statistics ({len(norms)} layers, e.g. {norms[0] or 'the model itself'})"
+        return (
+            f"the model has batch-norm running statistics ({len(norms)} layers, e.g. {norms[0] or 'the model itself'})"
+        )
     if any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules()):
         return "the model has dropout, whose masks a vmapped ensemble would draw differently"
     if getattr(model, "_compiled_call_impl", None) is not None:
@@ -154,8 +176,10 @@ class Ensemble:
             run = lambda xc: vmap(call, in_dims=(0, 0, None))(self.params, self.buffers, xc)
         else:  # one model at a time: batch-norm and friends in eval mode, as train.predict runs them
             slice_m = lambda d, m: {k: v[m] for k, v in d.items()}
-            run = lambda xc: torch.stack([call(slice_m(self.params, m), slice_m(self.buffers, m), xc) for m in range(len(self))])
-        out = torch.cat([run(x[i:i + chunk]) for i in range(0, len(x), chunk)], 1)
+            run = lambda xc: torch.stack(
+                [call(slice_m(self.params, m), slice_m(self.buffers, m), xc) for m in range(len(self))]
+            )
+        out = torch.cat([run(x[i : i + chunk]) for i in range(0, len(x), chunk)], 1)
         self.base.train(was_training)
         return out
 
@@ -163,24 +187,36 @@ class Ensemble:
         return next(iter(self.params.values())).shape[0]
 
 
-def train_subset_models(new_model: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tensor,
-                        included: torch.Tensor, cfg: MemorizationConfig, augment=None, models: Optional[range] = None) -> Ensemble:
+def train_subset_models(
+    new_model: Callable[[int], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    included: torch.Tensor,
+    cfg: MemorizationConfig,
+    augment=None,
+    models: Optional[range] = None,
+) -> Ensemble:
     """Model m = new_model(cfg.seed * 1000 + m) trained on x[included[m]], for m in `models` (default: every row of
-    `included`, which holds all the masks: the step count comes from all of them); vmapped if cfg.vectorize and possible."""
+    `included`, which holds all the masks: the step count comes from all of them); vmapped if cfg.vectorize and
+    possible."""
     models = range(len(included)) if models is None else models
     seeds = [cfg.seed * 1000 + m for m in models]
     nets = [new_model(s).to(x.device) for s in seeds]
     subsets = [included[m].nonzero().flatten() for m in models]
     t = cfg.train
     total = steps_for(t.epochs, round(included.sum().item() / len(included)), t.batch_size)
-    streams = [SubsetStream(x, y, s, t.batch_size, generator_for(seed, x.device), augment if t.augment else None)
-               for s, seed in zip(subsets, seeds)]
+    streams = [
+        SubsetStream(x, y, s, t.batch_size, generator_for(seed, x.device), augment if t.augment else None)
+        for s, seed in zip(subsets, seeds)
+    ]
     reason = why_not_vectorized(nets[0], x) if cfg.vectorize else "vectorize is off"
     if reason is not None:
         for net, stream in zip(nets, streams):
             fit(net, stream, *adam_with_cosine(net, t.lr, t.weight_decay, total, t.final_lr_fraction), total)
         params, buffers = stack_module_state(nets)
-        return Ensemble(nets[0], {k: v.detach() for k, v in params.items()}, buffers, "sequential", f"sequential: {reason}")
+        return Ensemble(
+            nets[0], {k: v.detach() for k, v in params.items()}, buffers, "sequential", f"sequential: {reason}"
+        )
 
     params, buffers = stack_module_state(nets)  # leaf tensors (M, ...) that require grad
     holder = nn.ParameterList(params.values())  # the same storage, as Parameters, for adam_with_cosine
@@ -199,12 +235,23 @@ def train_subset_models(new_model: Callable[[int], nn.Module], x: torch.Tensor, 
         loss.backward()
         optimizer.step()
         schedule.step()
-    return Ensemble(base, {k: v.detach() for k, v in params.items()}, buffers, "vmap",
-                    f"vmap: {len(nets)} models trained as one ensemble")
+    return Ensemble(
+        base,
+        {k: v.detach() for k, v in params.items()},
+        buffers,
+        "vmap",
+        f"vmap: {len(nets)} models trained as one ensemble",
+    )
 
 
-def estimate_memorization(new_model: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tensor,
-                          cfg: MemorizationConfig, augment=None, models: Optional[range] = None) -> dict:
+def estimate_memorization(
+    new_model: Callable[[int], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: MemorizationConfig,
+    augment=None,
+    models: Optional[range] = None,
+) -> dict:
     """Trains the models in `models` (default: all cfg.num_models), model m on subset m; returns scores, the masks and
     correctness behind them (rows: those models), and which path ran (`mode`: "vmap" or "sequential") with a `message`
     saying why."""
@@ -212,8 +259,13 @@ def estimate_memorization(new_model: Callable[[int], nn.Module], x: torch.Tensor
     models = range(cfg.num_models) if models is None else models
     ensemble = train_subset_models(new_model, x, y, masks, cfg, augment, models)
     included, correct = masks[list(models)], ensemble.logits(x).argmax(2) == y
-    return {"scores": memorization_from(included, correct), "included": included, "correct": correct,
-            "mode": ensemble.mode, "message": ensemble.message}
+    return {
+        "scores": memorization_from(included, correct),
+        "included": included,
+        "correct": correct,
+        "mode": ensemble.mode,
+        "message": ensemble.message,
+    }
 
 
 def memorization_from_cscores(path: str | Path, train_labels: torch.Tensor) -> torch.Tensor:
@@ -224,5 +276,7 @@ def memorization_from_cscores(path: str | Path, train_labels: torch.Tensor) -> t
             raise ValueError(f"{path}: C-score file lacks {sorted(missing)} (needs arrays 'labels' and 'scores')")
         labels, scores = torch.as_tensor(data["labels"]).long(), torch.as_tensor(data["scores"]).float()
     if len(labels) != len(train_labels) or not torch.equal(labels, train_labels.cpu().long()):
-        raise ValueError(f"{path}: its labels do not match the training set's ({len(labels)} vs {len(train_labels)} examples)")
+        raise ValueError(
+            f"{path}: its labels do not match the training set's ({len(labels)} vs {len(train_labels)} examples)"
+        )
     return 1.0 - scores

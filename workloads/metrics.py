@@ -1,15 +1,17 @@
 """Evaluation metrics, registered by name: pure functions of a model's logits on the evaluation splits.
 
 Two scopes. A `split` metric is f(logits, labels, num_classes) -> value, computed on every split (retain, forget,
-held-out forget, test, canaries, a corrupted-data task's `corrupted` and `triggered_test`) and reported as `<split>_<name>`. A `model` metric is f(scored, results) -> dict,
-computed once from every split's logits (`scored`: split -> (logits, labels)) and the split metrics already in
-`results`. The `evaluate` node runs the split metrics, then the model metrics, in name order; the model is run
-once per split, whatever the number of metrics.
+held-out forget, test, canaries, a corrupted-data task's `corrupted` and `triggered_test`) and reported as
+`<split>_<name>`. A `model` metric is f(scored, results) -> dict, computed once from every split's logits (`scored`:
+split -> (logits, labels)) and the split metrics already in `results`. The `evaluate` node runs the split metrics, then
+the model metrics, in name order; the model is run once per split, whatever the number of metrics.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +72,11 @@ def tug_of_war(scored: Scored, results: dict) -> dict:
 @register_metric("mia", "model")
 def membership_inference(scored: Scored, results: dict) -> dict:
     """Loss-based membership inference, forget (members) against test (non-members); seeded, so a rerun agrees."""
-    losses = {split: F.cross_entropy(logits, y, reduction="none").float().cpu().numpy()
-              for split, (logits, y) in scored.items() if split in ("forget", "test")}
+    losses = {
+        split: F.cross_entropy(logits, y, reduction="none").float().cpu().numpy()
+        for split, (logits, y) in scored.items()
+        if split in ("forget", "test")
+    }
     attack = loss_attack(losses["forget"], losses["test"], seed=0)
     return {"mia_acc": attack["acc"], "mia_auc": attack["auc"]}
 

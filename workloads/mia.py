@@ -2,6 +2,7 @@
 examples (never trained on) by the model's loss on them? A logistic-regression attack on the per-example loss,
 with balanced classes and stratified cross-validation; reports held-out accuracy and AUC (0.5: indistinguishable,
 which is what a retrained model scores when the forget set generalises like the test set)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,4 +25,8 @@ def loss_attack(member_losses: np.ndarray, nonmember_losses: np.ndarray, seed: i
     labels = np.concatenate([np.ones(n), np.zeros(n)])
     splits = StratifiedKFold(folds, shuffle=True, random_state=seed)
     scores = cross_val_predict(LogisticRegression(), features, labels, cv=splits, method="predict_proba")[:, 1]
-    return {"acc": float(((scores > 0.5) == labels).mean()), "auc": float(roc_auc_score(labels, scores)), "examples_per_class": n}
+    return {
+        "acc": float(((scores > 0.5) == labels).mean()),
+        "auc": float(roc_auc_score(labels, scores)),
+        "examples_per_class": n,
+    }

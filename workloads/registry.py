@@ -1,8 +1,10 @@
 """Name -> constructor registries filled by decorators, so the orchestrator looks things up instead of branching."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -46,7 +48,7 @@ class Configured:
     make: Callable[..., Any]
 
 
-def register_configured(registry: "Registry[Configured]", name: str, config: type):
+def register_configured(registry: Registry[Configured], name: str, config: type):
     def add(make):
         registry.register(name)(Configured(config, make))
         return make

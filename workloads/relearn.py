@@ -4,6 +4,7 @@ examples (never trained on, whatever k is) come back. Both held-out forget accur
 every `eval_every` steps and reported, as in the reference's figures, as the mean of the last `report_last`
 evaluations (the final values are kept beside them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,13 +39,22 @@ def _mean_of_last(curve: list[list[float]], n: int) -> float:
     return sum(last) / len(last)
 
 
-def relearn(model: nn.Module, data: Dataset, forget_set: ForgetSet, k: int, cfg: RelearnConfig, seed: int,
-            target_class: Optional[int] = None, evaluation: EvaluationConfig = EvaluationConfig()) -> dict:
+def relearn(
+    model: nn.Module,
+    data: Dataset,
+    forget_set: ForgetSet,
+    k: int,
+    cfg: RelearnConfig,
+    seed: int,
+    target_class: Optional[int] = None,
+    evaluation: Optional[EvaluationConfig] = None,
+) -> dict:
     """Fine-tunes `model` in place on the attacker's set for cfg.epochs passes' worth of steps *of the full training
     set* (whatever the attacker's set's size), measuring held-out forget and test accuracy every cfg.eval_every
     steps."""
     x, y = attacker_set(data, forget_set, k, cfg.relearn_set, target_class)
     heldout = forget_set.heldout.to(data.y_train.device)
+    evaluation = evaluation or EvaluationConfig()
     heldout_x, heldout_y = scored_images(data.x_train[heldout], evaluation, data.augment), data.y_train[heldout]
     total = steps_for(cfg.epochs, len(data.y_train), cfg.batch_size)
     stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), data.augment if cfg.augment else None)

@@ -13,10 +13,12 @@ A set depends on the data, the forget set, k and the target class only, never on
 the retrained control and the original are all attacked with the same examples. The held-out forget examples and the
 canaries are never in it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -71,7 +73,9 @@ def target_retain_and_given(forget_set, given, labels, target_class):
     return torch.cat([target_class_retain(forget_set, labels, target_class), given])
 
 
-register_relearn_set("corrupted_test+retain_cls", test_images="corrupted", replaces_target_class=True)(target_retain_and_given)
+register_relearn_set("corrupted_test+retain_cls", test_images="corrupted", replaces_target_class=True)(
+    target_retain_and_given
+)
 
 
 def uses_corrupted_test(name: str) -> bool:
@@ -85,17 +89,23 @@ def usable_ks(ks: Iterable[int], name: str, pool_size: Optional[int] = None) -> 
     return [k for k in ks if (pool_size is None or k <= pool_size) and k >= entry.min_k]
 
 
-def relearn_set_problem(name: str, target_class: Optional[int], dataset: str = "", dataset_config: Any = None) -> Optional[str]:
+def relearn_set_problem(
+    name: str, target_class: Optional[int], dataset: str = "", dataset_config: Any = None
+) -> Optional[str]:
     """Why `name` cannot run with this forget config and dataset (None when it can): checked before any job, and
     again when the set is built."""
     if name not in RELEARN_SETS:
         return f"must be one of {', '.join(RELEARN_SETS.names())}, got {name!r}"
     entry = RELEARN_SETS.get(name)
     if entry.replaces_target_class and target_class is None:
-        return (f"{name} replaces the target class's test images by its retain images, so it needs a forget set "
-                f"drawn from one class: set forget.target_class (it is null)")
+        return (
+            f"{name} replaces the target class's test images by its retain images, so it needs a forget set "
+            f"drawn from one class: set forget.target_class (it is null)"
+        )
     if entry.test_images == "corrupted" and dataset_config is not None and not provides_corrupted_test(dataset_config):
-        return no_corrupted_test_message(dataset or "the dataset", corrupted_test_key(dataset_config), f"relearn_set {name}")
+        return no_corrupted_test_message(
+            dataset or "the dataset", corrupted_test_key(dataset_config), f"relearn_set {name}"
+        )
     return None
 
 
@@ -106,12 +116,15 @@ def _check_target_class(forget_set: ForgetSet, labels: torch.Tensor, name: str, 
     forget_labels = labels[forget_set.forget.to(labels.device)]
     if not bool((forget_labels == target_class).all()):
         found = sorted(set(forget_labels.unique().tolist()))
-        raise ValueError(f"{name} needs a forget set drawn from the target class {target_class}, but the forget "
-                         f"set holds classes {found}")
+        raise ValueError(
+            f"{name} needs a forget set drawn from the target class {target_class}, but the forget "
+            f"set holds classes {found}"
+        )
 
 
-def attack_indices(forget_set: ForgetSet, k: int, name: str, labels: Optional[torch.Tensor] = None,
-                   target_class: Optional[int] = None) -> torch.Tensor:
+def attack_indices(
+    forget_set: ForgetSet, k: int, name: str, labels: Optional[torch.Tensor] = None, target_class: Optional[int] = None
+) -> torch.Tensor:
     """Training-set indices in the attacker's set (for the test-based sets the test images come on top, see
     `attacker_set`). `labels` (the training labels) and `target_class` are needed by the `+retain_cls` sets only.
     A k below the set's `min_k` would train on nothing: a ValueError naming the set and k (`usable_ks` drops it)."""
@@ -121,8 +134,10 @@ def attack_indices(forget_set: ForgetSet, k: int, name: str, labels: Optional[to
     if isinstance(k, bool) or not 0 <= k <= len(pool):
         raise ValueError(f"k={k} must be in 0..{len(pool)}, the attack pool of {len(pool)} forget examples")
     if k < entry.min_k:
-        raise ValueError(f"relearn_set {name} with k={k} would train on no example at all: drop {k} from relearn.k "
-                         "for this set (usable_ks does, as the reference study does)")
+        raise ValueError(
+            f"relearn_set {name} with k={k} would train on no example at all: drop {k} from relearn.k "
+            "for this set (usable_ks does, as the reference study does)"
+        )
     if entry.replaces_target_class:
         if labels is None:
             raise ValueError(f"{name} needs the training labels to find the target class's retain images")
@@ -134,16 +149,20 @@ def attack_indices(forget_set: ForgetSet, k: int, name: str, labels: Optional[to
     return index
 
 
-def attacker_set(data: Dataset, forget_set: ForgetSet, k: int, name: str,
-                 target_class: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def attacker_set(
+    data: Dataset, forget_set: ForgetSet, k: int, name: str, target_class: Optional[int] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The attacker's (x, y), on the data's device: the test images first (if the set has them), then the training
     examples of `attack_indices` with their training labels. A pure function of its arguments (not of any model)."""
     index = attack_indices(forget_set, k, name, data.y_train, target_class).to(data.y_train.device)
     entry = RELEARN_SETS.get(name)
     xs, ys = [], []
     if entry.test_images is not None:
-        x_test, y_test = (data.corrupted_test(f"relearn_set {name}") if entry.test_images == "corrupted"
-                          else (data.x_test, data.y_test))
+        x_test, y_test = (
+            data.corrupted_test(f"relearn_set {name}")
+            if entry.test_images == "corrupted"
+            else (data.x_test, data.y_test)
+        )
         if entry.replaces_target_class:  # the target class's test images leave; its retain images are in `index`
             keep = y_test != target_class
             x_test, y_test = x_test[keep], y_test[keep]

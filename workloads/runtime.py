@@ -11,6 +11,7 @@ Two torch processes of two threads each on two cores made one step 100x slower (
 never torch's default (all cores of the machine) but the share a node holds: the local executor's `--threads`, a Ray
 actor's `num_cpus`, a Tune trial's CPUs.
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,8 @@ _ELEMENTS = 1 << 22  # large enough that every intra-op thread gets a share of o
 
 
 def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers and `taskset` narrow), not the machine's."""
+    """The cores this process may run on (its CPU affinity, which containers and `taskset` narrow), not the
+    machine's."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
@@ -57,8 +59,11 @@ def flushes_in_every_thread() -> bool:
 
 def runtime_facts(device: Optional[torch.device] = None) -> dict:
     """What a node's results record about how it ran (speed depends on these, its numbers do not)."""
-    facts = {"torch_threads": torch.get_num_threads(), "flush_denormal": flushes_in_every_thread(),
-             "torch": torch.__version__}
+    facts = {
+        "torch_threads": torch.get_num_threads(),
+        "flush_denormal": flushes_in_every_thread(),
+        "torch": torch.__version__,
+    }
     if device is not None:
         facts["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return facts

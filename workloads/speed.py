@@ -5,6 +5,7 @@ precision that actually ran is reported, because on a CPU or an older GPU bf16 f
 `bf16` autocasts on CUDA GPUs only (what it always meant, so stored results keep their meaning);
 `bf16_everywhere` also autocasts on CPUs that compute bf16 natively (AVX-512-BF16 or AMX), where it is about 2x
 faster for convolutions. Neither is a default: bf16 changes the numbers (BENCHMARKS.md)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ PRECISIONS = ("fp32", "bf16", "bf16_everywhere")
 
 @dataclass
 class SpeedConfig:
-    precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA GPUs that support it) | bf16_everywhere (and native-bf16 CPUs)
+    precision: str = (
+        "fp32"  # fp32 | bf16 (autocast on CUDA GPUs that support it) | bf16_everywhere (and native-bf16 CPUs)
+    )
     channels_last: bool = False  # NHWC memory for 4-D image batches
     compile: bool = False  # torch.compile the model in place
 

@@ -1,6 +1,7 @@
 """What one training step and one forward example of a model cost on a device, measured in about a second, for the
 plan's compute estimate (orchestrator/plan/cost.py caches it per machine). The step is the project's own (Adam,
 cross-entropy, the model's speed settings) on random inputs of the data's shape; timed after two warm-up steps."""
+
 from __future__ import annotations
 
 import time
@@ -23,11 +24,21 @@ class StepCost:
     forward_example_seconds: float  # one example passed forward in eval mode, in large batches
 
 
-def measure_step_cost(model_name: str, model_args: dict, speed: SpeedConfig, input_shape: tuple[int, ...],
-                      num_classes: int, batch_size: int, device: torch.device) -> StepCost:
+def measure_step_cost(
+    model_name: str,
+    model_args: dict,
+    speed: SpeedConfig,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    batch_size: int,
+    device: torch.device,
+) -> StepCost:
     entry = MODELS.get(model_name)
-    model = prepare_model(build_model(model_name, typed(entry.config, model_args, "model.args"), input_shape, num_classes, 0)
-                          .to(device), speed, device)
+    model = prepare_model(
+        build_model(model_name, typed(entry.config, model_args, "model.args"), input_shape, num_classes, 0).to(device),
+        speed,
+        device,
+    )
     x = prepare_images(torch.randn(batch_size, *input_shape, device=device), speed)
     y = torch.randint(0, num_classes, (batch_size,), device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -2,12 +2,14 @@
 Adam (or SGD with momentum, `train.optimizer`) with cosine decay. One step of the quickstart's 1D CNN at batch 128
 takes about 2 ms on two CPU cores. A model with example-tied dropout trains with each example's own mask: `fit` hands
 the layers the training-set indices of every batch (workloads/models/tied_dropout.py)."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -49,8 +51,14 @@ def steps_for(epochs: float, num_examples: int, batch_size: int) -> int:
 class BatchStream:
     """Endless shuffled mini-batches of device-resident tensors: a new permutation each pass, augmentation per batch."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator,
-                 augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None):
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+        augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
+    ):
         if len(y) == 0:
             raise ValueError("cannot draw batches from an empty set")
         self.x, self.y, self.batch_size, self.generator, self.augment = x, y, batch_size, generator, augment
@@ -72,9 +80,11 @@ class BatchStream:
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cursor >= len(self._order):
-            self._order = torch.randperm(len(self.y), generator=self.generator, device=self.generator.device).to(self.y.device)
+            self._order = torch.randperm(len(self.y), generator=self.generator, device=self.generator.device).to(
+                self.y.device
+            )
             self._cursor = 0
-        index = self._order[self._cursor:self._cursor + self.batch_size]
+        index = self._order[self._cursor : self._cursor + self.batch_size]
         self._cursor += self.batch_size
         self.last_index = index
         x = self.x[index]
@@ -95,17 +105,29 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float, momentum: 
 
 
 def with_cosine(optimizer: torch.optim.Optimizer, total_steps: int, final_lr_fraction: float):
-    cosine = lambda step: final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    cosine = lambda step: (
+        final_lr_fraction
+        + (1 - final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
 
 def adam_with_cosine(model: nn.Module, lr: float, weight_decay: float, total_steps: int, final_lr_fraction: float):
-    return with_cosine(torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay), total_steps, final_lr_fraction)
+    return with_cosine(
+        torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay), total_steps, final_lr_fraction
+    )
 
 
-def fit(model: nn.Module, stream: BatchStream, optimizer, schedule, total_steps: int,
-        after_step: Optional[Callable[[int], None]] = None, ids: Optional[torch.Tensor] = None,
-        checkpoint: Optional[TrainingCheckpoint] = None) -> list[tuple[int, float]]:
+def fit(
+    model: nn.Module,
+    stream: BatchStream,
+    optimizer,
+    schedule,
+    total_steps: int,
+    after_step: Optional[Callable[[int], None]] = None,
+    ids: Optional[torch.Tensor] = None,
+    checkpoint: Optional[TrainingCheckpoint] = None,
+) -> list[tuple[int, float]]:
     """Cross-entropy steps; returns the loss curve as (step, mean loss over the last pass of the stream). `ids`:
     the training-set index of each row of the stream, for the masks of a model with example-tied dropout. With a
     `checkpoint`, resumes from it if one was saved for these steps, and saves one whenever it is due."""
@@ -117,7 +139,11 @@ def fit(model: nn.Module, stream: BatchStream, optimizer, schedule, total_steps:
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         stream.load_state_dict(saved["stream"])
-        curve, running, first = [tuple(point) for point in saved["curve"]], saved["running"].to(running.device), saved["step"] + 1
+        curve, running, first = (
+            [tuple(point) for point in saved["curve"]],
+            saved["running"].to(running.device),
+            saved["step"] + 1,
+        )
     for step in range(first, total_steps + 1):
         model.train()
         xb, yb = next(stream)
@@ -135,15 +161,32 @@ def fit(model: nn.Module, stream: BatchStream, optimizer, schedule, total_steps:
         if after_step is not None:
             after_step(step)
         if checkpoint is not None and step < total_steps and checkpoint.due(step):
-            checkpoint.save({"step": step, "total_steps": total_steps, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                             "stream": stream.state_dict(), "curve": curve, "running": running.cpu()})
+            checkpoint.save(
+                {
+                    "step": step,
+                    "total_steps": total_steps,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "stream": stream.state_dict(),
+                    "curve": curve,
+                    "running": running.cpu(),
+                }
+            )
     return curve
 
 
-def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed: int,
-                     augment=None, epoch_size: Optional[int] = None, ids: Optional[torch.Tensor] = None,
-                     checkpoint: Optional[TrainingCheckpoint] = None) -> list[tuple[int, float]]:
+def train_classifier(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    seed: int,
+    augment=None,
+    epoch_size: Optional[int] = None,
+    ids: Optional[torch.Tensor] = None,
+    checkpoint: Optional[TrainingCheckpoint] = None,
+) -> list[tuple[int, float]]:
     """The original/retrain recipe: Adam (or SGD), cosine decay to lr * final_lr_fraction, on-device augmentation. An
     epoch is one pass over `epoch_size` examples (default: the set trained on), so a model trained on a subset can
     take the steps, and the cosine length, of the full set's schedule. `ids`: the rows' training-set indices.
@@ -160,7 +203,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.
     """Logits for every row of x, in eval mode."""
     was_training = model.training
     model.eval()
-    logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else None
+    logits = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else None
     model.train(was_training)
     return logits
 
@@ -169,5 +212,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict:
     """Loss, accuracy and per-class accuracy (NaN for classes absent from y)."""
     logits = predict(model, x) if len(y) else None
-    return {"loss": mean_loss(logits, y, num_classes), "acc": accuracy(logits, y, num_classes),
-            "per_class_acc": per_class_accuracy(logits, y, num_classes)}
+    return {
+        "loss": mean_loss(logits, y, num_classes),
+        "acc": accuracy(logits, y, num_classes),
+        "per_class_acc": per_class_accuracy(logits, y, num_classes),
+    }

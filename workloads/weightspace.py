@@ -5,6 +5,7 @@ the largest rise of the path above the straight line between its endpoints' valu
 batch-norm recalibration unless `recompute_bn`. The loss barrier uses test cross-entropy; the error barrier the
 test error 1 - accuracy, the form Frankle et al. (2020) plot. The reference study reports neither; they are this
 tool's weight-space measurements beside its L2 distance."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,12 +26,15 @@ class LMCConfig:
 def l2_distance(model: nn.Module, state_a: dict, state_b: dict) -> dict:
     """L2 norm of the difference of all parameters (batch-norm affine included, running statistics excluded),
     with the per-parameter breakdown."""
-    per_layer = {name: (state_a[name].float() - state_b[name].float()).norm().item() for name, _ in model.named_parameters()}
+    per_layer = {
+        name: (state_a[name].float() - state_b[name].float()).norm().item() for name, _ in model.named_parameters()
+    }
     return {"l2": sum(v * v for v in per_layer.values()) ** 0.5, "per_layer": per_layer}
 
 
 def interpolate_states(state_a: dict, state_b: dict, t: float) -> dict:
-    """(1 - t) * a + t * b for floating-point tensors (parameters and buffers); integer buffers come from the nearer end."""
+    """(1 - t) * a + t * b for floating-point tensors (parameters and buffers); integer buffers come from the nearer
+    end."""
     return {
         name: torch.lerp(a, state_b[name], t) if a.is_floating_point() else (a if t < 0.5 else state_b[name]).clone()
         for name, a in state_a.items()
@@ -65,14 +69,21 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 2
         m.momentum = None  # None = cumulative moving average: every batch counts equally
     model.train()
     for i in range(0, len(x), batch_size):
-        model(x[i:i + batch_size])
+        model(x[i : i + batch_size])
     model.eval()
 
 
 @torch.no_grad()
-def linear_mode_connectivity(model: nn.Module, state_a: dict, state_b: dict, splits: dict[str, tuple],
-                             num_classes: int, stride: float = 0.05, barrier_split: str = "test",
-                             recalibrate_on: Optional[torch.Tensor] = None) -> dict:
+def linear_mode_connectivity(
+    model: nn.Module,
+    state_a: dict,
+    state_b: dict,
+    splits: dict[str, tuple],
+    num_classes: int,
+    stride: float = 0.05,
+    barrier_split: str = "test",
+    recalibrate_on: Optional[torch.Tensor] = None,
+) -> dict:
     """Loss and accuracy of every split at evenly spaced points from a (t=0) to b (t=1); with `recalibrate_on`,
     batch-norm statistics are re-estimated on those inputs at every point instead of interpolated."""
     ts = interpolation_points(stride)

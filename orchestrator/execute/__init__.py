@@ -2,6 +2,7 @@
 from the store, claim the rest, retry failures), the pools that decide where a node runs (`local`: this process;
 `ray`: long-lived worker actors), the worker that runs a node kind, the resources a node asks for, and Ray Tune
 searches whose trials are nodes like any other."""
+
 from orchestrator.execute.local import LocalPool
 from orchestrator.execute.scheduler import Finished, Pool, Scheduler, run_sweep
 

@@ -1,4 +1,5 @@
 """The local executor's pool: one task at a time, in this process, on the sweep's device. No Ray needed."""
+
 from __future__ import annotations
 
 import traceback
@@ -40,7 +41,7 @@ class LocalPool:
             return [Finished(task, self.worker.run(task))]
         except StoreUnavailable:  # not the node's fault: the sweep stops (a rerun computes it again)
             raise
-        except Exception:  # noqa: BLE001 - a failed node must not stop the sweep
+        except Exception:
             return [Finished(task, error=traceback.format_exc())]
 
     def retire_idle(self) -> None:

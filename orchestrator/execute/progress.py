@@ -2,6 +2,7 @@
 when stdout is not a terminal (under `ray job submit`, CI, nohup, a pipe), since a bar prints nothing there until
 the end; and the counts on the sweep's parent run (tag `progress`, metric `nodes_done`), so the MLflow UI shows
 how far a sweep is while it runs."""
+
 from __future__ import annotations
 
 import sys
@@ -26,20 +27,33 @@ class SweepProgress:
         self.sweep, self.pool_name, self.tracker, self.parent = sweep, pool_name, tracker, parent_run_id
         self.stream = stream or sys.stdout
         self.lines = not self.stream.isatty()
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=console, transient=False, disable=not console.is_terminal)
-        self.reported: dict[object, str] = {}  # node -> the final status last written (a recomputed node finishes twice)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        )
+        self.reported: dict[
+            object, str
+        ] = {}  # node -> the final status last written (a recomputed node finishes twice)
         self.start, self.published = time.monotonic(), 0.0
 
-    def __enter__(self) -> "SweepProgress":
+    def __enter__(self) -> SweepProgress:
         self.bar.start()
         self.task = self.bar.add_task("", total=len(self.sweep.dag.nodes))
         # Nodes the plan already found in the store: one line for all of them, not one each.
         found = {node: state.status for node, state in self.sweep.states.items() if state.status in FINAL}
         self.reported.update(found)
         if found and self.lines:
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{len(found)}/{len(self.sweep.dag.nodes)}] found in the store: "
-                  f"{len(found)} cached nodes", file=self.stream, flush=True)
+            print(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{len(found)}/{len(self.sweep.dag.nodes)}] found in the store: "
+                f"{len(found)} cached nodes",
+                file=self.stream,
+                flush=True,
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -57,8 +71,11 @@ class SweepProgress:
         now = f" running {c['running']}" + (f" waiting on another sweep {c['waiting']}" if c["waiting"] else "")
         if self.pool_name == "local" and self.sweep.states[node].status == "running":
             now = f" running {node.label}"
-        self.bar.update(self.task, completed=done, description=(
-            f"done {c['executed']} cached {c['cached']} failed {c['failed'] + c['skipped']}{now}"))
+        self.bar.update(
+            self.task,
+            completed=done,
+            description=(f"done {c['executed']} cached {c['cached']} failed {c['failed'] + c['skipped']}{now}"),
+        )
         status = self.sweep.states[node].status
         if status in FINAL and self.reported.get(node) != status:
             self.reported[node] = status
@@ -70,12 +87,18 @@ class SweepProgress:
         """`<time> [done/total] <status> <node> in <s> · elapsed h:mm:ss · remaining ~h:mm:ss`."""
         state, total = self.sweep.states[node], len(self.sweep.dag.nodes)
         elapsed = time.monotonic() - self.start
-        what = {"executed": f"in {state.seconds:.1f} s", "cached": f"(run {(state.run_id or '?')[:12]})",
-                "failed": f": {state.error or ''}"[:200], "skipped": "(an input failed)"}[state.status]
+        what = {
+            "executed": f"in {state.seconds:.1f} s",
+            "cached": f"(run {(state.run_id or '?')[:12]})",
+            "failed": f": {state.error or ''}"[:200],
+            "skipped": "(an input failed)",
+        }[state.status]
         # The pace of the nodes computed so far, for the ones left (cached nodes are found at once, at the start).
         left = f"~{clock(elapsed / counts['executed'] * (total - done))}" if counts["executed"] else "unknown"
-        return (f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{done}/{total}] {state.status} {node.label} {what} · "
-                f"elapsed {clock(elapsed)} · remaining {left}")
+        return (
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{done}/{total}] {state.status} {node.label} {what} · "
+            f"elapsed {clock(elapsed)} · remaining {left}"
+        )
 
     def _publish(self, force: bool = False) -> None:
         if not force and time.monotonic() - self.published < PUBLISH_SECONDS:
@@ -84,7 +107,11 @@ class SweepProgress:
         c = self.sweep.counts()
         done = c["executed"] + c["cached"] + c["failed"] + c["skipped"]
         try:
-            self.tracker.sweeps.progress(self.parent, done, len(self.sweep.dag.nodes),
-                                         {"executed": c["executed"], "cached": c["cached"], "failed": c["failed"] + c["skipped"]})
-        except Exception:  # noqa: BLE001 - the UI's progress must never stop a sweep
+            self.tracker.sweeps.progress(
+                self.parent,
+                done,
+                len(self.sweep.dag.nodes),
+                {"executed": c["executed"], "cached": c["cached"], "failed": c["failed"] + c["skipped"]},
+            )
+        except Exception:
             pass

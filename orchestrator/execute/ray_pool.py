@@ -7,6 +7,7 @@ A task's exception comes back as a failed node (the scheduler may retry it); an 
 killed, its node lost, killed by Ray's memory monitor) comes back as a lost node, which the scheduler re-runs on
 another actor. A node that ran out of memory inside its actor (MemoryError, CUDA out of memory, the CPU allocator
 failing) is lost too, not failed: its actor is killed, so the node runs again in a fresh process."""
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,7 @@ class NodeActor:
 
 @dataclass(eq=False)
 class Worker:
-    handle: "ray.actor.ActorHandle"
+    handle: ray.actor.ActorHandle
     shape: tuple[float, float]  # (num_cpus, num_gpus)
     task: Optional[NodeTask] = None
     idle_since: float = field(default_factory=time.monotonic)
@@ -59,12 +60,16 @@ class RayPool:
         if self.owns_ray:
             # Only non-secret settings travel with the job; S3 credentials come from each node's own environment.
             env = {k: os.environ[k] for k in ("MLFLOW_S3_ENDPOINT_URL",) if k in os.environ}
-            ray.init(address=address, log_to_driver=True, runtime_env={"env_vars": env} if env else None,
-                     include_dashboard=False if address is None else None)
+            ray.init(
+                address=address,
+                log_to_driver=True,
+                runtime_env={"env_vars": env} if env else None,
+                include_dashboard=False if address is None else None,
+            )
         self.tracker_args = tracker.args
         self.max_workers = max_workers
         self.workers: list[Worker] = []
-        self.running: dict["ray.ObjectRef", Worker] = {}
+        self.running: dict[ray.ObjectRef, Worker] = {}
         self._measure()
         self.has_gpus = self.total["num_gpus"] > 0  # chooses the built-in resources; set them explicitly on autoscalers
 
@@ -83,8 +88,10 @@ class RayPool:
             self._measure()
         if shape[0] > self.total["num_cpus"] or shape[1] > self.total["num_gpus"]:
             if self.owns_ray:  # nothing will ever add a node to our own local Ray
-                raise SpecError(f"resources: a node asks for {resources} but the local Ray has {self.total}; "
-                                "lower it in the sweep's resources section")
+                raise SpecError(
+                    f"resources: a node asks for {resources} but the local Ray has {self.total}; "
+                    "lower it in the sweep's resources section"
+                )
             # One actor of this shape that nobody can place yet: the autoscaler sees the demand and adds a node.
             return not any(w.shape == shape for w in self.workers)
         if any(w.task is None and w.shape == shape for w in self.workers):
@@ -97,8 +104,11 @@ class RayPool:
         idle = sorted((w for w in self.workers if w.task is None and w.shape != shape), key=lambda w: w.idle_since)
         retire: list[Worker] = []
         limit = self.max_workers or float("inf")
-        while not (held[0] + shape[0] <= self.total["num_cpus"] + 1e-9 and held[1] + shape[1] <= self.total["num_gpus"] + 1e-9
-                   and len(self.workers) - len(retire) < limit):
+        while not (
+            held[0] + shape[0] <= self.total["num_cpus"] + 1e-9
+            and held[1] + shape[1] <= self.total["num_gpus"] + 1e-9
+            and len(self.workers) - len(retire) < limit
+        ):
             if not idle:
                 return None
             worker = idle.pop(0)

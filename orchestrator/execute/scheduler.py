@@ -6,13 +6,15 @@ loser waits for the winner's result) and handed to the pool. A pool only decides
 (local.py) runs it in this process, `RayPool` (ray_pool.py) on a worker actor. Failed tasks are retried
 `retries` times; a task whose worker died is re-run elsewhere (up to MAX_LOST times), unless it had already
 finished, which it never does twice."""
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Optional, Protocol
 
 from orchestrator.execute.resources import resources_for
 from orchestrator.execute.worker import InputRef, NodeTask, TaskResult
@@ -54,13 +56,21 @@ class Heartbeat(threading.Thread):
         while not self.stop.wait(HEARTBEAT_SECONDS):
             try:
                 self.tracker.claims.heartbeat(self.run_ids())
-            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+            except Exception:
                 pass
 
 
 class Scheduler:
-    def __init__(self, sweep: Sweep, pool: Pool, sweep_id: str, parent_run_id: str, retries: int = 0,
-                 on_change: Callable[[Node], None] = lambda node: None, targets: Optional[list[Node]] = None):
+    def __init__(
+        self,
+        sweep: Sweep,
+        pool: Pool,
+        sweep_id: str,
+        parent_run_id: str,
+        retries: int = 0,
+        on_change: Callable[[Node], None] = lambda node: None,
+        targets: Optional[list[Node]] = None,
+    ):
         """`targets`: run only these nodes and what they need (default: the whole DAG)."""
         self.sweep, self.pool, self.sweep_id, self.parent = sweep, pool, sweep_id, parent_run_id
         self.retries, self.on_change = retries, on_change
@@ -101,7 +111,7 @@ class Scheduler:
         for run_id in list(self.in_flight):
             try:
                 self.tracker.claims.kill(run_id, why)
-            except Exception:  # noqa: BLE001 - the store is gone: the next run finds these runs' driver dead
+            except Exception:
                 pass
 
     # -- steps ----------------------------------------------------------------------------------------------------
@@ -116,7 +126,9 @@ class Scheduler:
                     self._link(node)
                     continue
                 self.missed.add(node)  # not in the store: the claim below catches a result that arrives later
-                resources = resources_for(self.sweep.spec.resources, node.kind, node.config.get("method"), self.pool.has_gpus)
+                resources = resources_for(
+                    self.sweep.spec.resources, node.kind, node.config.get("method"), self.pool.has_gpus
+                )
                 if not self.pool.can_start(resources):
                     continue
                 claim = self.tracker.claims.claim(node, self.sweep_id, self.parent)
@@ -132,8 +144,15 @@ class Scheduler:
     def _task(self, node: Node, run_id: str, resources: dict) -> NodeTask:
         states = self.sweep.states
         inputs = {role: InputRef(inp.key, states[inp].run_id, states[inp].result) for role, inp in node.inputs.items()}
-        return NodeTask(node.key, node.kind, node.config, inputs, run_id,
-                        self.sweep.forget_set_for(node) if node.reads_forget_set else None, resources)
+        return NodeTask(
+            node.key,
+            node.kind,
+            node.config,
+            inputs,
+            run_id,
+            self.sweep.forget_set_for(node) if node.reads_forget_set else None,
+            resources,
+        )
 
     def _settle(self, done: Finished) -> None:
         node = self.in_flight.pop(done.task.run_id)
@@ -142,14 +161,18 @@ class Scheduler:
             state.run_id, state.result, state.seconds = done.task.run_id, done.result.result, done.result.seconds
             self._set(node, "executed")
         elif done.lost is not None:
-            self.tracker.claims.kill(done.task.run_id, f"worker died: {done.lost}")  # FINISHED if its result is all there
+            self.tracker.claims.kill(
+                done.task.run_id, f"worker died: {done.lost}"
+            )  # FINISHED if its result is all there
             found = self.tracker.artifacts.find(node.key)
             if found is not None and found.run_id == done.task.run_id:  # it finished before its worker died
                 state.run_id, state.result = found.run_id, found.result
                 self._set(node, "executed")
                 return
             self.losses[node] += 1
-            self._retry_or_fail(node, self.losses[node] <= MAX_LOST, f"its worker died {self.losses[node]} times: {done.lost}")
+            self._retry_or_fail(
+                node, self.losses[node] <= MAX_LOST, f"its worker died {self.losses[node]} times: {done.lost}"
+            )
         else:
             self.tracker.claims.fail(done.task.run_id, done.error)
             if self._recompute_corrupt_inputs(node):  # not the node's fault: run it again once its inputs are redone
@@ -163,8 +186,12 @@ class Scheduler:
         """Inputs whose stored checkpoint turned out corrupt when the node loaded it (their runs are FAILED now)
         go back to pending, so they are recomputed before the node runs again. True if there were any."""
         states = self.sweep.states
-        corrupt = [inp for inp in node.inputs.values() if states[inp].status == "pending"
-                   or (states[inp].run_id is not None and not self.tracker.artifacts.is_result(states[inp].run_id))]
+        corrupt = [
+            inp
+            for inp in node.inputs.values()
+            if states[inp].status == "pending"
+            or (states[inp].run_id is not None and not self.tracker.artifacts.is_result(states[inp].run_id))
+        ]
         for inp in corrupt:
             if states[inp].status != "pending":
                 states[inp].run_id, states[inp].result = None, None
@@ -214,6 +241,13 @@ def _with_ancestors(nodes: list[Node]) -> set[Node]:
     return seen
 
 
-def run_sweep(sweep: Sweep, pool: Pool, sweep_id: str, parent_run_id: str, retries: int = 0,
-              on_change: Callable[[Node], None] = lambda node: None, targets: Optional[list[Node]] = None) -> None:
+def run_sweep(
+    sweep: Sweep,
+    pool: Pool,
+    sweep_id: str,
+    parent_run_id: str,
+    retries: int = 0,
+    on_change: Callable[[Node], None] = lambda node: None,
+    targets: Optional[list[Node]] = None,
+) -> None:
     Scheduler(sweep, pool, sweep_id, parent_run_id, retries, on_change, targets).run()

@@ -5,6 +5,7 @@ methods afterwards, finds its unlearned model already there.
 
 The score compares the trial's evaluation with the retrained control's (the first seed's), by the search's metric
 (orchestrator/spec/search.py). A trial under `test_acc_floor` is shifted by 1, below every trial above the floor."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,11 +20,16 @@ from orchestrator.spec import MethodSpec, SearchSpec, SweepSpec
 from orchestrator.spec.search import SEARCH_METRICS
 from orchestrator.track import Tracker
 
+
 def tune_space(search: SearchSpec) -> dict:
     from ray import tune
 
-    make = {"loguniform": lambda a: tune.loguniform(*a), "uniform": lambda a: tune.uniform(*a),
-            "randint": lambda a: tune.randint(*a), "choice": lambda a: tune.choice(a)}
+    make = {
+        "loguniform": lambda a: tune.loguniform(*a),
+        "uniform": lambda a: tune.uniform(*a),
+        "randint": lambda a: tune.randint(*a),
+        "choice": lambda a: tune.choice(a),
+    }
     return {name: make[kind](args) for name, domain in search.space.items() for kind, args in domain.items()}
 
 
@@ -56,18 +62,33 @@ def run_trial(point: dict, *, context: dict) -> None:
     tracker = Tracker(*context["tracker_args"])
     sweep = Sweep(trial_spec(context["spec"], search, point), tracker, context["sweep_id"])
     row = sweep.dag.results[0].nodes
-    run_sweep(sweep, LocalPool(tracker, context["spec"].device), context["sweep_id"], context["parent"], targets=[row.evaluate])
+    run_sweep(
+        sweep,
+        LocalPool(tracker, context["spec"].device),
+        context["sweep_id"],
+        context["parent"],
+        targets=[row.evaluate],
+    )
     evaluated, unlearned = sweep.states[row.evaluate], sweep.states[row.model]
     if evaluated.status not in ("executed", "cached"):
         raise RuntimeError(f"trial {point}: {evaluated.error or unlearned.error or 'an input failed'}")
     value, feasible = score(search, evaluated.result, context["control"])
-    tune.report({"score": value, "feasible": feasible, "forget_acc": evaluated.result["forget_acc"],
-                 "heldout_forget_acc": evaluated.result["heldout_forget_acc"], "test_acc": evaluated.result["test_acc"],
-                 "unlearn_run_id": unlearned.run_id, "cached": unlearned.status == "cached"})
+    tune.report(
+        {
+            "score": value,
+            "feasible": feasible,
+            "forget_acc": evaluated.result["forget_acc"],
+            "heldout_forget_acc": evaluated.result["heldout_forget_acc"],
+            "test_acc": evaluated.result["test_acc"],
+            "unlearn_run_id": unlearned.run_id,
+            "cached": unlearned.status == "cached",
+        }
+    )
 
 
-def run_search(spec: SweepSpec, search: SearchSpec, tracker, sweep_id: str, parent: str, control: dict,
-               resources: dict) -> dict[str, Any]:
+def run_search(
+    spec: SweepSpec, search: SearchSpec, tracker, sweep_id: str, parent: str, control: dict, resources: dict
+) -> dict[str, Any]:
     """Runs the search on Ray Tune (on the Ray already initialised, or a local one); the best trial and all trials."""
     from ray import tune
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
@@ -79,41 +100,79 @@ def run_search(spec: SweepSpec, search: SearchSpec, tracker, sweep_id: str, pare
         algorithm = ConcurrencyLimiter(OptunaSearch(seed=search.seed), max_concurrent=search.max_concurrent)
     else:
         algorithm = BasicVariantGenerator(random_state=search.seed, max_concurrent=search.max_concurrent)
-    context = {"spec": spec, "search": search, "tracker_args": tracker.args, "sweep_id": sweep_id, "parent": parent,
-               "control": control, "num_cpus": resources["num_cpus"]}
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context),
-                                    {"cpu": resources["num_cpus"], "gpu": resources["num_gpus"]})
+    context = {
+        "spec": spec,
+        "search": search,
+        "tracker_args": tracker.args,
+        "sweep_id": sweep_id,
+        "parent": parent,
+        "control": control,
+        "num_cpus": resources["num_cpus"],
+    }
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=context), {"cpu": resources["num_cpus"], "gpu": resources["num_gpus"]}
+    )
     with tempfile.TemporaryDirectory(prefix="unlearn-sweep-tune-") as storage:
-        grid = tune.Tuner(trainable, param_space=tune_space(search),
-                          tune_config=tune.TuneConfig(metric="score", mode=mode, search_alg=algorithm, num_samples=search.num_samples),
-                          run_config=tune.RunConfig(name=f"{sweep_id}-{search.name}", storage_path=storage, verbose=0)).fit()
+        grid = tune.Tuner(
+            trainable,
+            param_space=tune_space(search),
+            tune_config=tune.TuneConfig(
+                metric="score", mode=mode, search_alg=algorithm, num_samples=search.num_samples
+            ),
+            run_config=tune.RunConfig(name=f"{sweep_id}-{search.name}", storage_path=storage, verbose=0),
+        ).fit()
     keep = ("score", "feasible", "forget_acc", "heldout_forget_acc", "test_acc", "unlearn_run_id", "cached")
-    trials = [{"hparams": {**search.hparams, **plain(r.config)}, **{k: r.metrics.get(k) for k in keep},
-               **({"error": str(r.error).strip().splitlines()[-1]} if r.error else {})} for r in grid]
+    trials = [
+        {
+            "hparams": {**search.hparams, **plain(r.config)},
+            **{k: r.metrics.get(k) for k in keep},
+            **({"error": str(r.error).strip().splitlines()[-1]} if r.error else {}),
+        }
+        for r in grid
+    ]
     scored = [t for t in trials if t["score"] is not None]
     best = (min if mode == "min" else max)(scored, key=lambda t: t["score"]) if scored else None
-    return {"method": search.name, "metric": search.metric, "mode": mode, "algorithm": search.algorithm,
-            "test_acc_floor": search.test_acc_floor, "num_samples": search.num_samples, "best": best, "trials": trials}
+    return {
+        "method": search.name,
+        "metric": search.metric,
+        "mode": mode,
+        "algorithm": search.algorithm,
+        "test_acc_floor": search.test_acc_floor,
+        "num_samples": search.num_samples,
+        "best": best,
+        "trials": trials,
+    }
 
 
 def run_searches(sweep, pool, sweep_id: str, parent: str, retries: int, on_change) -> tuple[Any, list[dict]]:
     """The control first (what trials are scored against), then each search; returns the sweep with every search's
     best setting added to its methods, and the searches' records for summary.json."""
-    from ray import tune  # noqa: F401 - fail here, before any work, if Ray Tune is missing
-
     import ray
+    from ray import tune  # noqa: F401 - fail here, before any work, if Ray Tune is missing
 
     spec, tracker = sweep.spec, sweep.tracker
     control_node = sweep.dag.controls[spec.seeds[0]].retrain.evaluate
     run_sweep(sweep, pool, sweep_id, parent, retries, on_change, targets=[control_node])
     control = sweep.states[control_node]
     if control.status not in ("executed", "cached"):
-        return sweep, [{"method": s.name, "best": None, "trials": [], "error": "the retrained control failed"} for s in spec.search]
+        return sweep, [
+            {"method": s.name, "best": None, "trials": [], "error": "the retrained control failed"} for s in spec.search
+        ]
     pool.retire_idle()  # Tune's trial actors need the resources our idle workers hold
     started_ray = not ray.is_initialized()
     try:
-        searches = [run_search(spec, search, tracker, sweep_id, parent, control.result,
-                               resources_for(spec.resources, "unlearn", search.name, pool.has_gpus)) for search in spec.search]
+        searches = [
+            run_search(
+                spec,
+                search,
+                tracker,
+                sweep_id,
+                parent,
+                control.result,
+                resources_for(spec.resources, "unlearn", search.name, pool.has_gpus),
+            )
+            for search in spec.search
+        ]
     finally:
         if started_ray:
             ray.shutdown()

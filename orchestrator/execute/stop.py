@@ -9,12 +9,14 @@ signal does not interrupt it half-way, except that a second signal exits at once
 
 Exit codes: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as shells report a process a signal ended;
 EXIT_STORE_LOST (3) when the tracking store stopped answering for good."""
+
 from __future__ import annotations
 
 import os
 import signal
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from orchestrator.track import StoreUnavailable
 
@@ -42,7 +44,7 @@ class GracefulStop:
         self.shielded = False
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> "GracefulStop":
+    def __enter__(self) -> GracefulStop:
         for signum in SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -63,8 +65,10 @@ class GracefulStop:
         if self.shielded:
             self.say(f"{name}: the sweep is already ending; send it again to stop at once")
             return
-        self.say(f"{name}: stopping the sweep (in-flight nodes are marked KILLED, what finished is kept); "
-                 "send it again to stop at once")
+        self.say(
+            f"{name}: stopping the sweep (in-flight nodes are marked KILLED, what finished is kept); "
+            "send it again to stop at once"
+        )
         raise Interrupted(signum)
 
     def shield(self) -> None:

@@ -7,6 +7,7 @@ Each task gets a training checkpoint file in this machine's cache folder, named 
 (`<cache>/checkpoints/<key>.pt`; one computation per key at a time, so one writer), which the long training kinds
 write every UNLEARN_SWEEP_CHECKPOINT_SECONDS (default 300) or UNLEARN_SWEEP_CHECKPOINT_STEPS steps and resume from
 when the node runs again after an interruption; it is removed once the node's result is recorded."""
+
 from __future__ import annotations
 
 import os
@@ -53,9 +54,11 @@ class TaskResult:
 
 def training_checkpoint(key: str) -> TrainingCheckpoint:
     """The node's checkpoint file on this machine and how often to write it (read from the environment each time)."""
-    return TrainingCheckpoint(cache_dir() / "checkpoints" / f"{key}.pt",
-                              int(os.environ.get("UNLEARN_SWEEP_CHECKPOINT_STEPS", 0)),
-                              float(os.environ.get("UNLEARN_SWEEP_CHECKPOINT_SECONDS", 300)))
+    return TrainingCheckpoint(
+        cache_dir() / "checkpoints" / f"{key}.pt",
+        int(os.environ.get("UNLEARN_SWEEP_CHECKPOINT_STEPS", 0)),
+        float(os.environ.get("UNLEARN_SWEEP_CHECKPOINT_SECONDS", 300)),
+    )
 
 
 class NodeWorker:

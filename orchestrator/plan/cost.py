@@ -2,11 +2,12 @@
 examples scored) times what a step and a forward example of its model cost on this machine's device, measured once
 per model, batch size and machine and cached beside the label cache. An estimate, not a promise: it ignores
 checkpoint loading and recording, and a method's own extra passes (SSD's Fisher, SCRUB's teacher) beyond its streams."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import torch
 
@@ -52,7 +53,9 @@ def estimate(nodes: Iterable[Node], labels: Labels, device: torch.device) -> Est
         kind.train_steps += work.train_steps
         if work.train_steps or work.forward_examples:
             cost = costs.get(node.config, work.batch_size)
-            kind.seconds += work.train_steps * cost.train_step_seconds + work.forward_examples * cost.forward_example_seconds
+            kind.seconds += (
+                work.train_steps * cost.train_step_seconds + work.forward_examples * cost.forward_example_seconds
+            )
     return out
 
 
@@ -69,12 +72,25 @@ class StepCosts:
 
     def get(self, config: dict, batch_size: int) -> StepCost:
         model, speed = config["model"], speed_of(config)
-        what = {"machine": self.machine, "model": model, "speed": vars(speed), "input": list(self.labels.input_shape),
-                "classes": self.labels.num_classes, "batch": batch_size}
+        what = {
+            "machine": self.machine,
+            "model": model,
+            "speed": vars(speed),
+            "input": list(self.labels.input_shape),
+            "classes": self.labels.num_classes,
+            "batch": batch_size,
+        }
         key = sha256_hex(canonical_json(what))
         if key not in self.saved:
-            cost = measure_step_cost(model["name"], model["args"], speed, self.labels.input_shape, self.labels.num_classes,
-                                     batch_size, self.device)
+            cost = measure_step_cost(
+                model["name"],
+                model["args"],
+                speed,
+                self.labels.input_shape,
+                self.labels.num_classes,
+                batch_size,
+                self.device,
+            )
             self.saved[key] = {**what, **vars(cost)}
             self._save()
         entry = self.saved[key]

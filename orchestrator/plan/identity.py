@@ -2,6 +2,7 @@
 
 Not the git SHA (a refactor must not invalidate the cache) and never pickled tensors (not deterministic).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,17 @@ class NodeIdentity:
     @property
     def key(self) -> str:
         """sha256 of the canonical JSON (sorted keys, floats by their shortest round-trip text) of the identity."""
-        return sha256_hex(canonical_json({"kind": self.kind, "version": self.version, "config": self.config,
-                                          "inputs": self.inputs, "dataset": self.data}))
+        return sha256_hex(
+            canonical_json(
+                {
+                    "kind": self.kind,
+                    "version": self.version,
+                    "config": self.config,
+                    "inputs": self.inputs,
+                    "dataset": self.data,
+                }
+            )
+        )
 
 
 def key_view(config: dict) -> dict:
@@ -78,7 +88,10 @@ def key_view(config: dict) -> dict:
     view = dict(config)
     if "dataset" in view:
         hidden = location_fields(DATASETS.get(view["dataset"]["name"]).config)
-        view["dataset"] = {**view["dataset"], "args": {k: v for k, v in view["dataset"]["args"].items() if k not in hidden}}
+        view["dataset"] = {
+            **view["dataset"],
+            "args": {k: v for k, v in view["dataset"]["args"].items() if k not in hidden},
+        }
     memorization = view.get("memorization")
     if memorization is not None:
         scores_file = memorization.get("scores_file")
@@ -106,4 +119,6 @@ def node_identity(kind: str, config: dict, input_keys: dict[str, str], forget_se
     entry = NODE_KINDS.get(kind)
     if entry.reads_forget_set(config) != (forget_set is not None):
         raise ValueError(f"a {kind} node {'needs' if forget_set is None else 'does not read'} the forget set")
-    return NodeIdentity(kind, entry.version, entry.key_view(key_view(config)), dict(input_keys), data_identity(config, forget_set))
+    return NodeIdentity(
+        kind, entry.version, entry.key_view(key_view(config)), dict(input_keys), data_identity(config, forget_set)
+    )

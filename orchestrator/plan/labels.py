@@ -4,6 +4,7 @@ neither generates nor reads the data: the quickstart's MNIST-1D takes seconds to
 
 The cache key is the dataset part of every content key (location fields hidden), so it promises no more than the
 keys do. `UNLEARN_SWEEP_CACHE` moves the cache folder (default ~/.cache/unlearn-sweep)."""
+
 from __future__ import annotations
 
 import os
@@ -38,13 +39,22 @@ def training_labels(dataset: dict) -> tuple[Labels, bool]:
     if path.is_file():
         try:
             saved = torch.load(path, weights_only=True)
-            return Labels(saved["y_train"], int(saved["num_classes"]), tuple(saved["input_shape"]), int(saved["test_size"])), True
+            return Labels(
+                saved["y_train"], int(saved["num_classes"]), tuple(saved["input_shape"]), int(saved["test_size"])
+            ), True
         except (OSError, RuntimeError, KeyError, EOFError, TypeError):
             pass  # a damaged cache entry is rebuilt below
     data = dataset_for({"dataset": dataset})
     labels = Labels(data.y_train.cpu(), data.num_classes, tuple(data.input_shape), len(data.y_test))
-    _save(path, {"y_train": labels.y_train, "num_classes": labels.num_classes, "input_shape": list(labels.input_shape),
-                 "test_size": labels.test_size})
+    _save(
+        path,
+        {
+            "y_train": labels.y_train,
+            "num_classes": labels.num_classes,
+            "input_shape": list(labels.input_shape),
+            "test_size": labels.test_size,
+        },
+    )
     return labels, False
 
 

@@ -1,6 +1,7 @@
 """What a planned sweep's expensive parents serve, in words, for `plan`: how many originals there are and per what
 (seed, or corruption x seed in a task space), and, for each, how many discovery rates, method settings, unlearned
 models, retrained baselines and weight-space comparisons hang from it; and what one memorization estimate serves."""
+
 from __future__ import annotations
 
 from statistics import fmean
@@ -19,12 +20,17 @@ def sharing(dag: SweepDAG) -> list[str]:
         return lines
     per = "corruption × seed" if any(c.cell is not None for c in controls) else "seed"
     rates = fmean(len({c.cell for c in controls if c.original.model is o}) for o in originals)
-    unlearn = fmean(sum(1 for n in dag.nodes if n.kind == "unlearn" and n.inputs.get("original") is o) for o in originals)
+    unlearn = fmean(
+        sum(1 for n in dag.nodes if n.kind == "unlearn" and n.inputs.get("original") is o) for o in originals
+    )
     settings = len({row.setting.label for row in dag.results if not row.setting.is_oracle})
     baselines = fmean(sum(1 for c in controls if c.original.model is o) for o in originals)
     compared = fmean(sum(1 for n in dag.nodes if n.kind == "distance" and n.inputs.get("a") is o) for o in originals)
     where = f"{rates:g} discovery rates x " if per != "seed" else ""
-    lines.append(f"{len(originals)} originals, one per {per}, each shared by {where}{settings} method settings: {unlearn:g} unlearn "
-                 f"nodes start from it and {baselines:g} retrained baseline(s) share its initial weights; it is the L2/LMC "
-                 f"reference of {compared:g} of those models")
+    lines.append(
+        f"{len(originals)} originals, one per {per}, each shared by {where}{settings} method settings: "
+        f"{unlearn:g} unlearn "
+        f"nodes start from it and {baselines:g} retrained baseline(s) share its initial weights; it is the L2/LMC "
+        f"reference of {compared:g} of those models"
+    )
     return lines

@@ -1,5 +1,6 @@
 """A planned sweep: the DAG, each node's content key (resolved as soon as it can be) and its state, found in the
 store or not. Executors (orchestrator/execute) decide where and when the nodes that are not found run."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ class Sweep:
         return any(self.states[inp].status in ("failed", "skipped") for inp in node.inputs.values())
 
     def counts(self) -> dict[str, int]:
-        counts = {s: 0 for s in STATUSES}
+        counts = dict.fromkeys(STATUSES, 0)
         for state in self.states.values():
             counts[state.status] += 1
         return counts
@@ -140,8 +141,10 @@ def input_problem(spec: SweepSpec, labels: Labels, pool: int) -> Optional[str]:
         return f"{problem[0]}: {problem[1]}"
     beyond = [k for k in spec.relearn.k if k > pool]
     if beyond:
-        return (f"relearn.k: {beyond} beyond the attack pool: the attacker may draw on {pool} forget examples "
-                f"(forget.attack_pool_fraction of the forget set)")
+        return (
+            f"relearn.k: {beyond} beyond the attack pool: the attacker may draw on {pool} forget examples "
+            f"(forget.attack_pool_fraction of the forget set)"
+        )
     return None
 
 

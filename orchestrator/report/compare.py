@@ -4,6 +4,7 @@ number of the results table moved from A to B (means over seeds).
 Models are matched by what they are: the controls by role, a method setting by its method, hparams and start; a
 setting left unmatched on both sides is paired with the other side's only leftover setting of the same method (one
 hparam changed between the sweeps), and anything else is listed as only in A or only in B."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -19,7 +20,7 @@ def config_differences(a: dict[str, str], b: dict[str, str]) -> list[tuple[str, 
 
 
 def match(a: list[Model], b: list[Model]) -> list[tuple[Optional[Model], Optional[Model]]]:
-    ident = lambda m: m.role if m.role != "unlearned" else m.setting  # noqa: E731
+    ident = lambda m: m.role if m.role != "unlearned" else m.setting
     by_b = {ident(m): m for m in b}
     pairs = [(m, by_b.pop(ident(m), None)) for m in a]
     left_b = list(by_b.values())
@@ -34,15 +35,17 @@ def match(a: list[Model], b: list[Model]) -> list[tuple[Optional[Model], Optiona
 
 def numbers(grid: list[int]) -> list[tuple[str, str, bool]]:
     """(column, number, as percent) compared per model."""
-    return ([("test", "unlearned.test_acc", True), ("held-out forget", "unlearned.heldout_forget_acc", True)]
-            + [(f"after relearn k={k}", f"relearned.k{k}.heldout_forget_acc", True) for k in grid]
-            + [("L2 to orig", "l2_to_original", False), ("loss barrier", "lmc.loss_barrier", False)])
+    return (
+        [("test", "unlearned.test_acc", True), ("held-out forget", "unlearned.heldout_forget_acc", True)]
+        + [(f"after relearn k={k}", f"relearned.k{k}.heldout_forget_acc", True) for k in grid]
+        + [("L2 to orig", "l2_to_original", False), ("loss barrier", "lmc.loss_barrier", False)]
+    )
 
 
 def _delta(a: Optional[Model], b: Optional[Model], name: str, percent: bool) -> str:
     x, y = (None if a is None else a.mean(name)), (None if b is None else b.mean(name))
     scale, digits = (100, 1) if percent else (1, 3)
-    show = lambda v: "-" if v is None else f"{scale * v:.{digits}f}"  # noqa: E731
+    show = lambda v: "-" if v is None else f"{scale * v:.{digits}f}"
     if x is None or y is None:
         return f"{show(x)} → {show(y)}"
     return f"{show(x)} → {show(y)} ({scale * (y - x):+.{digits}f})"

@@ -12,17 +12,20 @@ regularity x discovery rate): its models are per cell, too many series for the f
 The retrained control is drawn dashed and the original dotted wherever they appear. With several seeds each point
 is the mean over seeds with the sd as an error bar. Figures are plain `matplotlib.figure.Figure`s on the Agg canvas
 (no pyplot, no display, no global state); every plotted series carries its model's name as its label."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from orchestrator.report.heatmaps import task_space_heatmap
-from orchestrator.report.rows import Model, mean_curve, models, ks as sweep_ks
+from orchestrator.report.rows import Model, mean_curve, models
+from orchestrator.report.rows import ks as sweep_ks
 
 DPI = 100
 WIDTH = 11.0  # inches: 1100 px at DPI
@@ -50,7 +53,9 @@ def _legend(fig: Figure, axes: list) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
     if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=min(2, len(seen)), fontsize="small")
+        fig.legend(
+            list(seen.values()), list(seen), loc="outside lower center", ncols=min(2, len(seen)), fontsize="small"
+        )
 
 
 def _point(ax, model: Model, index: int, x: str, y: str, errors: bool) -> None:
@@ -59,8 +64,17 @@ def _point(ax, model: Model, index: int, x: str, y: str, errors: bool) -> None:
     if xs is None or ys is None:
         return
     style = _style(model, index)
-    ax.errorbar([xs], [ys], xerr=[model.sd(x) or 0.0] if errors else None, yerr=[model.sd(y) or 0.0] if errors else None,
-                marker=MARKERS[model.role], color=style["color"], linestyle="none", capsize=3, label=model.name)
+    ax.errorbar(
+        [xs],
+        [ys],
+        xerr=[model.sd(x) or 0.0] if errors else None,
+        yerr=[model.sd(y) or 0.0] if errors else None,
+        marker=MARKERS[model.role],
+        color=style["color"],
+        linestyle="none",
+        capsize=3,
+        label=model.name,
+    )
 
 
 def relearning_curves(summary: dict) -> Optional[Figure]:
@@ -73,11 +87,15 @@ def relearning_curves(summary: dict) -> Optional[Figure]:
             curves = [r["relearned"][str(k)]["curve"] for r in model.rows if "curve" in r["relearned"].get(str(k), {})]
             if curves:
                 steps, mean, sd = mean_curve(curves)
-                ax.errorbar(steps, mean, yerr=sd if len(curves) > 1 else None, capsize=2, label=model.name, **_style(model, i))
+                ax.errorbar(
+                    steps, mean, yerr=sd if len(curves) > 1 else None, capsize=2, label=model.name, **_style(model, i)
+                )
             elif model.role != "unlearned" and model.mean(f"relearned.k{k}.heldout_forget_acc") is not None:
                 # A summary written before controls kept their curves: the control's reported value as a level.
                 ax.axhline(model.mean(f"relearned.k{k}.heldout_forget_acc"), label=model.name, **_style(model, i))
-        ax.set(title=f"relearning with k={k} forget examples", xlabel="relearning step", ylabel="held-out forget accuracy")
+        ax.set(
+            title=f"relearning with k={k} forget examples", xlabel="relearning step", ylabel="held-out forget accuracy"
+        )
     _legend(fig, axes)
     return fig
 
@@ -92,8 +110,15 @@ def recovery_vs_k(summary: dict) -> Optional[Figure]:
         points = [(k, model.mean(f"recovery.k{k}"), model.sd(f"recovery.k{k}")) for k in grid]
         points = [p for p in points if p[1] is not None]
         if points:
-            ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] or 0.0 for p in points],
-                        marker=MARKERS[model.role], capsize=3, label=model.name, **_style(model, i))
+            ax.errorbar(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                yerr=[p[2] or 0.0 for p in points],
+                marker=MARKERS[model.role],
+                capsize=3,
+                label=model.name,
+                **_style(model, i),
+            )
     ax.axhline(0.0, color="0.8", linewidth=0.8, zorder=0)
     ax.set(xlabel="k (forget examples given to the attacker)", ylabel="recovery (relearned − unlearned held-out acc.)")
     _legend(fig, axes)
@@ -137,10 +162,12 @@ def weightspace_vs_recovery(summary: dict) -> Optional[Figure]:
     if not grid:
         return None
     errors = len(summary.get("seeds") or []) > 1
-    fig, axes = _figure(len(measures), len(grid), f"{summary['sweep']}: weight space against recovery (ρ across methods)")
+    fig, axes = _figure(
+        len(measures), len(grid), f"{summary['sweep']}: weight space against recovery (ρ across methods)"
+    )
     for row, (measure, xlabel) in enumerate(measures):
         name = measure if measure == "l2_to_original" else f"lmc.{measure}"
-        for ax, k in zip(axes[row * len(grid):(row + 1) * len(grid)], grid):
+        for ax, k in zip(axes[row * len(grid) : (row + 1) * len(grid)], grid):
             for i, model in enumerate(shown):
                 _point(ax, model, i, name, f"recovery.k{k}", errors)
             found = (summary.get("correlations") or {}).get(f"{measure}_vs_recovery_k{k}") or {}
@@ -151,12 +178,18 @@ def weightspace_vs_recovery(summary: dict) -> Optional[Figure]:
 
 
 FIGURES: dict[str, Callable[[dict], Optional[Figure]]] = {
-    "relearning_curves": relearning_curves, "recovery_vs_k": recovery_vs_k, "forget_vs_test": forget_vs_test,
-    "lmc": lmc, "weightspace_vs_recovery": weightspace_vs_recovery}
+    "relearning_curves": relearning_curves,
+    "recovery_vs_k": recovery_vs_k,
+    "forget_vs_test": forget_vs_test,
+    "lmc": lmc,
+    "weightspace_vs_recovery": weightspace_vs_recovery,
+}
 
 
 TASK_SPACE_FIGURES: dict[str, Callable[[dict], Optional[Figure]]] = {
-    f"task_space_{measure}": partial(task_space_heatmap, measure=measure) for measure in ("utility_x_healed", "healed", "utility")}
+    f"task_space_{measure}": partial(task_space_heatmap, measure=measure)
+    for measure in ("utility_x_healed", "healed", "utility")
+}
 
 
 def write_figures(summary: dict, folder: Path) -> dict[str, Path]:

@@ -3,6 +3,7 @@ panel per model (the original, the retrained baseline, every method setting), ro
 regularity, columns the discovery rates, each cell the mean over seeds of one measure (utility x healed by default)
 in %, and the panel's title the model's average over the space ± its standard error over seeds. Plain
 `matplotlib.figure.Figure`s on the Agg canvas, like figures.py."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,12 @@ DPI = 100
 WIDTH = 11.0  # inches, as figures.py
 PANEL_HEIGHT = 2.3
 COLUMNS = 4
-TITLES = {"utility_x_healed": "utility × healed", "healed": "healed", "utility": "utility (test accuracy)",
-          "healed_trigger": "triggered test images not sent to the target"}
+TITLES = {
+    "utility_x_healed": "utility × healed",
+    "healed": "healed",
+    "utility": "utility (test accuracy)",
+    "healed_trigger": "triggered test images not sent to the target",
+}
 
 
 def _average(space: dict, model: str, measure: str) -> str:
@@ -46,14 +51,25 @@ def task_space_heatmap(summary: dict, measure: str = "utility_x_healed") -> Opti
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
                 if not math.isnan(value):
-                    ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize="small",
-                            color="white" if value < 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{100 * value:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize="small",
+                        color="white" if value < 0.6 else "black",
+                    )
         ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates])
-        ax.set_yticks(range(len(corruptions)), [f"{c}\n({space['regularity'][c]})" for c in corruptions], fontsize="small")
+        ax.set_yticks(
+            range(len(corruptions)), [f"{c}\n({space['regularity'][c]})" for c in corruptions], fontsize="small"
+        )
         ax.set(title=f"{model}{_average(space, model, measure)}", xlabel="discovery rate")
-    for ax in axes[len(shown):]:
+    for ax in axes[len(shown) :]:
         ax.set_visible(False)
-    fig.colorbar(image, ax=axes[:len(shown)], shrink=0.8, label=f"{TITLES.get(measure, measure)} (mean over seeds)")
-    fig.suptitle(f"{summary['sweep']}: {TITLES.get(measure, measure)} (%) over regularity × discovery rate; "
-                 "titles: average over the space ± SE over seeds")
+    fig.colorbar(image, ax=axes[: len(shown)], shrink=0.8, label=f"{TITLES.get(measure, measure)} (mean over seeds)")
+    fig.suptitle(
+        f"{summary['sweep']}: {TITLES.get(measure, measure)} (%) over regularity × discovery rate; "
+        "titles: average over the space ± SE over seeds"
+    )
     return fig

@@ -3,6 +3,7 @@ script inline, nothing fetched), so it opens the same from the output folder, an
 
 It holds the sweep's facts, the models ranked by relearning resistance among those above a test-accuracy floor
 (ranking.py; every column sorts on a click), the Spearman correlations, every figure and the per-seed numbers."""
+
 from __future__ import annotations
 
 import base64
@@ -21,13 +22,16 @@ CAPTIONS = {
     "recovery_vs_k": "Held-out forget accuracy that relearning brings back (relearned − unlearned), against k.",
     "forget_vs_test": "Held-out forget accuracy after relearning against the model's test accuracy.",
     "lmc": "Accuracy along the linear path from the original (t=0) to each model (t=1).",
-    "weightspace_vs_recovery": "L2 distance and loss barrier to the original against recovery; Spearman's ρ across methods.",
+    "weightspace_vs_recovery": (
+        "L2 distance and loss barrier to the original against recovery; Spearman's ρ across methods."
+    ),
     "task_space_utility_x_healed": "Utility × healed over regularity × discovery rate, per model (means over seeds).",
     "task_space_healed": "Healed: accuracy on the corrupted training examples against their true labels.",
     "task_space_utility": "Utility: clean test accuracy.",
 }
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}td{white-space:nowrap}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}td{white-space:nowrap}
 th{background:#f2f2f2;cursor:pointer}td:first-child,th:first-child,td.name{text-align:left}
 tr.below td{color:#888}figure{margin:1.5em 0}img{max-width:100%;border:1px solid #eee}
 .note{color:#555;font-size:13px}"""
@@ -48,12 +52,20 @@ def _cell(value: Optional[float], sd: Optional[float] = None, percent: bool = Tr
 
 def _columns(grid: list[int]) -> list[tuple[str, str, bool, int]]:
     """(header, number, as percent, digits) of the ranked table."""
-    return ([("test", "unlearned.test_acc", True, 1), ("forget", "unlearned.forget_acc", True, 1),
-             ("held-out forget", "unlearned.heldout_forget_acc", True, 1)]
-            + [(f"after relearn k={k}", f"relearned.k{k}.heldout_forget_acc", True, 1) for k in grid]
-            + [(f"recovery k={k}", f"recovery.k{k}", True, 1) for k in grid]
-            + [("L2 to orig", "l2_to_original", False, 2), ("loss barrier", "lmc.loss_barrier", False, 3),
-               ("error barrier", "lmc.error_barrier", True, 1)])
+    return (
+        [
+            ("test", "unlearned.test_acc", True, 1),
+            ("forget", "unlearned.forget_acc", True, 1),
+            ("held-out forget", "unlearned.heldout_forget_acc", True, 1),
+        ]
+        + [(f"after relearn k={k}", f"relearned.k{k}.heldout_forget_acc", True, 1) for k in grid]
+        + [(f"recovery k={k}", f"recovery.k{k}", True, 1) for k in grid]
+        + [
+            ("L2 to orig", "l2_to_original", False, 2),
+            ("loss barrier", "lmc.loss_barrier", False, 3),
+            ("error barrier", "lmc.error_barrier", True, 1),
+        ]
+    )
 
 
 def ranked_table(shown: list[Model], grid: list[int], floor: Optional[float]) -> str:
@@ -63,8 +75,10 @@ def ranked_table(shown: list[Model], grid: list[int], floor: Optional[float]) ->
     for rank, entry in enumerate(resistance_order(shown, grid[-1] if grid else None, floor), start=1):
         m = entry.model
         cells = "".join(_cell(m.mean(name), m.sd(name), pct, digits) for _, name, pct, digits in columns)
-        body.append(f'<tr class="{"usable" if entry.usable else "below"}"><td data-v="{rank}">{rank}</td>'
-                    f'<td class="name">{html.escape(m.name)}</td><td data-v="{len(m.rows)}">{len(m.rows)}</td>{cells}</tr>')
+        body.append(
+            f'<tr class="{"usable" if entry.usable else "below"}"><td data-v="{rank}">{rank}</td>'
+            f'<td class="name">{html.escape(m.name)}</td><td data-v="{len(m.rows)}">{len(m.rows)}</td>{cells}</tr>'
+        )
     return f'<table class="sortable" id="ranked"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
@@ -72,26 +86,36 @@ def correlations_table(summary: dict) -> str:
     def number(value: Optional[float], spec: str) -> str:
         return "<td>-</td>" if value is None else f'<td data-v="{value}">{value:{spec}}</td>'
 
-    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{c['n']}</td>{number(c['spearman'], '.3f')}{number(c['p_value'], '.3g')}</tr>"
-                   for name, c in (summary.get("correlations") or {}).items())
-    return ('<table class="sortable" id="correlations"><thead><tr><th>measure vs recovery</th><th>n</th><th>Spearman ρ</th>'
-            f"<th>p</th></tr></thead><tbody>{rows}</tbody></table>")
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{c['n']}</td>"
+        f"{number(c['spearman'], '.3f')}{number(c['p_value'], '.3g')}</tr>"
+        for name, c in (summary.get("correlations") or {}).items()
+    )
+    return (
+        '<table class="sortable" id="correlations"><thead><tr><th>measure vs recovery</th><th>n</th><th>Spearman ρ</th>'
+        f"<th>p</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def per_seed_table(shown: list[Model]) -> str:
     rows = [(m.name, r["seed"], row_numbers(r)) for m in shown for r in m.rows]
     names = sorted({n for _, _, numbers in rows for n in numbers})
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ["model", "seed", *names])
-    body = "".join(f'<tr><td class="name">{html.escape(name)}</td><td>{seed}</td>'
-                   + "".join(f'<td data-v="{numbers[n]}">{numbers[n]:.4g}</td>' if n in numbers else "<td>-</td>" for n in names)
-                   + "</tr>" for name, seed, numbers in rows)
+    body = "".join(
+        f'<tr><td class="name">{html.escape(name)}</td><td>{seed}</td>'
+        + "".join(f'<td data-v="{numbers[n]}">{numbers[n]:.4g}</td>' if n in numbers else "<td>-</td>" for n in names)
+        + "</tr>"
+        for name, seed, numbers in rows
+    )
     return f'<table class="sortable" id="per-seed"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def figure_html(name: str, svg: Path) -> str:
     data = base64.b64encode(svg.read_bytes()).decode()
-    return (f'<figure id="fig-{name}"><img alt="{name}" src="data:image/svg+xml;base64,{data}">'
-            f"<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>")
+    return (
+        f'<figure id="fig-{name}"><img alt="{name}" src="data:image/svg+xml;base64,{data}">'
+        f"<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>"
+    )
 
 
 def render(summary: dict, figures: dict[str, Path], floor: Optional[float]) -> str:
@@ -99,15 +123,19 @@ def render(summary: dict, figures: dict[str, Path], floor: Optional[float]) -> s
     n = summary.get("nodes", {})
     floor_text = "every model counts as usable" if floor is None else f"test accuracy at least {100 * floor:.1f}%"
     strongest = f"k={grid[-1]}" if grid else "no relearning"
-    facts = (f"sweep id {html.escape(str(summary.get('sweep_id')))} · executor {html.escape(str(summary.get('executor')))} · "
-             f"{n.get('total', '?')} nodes ({n.get('executed', '?')} executed, {n.get('cached', '?')} cached, "
-             f"{n.get('failed', '?')} failed) · {summary.get('wall_seconds', 0):.0f} s")
+    facts = (
+        f"sweep id {html.escape(str(summary.get('sweep_id')))} · "
+        f"executor {html.escape(str(summary.get('executor')))} · "
+        f"{n.get('total', '?')} nodes ({n.get('executed', '?')} executed, {n.get('cached', '?')} cached, "
+        f"{n.get('failed', '?')} failed) · {summary.get('wall_seconds', 0):.0f} s"
+    )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>{html.escape(summary['sweep'])}: unlearning report</title><style>{STYLE}</style></head><body>
-<h1>{html.escape(summary['sweep'])}: unlearning and relearning</h1><p class="note">{facts}</p>
+<title>{html.escape(summary["sweep"])}: unlearning report</title><style>{STYLE}</style></head><body>
+<h1>{html.escape(summary["sweep"])}: unlearning and relearning</h1><p class="note">{facts}</p>
 <h2>Models by resistance to relearning</h2>
 <p class="note">Usable models first ({floor_text}), then the rest greyed; within each, the lowest held-out forget
-accuracy after the strongest attack ({strongest}) first. Accuracies in %, mean ± sd over seeds. Click a header to sort.</p>
+accuracy after the strongest attack ({strongest}) first. Accuracies in %, mean ± sd over seeds.
+Click a header to sort.</p>
 {ranked_table(shown, grid, floor)}
 <h2>Does weight space predict relearning?</h2>{correlations_table(summary)}
 <h2>Figures</h2>{"".join(figure_html(name, path) for name, path in figures.items())}
@@ -120,6 +148,8 @@ def write_report(summary: dict, folder: Path, floor: Optional[float] = None) -> 
     of the retrained control's test accuracy. Returns the report's path."""
     figures = write_figures(summary, folder)
     path = folder / "report.html"
-    path.write_text(render(summary, figures, default_floor(models(summary)) if floor is None else floor), encoding="utf-8")
+    path.write_text(
+        render(summary, figures, default_floor(models(summary)) if floor is None else floor), encoding="utf-8"
+    )
     (folder / STAMP).write_text(json.dumps(stamp(summary, floor)))
     return path

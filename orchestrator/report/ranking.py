@@ -4,6 +4,7 @@ A model is usable when its test accuracy (mean over seeds) reaches the floor; by
 control's, the model a method tries to imitate. Usable models come first, then the rest; within each group, the
 lowest held-out forget accuracy after the strongest relearning attack (the largest k) comes first, since that is
 what an attacker gets back; ties go to the higher test accuracy. A model missing either number goes last."""
+
 from __future__ import annotations
 
 import math

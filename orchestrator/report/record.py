@@ -1,5 +1,6 @@
 """The record as tables for the commands that read it: the sweeps in the store (`status`), stored results per node
 kind (`cache ls`), and what `cache verify` and `cache gc` found."""
+
 from __future__ import annotations
 
 from rich.table import Table
@@ -22,7 +23,9 @@ def status_table(statuses, where: str) -> Table:
         table.add_column(column, justify="right" if column == "nodes done" else "left")
     for s in statuses:
         done = "-" if s.total is None else f"{s.done or 0}/{s.total}"
-        table.add_row(s.name, s.sweep_id, f"[{COLOURS.get(s.state, 'white')}]{s.state}[/]", done, s.started, s.user, s.run_id)
+        table.add_row(
+            s.name, s.sweep_id, f"[{COLOURS.get(s.state, 'white')}]{s.state}[/]", done, s.started, s.user, s.run_id
+        )
     return table
 
 
@@ -38,16 +41,26 @@ def usage_table(kinds: dict, where: str) -> Table:
 
 
 def verify_lines(checked: int, failed: list) -> list[str]:
-    lines = [f"[red]FAIL[/] {run.data.tags.get('node_kind')} {run.info.run_name} (run {run.info.run_id}): {'; '.join(problems)}"
-             for run, problems in failed]
+    lines = [
+        f"[red]FAIL[/] {run.data.tags.get('node_kind')} {run.info.run_name} (run {run.info.run_id}): "
+        f"{'; '.join(problems)}"
+        for run, problems in failed
+    ]
     tail = "; the failed ones are no longer results: the next sweep that needs them recomputes them" if failed else ""
-    return lines + [f"{checked} stored results verified against their sha256: {checked - len(failed)} ok, {len(failed)} failed{tail}"]
+    return lines + [
+        f"{checked} stored results verified against their sha256: {checked - len(failed)} ok, "
+        f"{len(failed)} failed{tail}"
+    ]
 
 
 def garbage_lines(garbage, removing: bool) -> list[str]:
-    lines = [f"deleted claim run {run.info.run_id} ({run.data.tags.get('node_kind')} {run.info.run_name})"
-             for run in garbage.deleted_runs]
+    lines = [
+        f"deleted claim run {run.info.run_id} ({run.data.tags.get('node_kind')} {run.info.run_name})"
+        for run in garbage.deleted_runs
+    ]
     lines += [f"orphaned artifacts {name}/" for name in garbage.orphans]
     verb = "removing" if removing else "would remove (dry run; --yes to remove)"
-    return lines + [f"{verb}: {len(garbage.deleted_runs)} deleted claim runs, {len(garbage.orphans)} orphaned artifact "
-                    f"folders ({size(garbage.orphan_bytes)})"]
+    return lines + [
+        f"{verb}: {len(garbage.deleted_runs)} deleted claim runs, {len(garbage.orphans)} orphaned artifact "
+        f"folders ({size(garbage.orphan_bytes)})"
+    ]

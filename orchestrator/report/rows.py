@@ -2,6 +2,7 @@
 share: the original, the retrained control and each method setting, each with its per-seed rows in the shape of a
 result (`unlearned` holding the model's own evaluation, whatever the model is), their means and sds over seeds
 (seeds.over_seeds), and the same numbers flat under names MLflow accepts."""
+
 from __future__ import annotations
 
 import statistics
@@ -38,17 +39,36 @@ class Model:
 
 def _control_row(seed: int, model: Optional[dict]) -> dict:
     model = model or {}
-    return {"seed": seed, "run_id": model.get("run_id"), "unlearned": model or None, "relearned": model.get("relearned") or {},
-            "l2_to_original": model.get("l2_to_original"), "lmc": model.get("lmc")}
+    return {
+        "seed": seed,
+        "run_id": model.get("run_id"),
+        "unlearned": model or None,
+        "relearned": model.get("relearned") or {},
+        "l2_to_original": model.get("l2_to_original"),
+        "lmc": model.get("lmc"),
+    }
 
 
 def models(summary: dict) -> list[Model]:
     """The original, the retrained control, then each method setting in the sweep's order. Result rows that are the
     retrained control itself (the `retrain` method listed) are left out: they would draw the control twice."""
-    seeds = summary.get("seeds") or [{"seed": None, "original": summary.get("original"), "retrain": summary.get("retrain")}]
-    out = [Model("original", "original", "original", rows=[_control_row(c["seed"], c["original"]) for c in seeds if c.get("original")]),
-           Model("retrain (control)", "retrain", "retrain",
-                 rows=[_control_row(c["seed"], c["retrain"]) for c in seeds if c.get("retrain")])]
+    seeds = summary.get("seeds") or [
+        {"seed": None, "original": summary.get("original"), "retrain": summary.get("retrain")}
+    ]
+    out = [
+        Model(
+            "original",
+            "original",
+            "original",
+            rows=[_control_row(c["seed"], c["original"]) for c in seeds if c.get("original")],
+        ),
+        Model(
+            "retrain (control)",
+            "retrain",
+            "retrain",
+            rows=[_control_row(c["seed"], c["retrain"]) for c in seeds if c.get("retrain")],
+        ),
+    ]
     control_runs = {(c.get("retrain") or {}).get("run_id") for c in seeds}
     shared = summary.get("method_overrides", {})
     grouped: dict[str, list[dict]] = {}
@@ -57,8 +77,16 @@ def models(summary: dict) -> list[Model]:
             grouped.setdefault(setting_id(result), []).append(result)
     for rows in grouped.values():
         first = rows[0]
-        out.append(Model(" ".join(setting_name(first, shared)).strip(), "unlearned", first["method"], first["hparams"],
-                         first.get("start_from"), rows))
+        out.append(
+            Model(
+                " ".join(setting_name(first, shared)).strip(),
+                "unlearned",
+                first["method"],
+                first["hparams"],
+                first.get("start_from"),
+                rows,
+            )
+        )
     return out
 
 
@@ -93,12 +121,23 @@ def result_runs(summary: dict) -> list[dict]:
         for row in model.rows:
             if not row.get("unlearned"):
                 continue
-            params = {"method": model.method, "setting": model.name, "seed": row["seed"], "role": model.role,
-                      **flatten("hparams", model.hparams, {})}
+            params = {
+                "method": model.method,
+                "setting": model.name,
+                "seed": row["seed"],
+                "role": model.role,
+                **flatten("hparams", model.hparams, {}),
+            }
             if model.role == "unlearned":
                 params["start_from"] = start_label(model.start_from, shared)
-            runs.append({"name": f"result {model.name} seed={row['seed']}", "params": params, "metrics": row_numbers(row),
-                         "tags": {"model_run_id": row["run_id"] or ""}})
+            runs.append(
+                {
+                    "name": f"result {model.name} seed={row['seed']}",
+                    "params": params,
+                    "metrics": row_numbers(row),
+                    "tags": {"model_run_id": row["run_id"] or ""},
+                }
+            )
     return runs
 
 
@@ -114,7 +153,7 @@ def results_columns(summary: dict) -> dict[str, list]:
 
 def mean_curve(curves: list[list]) -> tuple[list[float], list[float], list[float]]:
     """Steps every curve has, and the mean and sd (0 for one curve) across curves at each of them."""
-    points = [dict((step, value) for step, value in curve) for curve in curves]
+    points = [dict(curve) for curve in curves]
     common = sorted(set.intersection(*[set(p) for p in points])) if points else []
     values = [[p[step] for p in points] for step in common]
     return common, [statistics.fmean(v) for v in values], [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]

@@ -1,14 +1,15 @@
 """Seeds as an axis: every method setting (and each control) over the seeds that reached it, as mean, sample
 standard deviation and n of each number the results table reports. The per-seed rows stay in `results`; these are
 what a paper's table prints, and what the correlations rank."""
+
 from __future__ import annotations
 
 import json
 import statistics
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 from orchestrator.spec.defaults import changed_hparams
-
 
 CELL = ("corruption", "discovery_rate")  # where a row of a corrupted-data task space sits
 
@@ -32,8 +33,11 @@ def numbers(row: dict, model_key: str) -> dict[str, float]:
     """The flat numbers of one seed's row: `<model_key>.<metric>`, `relearned.k<k>.<metric>`, `recovery.k<k>`,
     `l2_to_original`, `lmc.<barrier>`."""
     model = row.get(model_key) or {}
-    out = {f"{model_key}.{m}": v for m, v in model.items()
-           if isinstance(v, (int, float)) and not isinstance(v, bool) and m != "l2_to_original"}
+    out = {
+        f"{model_key}.{m}": v
+        for m, v in model.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and m != "l2_to_original"
+    }
     for k, measured in (row.get("relearned") or {}).items():
         out |= {f"relearned.k{k}.{m}": v for m, v in measured.items() if isinstance(v, (int, float))}
         if model_key == "unlearned" and recovery(row, k) is not None:
@@ -47,7 +51,11 @@ def numbers(row: dict, model_key: str) -> dict[str, float]:
 
 
 def describe(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
 
 
 def over_seeds(rows: Iterable[tuple[int, dict]], model_key: str) -> dict:
@@ -66,13 +74,23 @@ def aggregate(results: list[dict], controls: list[dict]) -> dict:
     grouped: dict[str, list[dict]] = {}
     for result in results:
         grouped.setdefault(setting_id(result), []).append(result)
-    settings = [{"method": rows[0]["method"], "hparams": rows[0]["hparams"], "start_from": rows[0].get("start_from"),
-                 **{k: rows[0][k] for k in CELL if k in rows[0]}, **over_seeds(((r["seed"], r) for r in rows if r.get("unlearned")), "unlearned")}
-                for rows in grouped.values()]
+    settings = [
+        {
+            "method": rows[0]["method"],
+            "hparams": rows[0]["hparams"],
+            "start_from": rows[0].get("start_from"),
+            **{k: rows[0][k] for k in CELL if k in rows[0]},
+            **over_seeds(((r["seed"], r) for r in rows if r.get("unlearned")), "unlearned"),
+        }
+        for rows in grouped.values()
+    ]
     out = {"settings": settings}
     for control in ("original", "retrain"):
-        rows = [(c["seed"], {control: c[control], **{k: c[control].get(k) for k in ("relearned", "l2_to_original", "lmc")}})
-                for c in controls if c.get(control)]
+        rows = [
+            (c["seed"], {control: c[control], **{k: c[control].get(k) for k in ("relearned", "l2_to_original", "lmc")}})
+            for c in controls
+            if c.get(control)
+        ]
         out[control] = over_seeds(rows, control)
     return out
 
@@ -87,16 +105,20 @@ def over_seeds_table(summary: dict) -> dict[str, list]:
     `<number> sd` for every number), the form MLflow's `log_table` shows as a sortable table on the parent run."""
     over = summary.get("over_seeds") or {}
     entries = [("original", over.get("original")), ("retrain (control)", over.get("retrain"))]
-    entries += [(" ".join(setting_name(entry, summary.get("method_overrides", {}))).strip(), entry)
-                for entry in over.get("settings", [])]
+    entries += [
+        (" ".join(setting_name(entry, summary.get("method_overrides", {}))).strip(), entry)
+        for entry in over.get("settings", [])
+    ]
     entries = [(name, entry) for name, entry in entries if entry and entry["seeds"]]
     names = sorted({metric for _, entry in entries for metric in entry["metrics"]})
-    table: dict[str, list] = {"model": [name for name, _ in entries], "n": [len(entry["seeds"]) for _, entry in entries]}
+    table: dict[str, list] = {
+        "model": [name for name, _ in entries],
+        "n": [len(entry["seeds"]) for _, entry in entries],
+    }
     for metric in names:
         for stat in ("mean", "sd"):
             table[f"{metric} {stat}"] = [(entry["metrics"].get(metric) or {}).get(stat) for _, entry in entries]
     return table
-
 
 
 def setting_name(entry: dict, shared: dict) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """What a report folder was drawn from, in `drawn_from.json` beside report.html: the sweep, a sha256 of its summary
 and the test-accuracy floor asked for. A re-run of a finished sweep keeps a folder whose stamp matches, instead of
 drawing every figure again."""
+
 from __future__ import annotations
 
 import hashlib

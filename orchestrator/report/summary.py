@@ -1,6 +1,7 @@
 """summary.json: the machine-readable result of a sweep (schema in DESIGN.md), read off the planned sweep's states.
 A corrupted-data task space adds its cell (`corruption`, `discovery_rate`) to every row and control, and the
 `task_space` section (per-cell means, heatmap data and averages over the space: task_space.py)."""
+
 from __future__ import annotations
 
 from statistics import fmean
@@ -47,9 +48,13 @@ def _lmc(sweep: Sweep, node: Optional[Node]) -> Optional[dict]:
     result = _result(sweep, node)
     if result is None:
         return None
-    return {"t": result["t"], "test_acc": result["test_acc"], "forget_acc": result["forget_acc"],
-            "loss_barrier": result["loss_barrier"],
-            "error_barrier": result.get("error_barrier", error_barrier(result["t"], result["test_acc"]))}
+    return {
+        "t": result["t"],
+        "test_acc": result["test_acc"],
+        "forget_acc": result["forget_acc"],
+        "loss_barrier": result["loss_barrier"],
+        "error_barrier": result.get("error_barrier", error_barrier(result["t"], result["test_acc"])),
+    }
 
 
 def _l2(sweep: Sweep, node: Optional[Node]) -> Optional[float]:
@@ -62,8 +67,11 @@ def _controls(sweep: Sweep) -> list[dict]:
     for seed_nodes in sweep.dag.controls.values():
         retrain = _model_metrics(sweep, seed_nodes.retrain)
         if retrain is not None:
-            retrain |= {"relearned": _relearned(sweep, seed_nodes.retrain.relearn),
-                        "l2_to_original": _l2(sweep, seed_nodes.retrain.distance), "lmc": _lmc(sweep, seed_nodes.retrain.interpolate)}
+            retrain |= {
+                "relearned": _relearned(sweep, seed_nodes.retrain.relearn),
+                "l2_to_original": _l2(sweep, seed_nodes.retrain.distance),
+                "lmc": _lmc(sweep, seed_nodes.retrain.interpolate),
+            }
         original = _model_metrics(sweep, seed_nodes.original)
         if original is not None:
             original["relearned"] = _relearned(sweep, seed_nodes.original.relearn)
@@ -75,24 +83,37 @@ def _controls(sweep: Sweep) -> list[dict]:
 def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: float) -> dict:
     dag, counts = sweep.dag, sweep.counts()
     controls = _controls(sweep)
-    results = [{
-        "method": row.setting.name, "hparams": row.setting.hparams, "seed": row.seed,
-        **(row.cell.as_dict() if row.cell is not None else {}),
-        "start_from": None if row.setting.start is None else row.setting.start.as_dict(),
-        "run_id": sweep.states[row.nodes.model].run_id,
-        "unlearned": _model_metrics(sweep, row.nodes),
-        "relearned": _relearned(sweep, row.nodes.relearn),
-        "l2_to_original": _l2(sweep, row.nodes.distance),
-        "lmc": _lmc(sweep, row.nodes.interpolate),
-    } for row in dag.results]
+    results = [
+        {
+            "method": row.setting.name,
+            "hparams": row.setting.hparams,
+            "seed": row.seed,
+            **(row.cell.as_dict() if row.cell is not None else {}),
+            "start_from": None if row.setting.start is None else row.setting.start.as_dict(),
+            "run_id": sweep.states[row.nodes.model].run_id,
+            "unlearned": _model_metrics(sweep, row.nodes),
+            "relearned": _relearned(sweep, row.nodes.relearn),
+            "l2_to_original": _l2(sweep, row.nodes.distance),
+            "lmc": _lmc(sweep, row.nodes.interpolate),
+        }
+        for row in dag.results
+    ]
     # The oracle's rows are the retrained control itself: not an unlearned model whose resistance is predicted.
     unlearned = [result for row, result in zip(dag.results, results) if not row.setting.is_oracle]
     summary = {
-        "sweep": sweep.spec.name, "sweep_id": sweep_id, "executor": executor, "wall_seconds": round(wall_seconds, 3),
-        "nodes": {"total": len(dag.nodes), "executed": counts["executed"], "cached": counts["cached"],
-                  "failed": counts["failed"] + counts["skipped"]},
+        "sweep": sweep.spec.name,
+        "sweep_id": sweep_id,
+        "executor": executor,
+        "wall_seconds": round(wall_seconds, 3),
+        "nodes": {
+            "total": len(dag.nodes),
+            "executed": counts["executed"],
+            "cached": counts["cached"],
+            "failed": counts["failed"] + counts["skipped"],
+        },
         "method_overrides": dict(sweep.spec.method_overrides),  # hparams set for every method alike
-        "original": controls[0]["original"], "retrain": controls[0]["retrain"],
+        "original": controls[0]["original"],
+        "retrain": controls[0]["retrain"],
         "seeds": controls,  # every seed's controls; "original"/"retrain" above are the first seed's
         "results": results,
         # every setting and control: mean, sd, n over seeds (in a task space per cell; its controls in `task_space`)
@@ -112,9 +133,11 @@ def correlations(results: list[dict]) -> dict:
     over the seeds that have both numbers (`n` is the number of settings)."""
     out: dict = {}
     ks = sorted({k for r in results for k in r["relearned"]}, key=int)
-    for measure, value in (("l2_to_original", lambda r: r["l2_to_original"]),
-                           ("loss_barrier", lambda r: (r["lmc"] or {}).get("loss_barrier")),
-                           ("error_barrier", lambda r: (r["lmc"] or {}).get("error_barrier"))):
+    for measure, value in (
+        ("l2_to_original", lambda r: r["l2_to_original"]),
+        ("loss_barrier", lambda r: (r["lmc"] or {}).get("loss_barrier")),
+        ("error_barrier", lambda r: (r["lmc"] or {}).get("error_barrier")),
+    ):
         for k in ks:
             per_setting: dict[str, list[tuple[float, float]]] = {}
             for r in results:

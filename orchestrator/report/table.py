@@ -1,5 +1,6 @@
 """The tables printed after a run: held-out forget accuracy before and after relearning, per model and seed, and over
 seeds; for a corrupted-data task space instead, each model's averages over the space (`summary_tables` picks)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -14,24 +15,51 @@ def _pct(value: Optional[float]) -> str:
 
 
 def results_table(summary: dict) -> Table:
-    ks = sorted({int(k) for r in summary["results"] for k in r["relearned"]} | {int(k) for k in (summary["retrain"] or {}).get("relearned", {})})
+    ks = sorted(
+        {int(k) for r in summary["results"] for k in r["relearned"]}
+        | {int(k) for k in (summary["retrain"] or {}).get("relearned", {})}
+    )
     table = Table(title=f"{summary['sweep']}: accuracy (%) on held-out forget examples, before and after relearning")
     shared = summary.get("method_overrides", {})
-    for column in ["model", "seed", "forget", "held-out", *[f"relearn k={k}" for k in ks], "test", "L2 to orig", "loss barrier", "error barrier"]:
+    for column in [
+        "model",
+        "seed",
+        "forget",
+        "held-out",
+        *[f"relearn k={k}" for k in ks],
+        "test",
+        "L2 to orig",
+        "loss barrier",
+        "error barrier",
+    ]:
         table.add_column(column, justify="left" if column == "model" else "right")
 
     def row(name: str, seed, metrics: Optional[dict], relearned: dict, l2, lmc):
         metrics = metrics or {}
-        table.add_row(name, str(seed), _pct(metrics.get("forget_acc")), _pct(metrics.get("heldout_forget_acc")),
-                      *[_pct(relearned.get(str(k), {}).get("heldout_forget_acc")) for k in ks], _pct(metrics.get("test_acc")),
-                      "-" if l2 is None else f"{l2:.2f}", "-" if not lmc else f"{lmc['loss_barrier']:.3f}",
-                      _pct((lmc or {}).get("error_barrier")))
+        table.add_row(
+            name,
+            str(seed),
+            _pct(metrics.get("forget_acc")),
+            _pct(metrics.get("heldout_forget_acc")),
+            *[_pct(relearned.get(str(k), {}).get("heldout_forget_acc")) for k in ks],
+            _pct(metrics.get("test_acc")),
+            "-" if l2 is None else f"{l2:.2f}",
+            "-" if not lmc else f"{lmc['loss_barrier']:.3f}",
+            _pct((lmc or {}).get("error_barrier")),
+        )
 
     for control in summary["seeds"]:
         original = control["original"] or {}
         row("original", control["seed"], original, original.get("relearned", {}), None, None)
         retrain = control["retrain"] or {}
-        row("retrain (control)", control["seed"], retrain, retrain.get("relearned", {}), retrain.get("l2_to_original"), retrain.get("lmc"))
+        row(
+            "retrain (control)",
+            control["seed"],
+            retrain,
+            retrain.get("relearned", {}),
+            retrain.get("l2_to_original"),
+            retrain.get("lmc"),
+        )
     for r in summary["results"]:
         row(_setting_name(r, shared), r["seed"], r["unlearned"], r["relearned"], r["l2_to_original"], r["lmc"])
     return table
@@ -55,20 +83,43 @@ def seeds_table(summary: dict) -> Optional[Table]:
     over = summary.get("over_seeds")
     if not over or len(summary["seeds"]) < 2:
         return None
-    ks = sorted({int(name.split(".")[1][1:]) for entry in [over["retrain"], *over["settings"]] for name in entry["metrics"]
-                 if name.startswith("relearned.")})
-    table = Table(title=f"{summary['sweep']}: mean ± sd over seeds (%), held-out forget accuracy before and after relearning")
+    ks = sorted(
+        {
+            int(name.split(".")[1][1:])
+            for entry in [over["retrain"], *over["settings"]]
+            for name in entry["metrics"]
+            if name.startswith("relearned.")
+        }
+    )
+    table = Table(
+        title=f"{summary['sweep']}: mean ± sd over seeds (%), held-out forget accuracy before and after relearning"
+    )
     shared = summary.get("method_overrides", {})
-    for column in ["model", "n", "held-out", *[f"relearn k={k}" for k in ks], "test", "test after k=0" if 0 in ks else None,
-                   "L2 to orig", "reading"]:
+    for column in [
+        "model",
+        "n",
+        "held-out",
+        *[f"relearn k={k}" for k in ks],
+        "test",
+        "test after k=0" if 0 in ks else None,
+        "L2 to orig",
+        "reading",
+    ]:
         if column:
             table.add_column(column, justify="left" if column in ("model", "reading") else "right")
 
     def row(name: str, entry: dict, model_key: str, reading: str = ""):
         l2 = mean_of(entry, "l2_to_original")
-        table.add_row(name, str(len(entry["seeds"])), _mean_sd(entry, f"{model_key}.heldout_forget_acc"),
-                      *[_mean_sd(entry, f"relearned.k{k}.heldout_forget_acc") for k in ks], _mean_sd(entry, f"{model_key}.test_acc"),
-                      *([_mean_sd(entry, "relearned.k0.test_acc")] if 0 in ks else []), "-" if l2 is None else f"{l2:.2f}", reading)
+        table.add_row(
+            name,
+            str(len(entry["seeds"])),
+            _mean_sd(entry, f"{model_key}.heldout_forget_acc"),
+            *[_mean_sd(entry, f"relearned.k{k}.heldout_forget_acc") for k in ks],
+            _mean_sd(entry, f"{model_key}.test_acc"),
+            *([_mean_sd(entry, "relearned.k0.test_acc")] if 0 in ks else []),
+            "-" if l2 is None else f"{l2:.2f}",
+            reading,
+        )
 
     verdicts = summary.get("verdicts") or {}
     readings = verdicts.get("settings") or [None] * len(over["settings"])
@@ -84,7 +135,13 @@ def _reading(verdict: Optional[dict], test_margin: float) -> str:
     """The study's reading of a setting (orchestrator/report/verdicts.py): how it looks, and whether it relearns."""
     if verdict is None or verdict["test_drop"] is None:
         return ""
-    looks = "looks clean" if verdict["looks_clean"] else "damaged" if verdict["test_drop"] > test_margin else "forgets too little"
+    looks = (
+        "looks clean"
+        if verdict["looks_clean"]
+        else "damaged"
+        if verdict["test_drop"] > test_margin
+        else "forgets too little"
+    )
     if verdict["recovery"] is None:
         return looks
     return f"{looks}; {'relearns' if verdict['recovers'] else 'recovers'} {100 * verdict['recovery']:+.0f}"
@@ -109,14 +166,20 @@ def task_space_table(summary: dict) -> Table:
     utility x healed averaged over each corruption's discovery rates (means over seeds)."""
     space = summary["task_space"]
     seeds = sorted({c["seed"] for c in summary["seeds"]})
-    table = Table(title=f"{summary['sweep']}: the task space, % (average over {len(space['corruptions'])} corruptions x "
-                        f"{len(space['discovery_rates'])} discovery rates; mean ± SE over seeds {seeds})")
+    table = Table(
+        title=f"{summary['sweep']}: the task space, % (average over {len(space['corruptions'])} corruptions x "
+        f"{len(space['discovery_rates'])} discovery rates; mean ± SE over seeds {seeds})"
+    )
     corruptions = space["corruptions"]
     for column in ["model", "cells", "utility", "healed", "utility × healed", *[f"u×h {c}" for c in corruptions]]:
         table.add_column(column, justify="left" if column == "model" else "right")
     for model in space["models"]:
         averages, grid = space["averages"][model], space["heatmaps"][model].get("utility_x_healed", [])
         per_corruption = [[v for v in row if v is not None] for row in grid]
-        table.add_row(model, str(averages["cells"]), *[_mean_se(averages.get(m)) for m in ("utility", "healed", "utility_x_healed")],
-                      *[f"{100 * sum(row) / len(row):.1f}" if row else "-" for row in per_corruption])
+        table.add_row(
+            model,
+            str(averages["cells"]),
+            *[_mean_se(averages.get(m)) for m in ("utility", "healed", "utility_x_healed")],
+            *[f"{100 * sum(row) / len(row):.1f}" if row else "-" for row in per_corruption],
+        )
     return table

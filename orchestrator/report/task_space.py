@@ -4,6 +4,7 @@ error over seeds of utility (test accuracy), healed (accuracy on the corrupted t
 labels), their product and, for a trigger, the share of triggered test images not sent to the target class; the
 same means as heatmap grids (corruptions from high to low regularity, by discovery rate); and each model's average
 over the space, taken per seed over every cell that seed has and then as mean ± standard error over seeds."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,12 @@ def model_rows(summary: dict) -> list[tuple[str, tuple[str, float], int, dict]]:
     shared = summary.get("method_overrides", {})
     controls = summary.get("seeds") or []
     control_runs = {(c.get("retrain") or {}).get("run_id") for c in controls}
-    rows = [(role, (c["corruption"], c["discovery_rate"]), c["seed"], c[role])
-            for c in controls for role in ("original", "retrain") if c.get(role) and "corruption" in c]
+    rows = [
+        (role, (c["corruption"], c["discovery_rate"]), c["seed"], c[role])
+        for c in controls
+        for role in ("original", "retrain")
+        if c.get(role) and "corruption" in c
+    ]
     for r in summary.get("results", []):
         if r.get("unlearned") and "corruption" in r and r.get("run_id") not in control_runs:
             name = " ".join(setting_name({k: v for k, v in r.items() if k not in CELL}, shared)).strip()
@@ -59,21 +64,38 @@ def task_space(summary: dict) -> Optional[dict]:
             if metrics.get(measure) is not None:
                 per_cell.setdefault((model, corruption, rate), {}).setdefault(measure, []).append(metrics[measure])
                 per_seed.setdefault((model, seed), {}).setdefault(measure, []).append(metrics[measure])
-    cells = [{"model": model, "corruption": c, "discovery_rate": r, **{m: describe(v) for m, v in found.items()}}
-             for (model, c, r), found in per_cell.items()]
+    cells = [
+        {"model": model, "corruption": c, "discovery_rate": r, **{m: describe(v) for m, v in found.items()}}
+        for (model, c, r), found in per_cell.items()
+    ]
 
     def mean_at(model: str, corruption: str, rate: float, measure: str) -> Optional[float]:
         values = per_cell.get((model, corruption, rate), {}).get(measure)
         return statistics.fmean(values) if values else None
 
-    heatmaps = {model: {measure: [[mean_at(model, c, r, measure) for r in rates] for c in corruptions]
-                        for measure in MEASURES if any(mean_at(model, c, r, measure) is not None for c in corruptions for r in rates)}
-                for model in models}
+    heatmaps = {
+        model: {
+            measure: [[mean_at(model, c, r, measure) for r in rates] for c in corruptions]
+            for measure in MEASURES
+            if any(mean_at(model, c, r, measure) is not None for c in corruptions for r in rates)
+        }
+        for model in models
+    }
     averages = {}
     for model in models:
         seeds = [found for (m, _), found in per_seed.items() if m == model]
-        averages[model] = {measure: describe([statistics.fmean(found[measure]) for found in seeds if measure in found])
-                           for measure in MEASURES if any(measure in found for found in seeds)}
+        averages[model] = {
+            measure: describe([statistics.fmean(found[measure]) for found in seeds if measure in found])
+            for measure in MEASURES
+            if any(measure in found for found in seeds)
+        }
         averages[model]["cells"] = len({(c, r) for (m, c, r) in per_cell if m == model})
-    return {"corruptions": corruptions, "regularity": {c: _regularity(c) for c in corruptions}, "discovery_rates": rates,
-            "models": models, "cells": cells, "heatmaps": heatmaps, "averages": averages}
+    return {
+        "corruptions": corruptions,
+        "regularity": {c: _regularity(c) for c in corruptions},
+        "discovery_rates": rates,
+        "models": models,
+        "cells": cells,
+        "heatmaps": heatmaps,
+        "averages": averages,
+    }

@@ -9,13 +9,13 @@
 *From Dormant to Deleted*'s claim is about settings that look clean and recover while the control stays put. The
 defaults are the margins the quickstart is judged by (README); all are accuracy fractions.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Optional
 
 from orchestrator.report.seeds import mean_of
-
 
 ROUNDING = 1e-9  # a difference of means that lands on a margin counts as on it, not a float's width past it
 
@@ -49,10 +49,30 @@ def verdicts(summary: dict, criteria: Criteria = Criteria()) -> Optional[dict]:
         test_drop = _difference(original_test, mean_of(entry, "unlearned.test_acc"))
         above = _difference(mean_of(entry, "unlearned.heldout_forget_acc"), control)
         recovery = mean_of(entry, f"recovery.k{criteria.k}")
-        looks_clean = (test_drop is not None and above is not None
-                       and test_drop <= criteria.test_margin + ROUNDING and above <= criteria.forget_margin + ROUNDING)
+        looks_clean = (
+            test_drop is not None
+            and above is not None
+            and test_drop <= criteria.test_margin + ROUNDING
+            and above <= criteria.forget_margin + ROUNDING
+        )
         recovers = recovery is not None and recovery >= criteria.recovered - ROUNDING
-        settings.append({"method": entry["method"], "hparams": entry["hparams"], "start_from": entry.get("start_from"),
-                         "n": len(entry["seeds"]), "test_drop": test_drop, "forget_above_control": above, "recovery": recovery,
-                         "looks_clean": looks_clean, "recovers": recovers, "dormant": looks_clean and recovers and control_still})
-    return {"criteria": asdict(criteria), "control_moved": control_moved, "control_still": control_still, "settings": settings}
+        settings.append(
+            {
+                "method": entry["method"],
+                "hparams": entry["hparams"],
+                "start_from": entry.get("start_from"),
+                "n": len(entry["seeds"]),
+                "test_drop": test_drop,
+                "forget_above_control": above,
+                "recovery": recovery,
+                "looks_clean": looks_clean,
+                "recovers": recovers,
+                "dormant": looks_clean and recovers and control_still,
+            }
+        )
+    return {
+        "criteria": asdict(criteria),
+        "control_moved": control_moved,
+        "control_still": control_still,
+        "settings": settings,
+    }

@@ -1,6 +1,7 @@
 """A method's defaults file, configs/methods/<name>.yaml (over the files it starts from with `base:`), and a
 setting named by what differs from it. YAML only, no torch: the report names settings with it, and a sweep re-run
 that finds its twin finished prints the report without importing torch (orchestrator/report/reuse.py)."""
+
 from __future__ import annotations
 
 import copy
@@ -13,7 +14,7 @@ from orchestrator.spec.errors import SpecError
 from orchestrator.spec.files import CONFIG_DIR, load_with_base
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _defaults_file(name: str) -> dict:
     path = CONFIG_DIR / "methods" / f"{name}.yaml"
     if not path.exists():
@@ -30,4 +31,6 @@ def changed_hparams(method: str, hparams: dict, shared: Optional[dict] = None) -
     """The hparams that differ from the method's defaults file and from the sweep's `method_overrides` (`shared`,
     set for every method alike, so naming it on each one tells nothing), as 'k=v ...'."""
     defaults = method_defaults(method) | (shared or {})
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()) if defaults.get(k) != v)
+    return " ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(hparams.items()) if defaults.get(k) != v
+    )

@@ -1,4 +1,5 @@
 """The one error a bad sweep input raises, and the typed check every section goes through."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,6 @@
 """YAML files that may start from another: `base: other.yaml` (relative to the file) loads that file first and
 merges this one over it. Sweep files and method defaults files both use it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,6 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from orchestrator.spec.errors import SpecError
-
 
 
 def _config_dir() -> Path:
@@ -31,7 +31,11 @@ def sweep_file(name: str | Path) -> Path:
         return path
     stem = path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml"
     shipped = CONFIG_DIR / "sweeps" / stem
-    return shipped if shipped.is_file() and (len(path.parts) == 1 or path.parent.parts[-2:] == ("configs", "sweeps")) else path
+    return (
+        shipped
+        if shipped.is_file() and (len(path.parts) == 1 or path.parent.parts[-2:] == ("configs", "sweeps"))
+        else path
+    )
 
 
 def load_with_base(path: Path, what: str = "sweep file", seen: tuple[Path, ...] = ()) -> DictConfig:

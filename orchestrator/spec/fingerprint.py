@@ -11,6 +11,7 @@ Two runs with one fingerprint plan the same DAG with the same keys. A fingerprin
 node cached and records the new fingerprint. `run` records it on the sweep's parent run, and a later run with the
 same one reuses that finished sweep instead of recording another (orchestrator/track/finished.py). Computed in about
 20 ms for the quickstart on a 2-core EPYC."""
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,19 @@ def fingerprint(config: str | Path, overrides: list[str]) -> Optional[Fingerprin
         path = sweep_file(config)
         raw = apply_overrides(load_with_base(path), list(overrides), path)
         resolved = OmegaConf.to_container(raw, resolve=True)
-        tracking = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrackingSpec), resolved.get("tracking") or {}))
-    except (SpecError, OmegaConfBaseException, yaml.YAMLError, OSError, ValueError, TypeError, KeyError, AttributeError):
+        tracking = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(TrackingSpec), resolved.get("tracking") or {})
+        )
+    except (
+        SpecError,
+        OmegaConfBaseException,
+        yaml.YAMLError,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+    ):
         return None
     digest = hashlib.sha256(json.dumps({"version": VERSION, "sweep": resolved}, sort_keys=True, default=str).encode())
     for file in sorted(_named_files(resolved)):
@@ -59,7 +71,11 @@ def code_digest() -> str:
     """sha256 over the source of `orchestrator` and `workloads` and the method defaults files (names and bytes)."""
     workloads = Path(find_spec("workloads").origin).parent  # found, not imported: its modules import torch
     digest = hashlib.sha256()
-    for root, pattern in ((Path(__file__).resolve().parents[1], "*.py"), (workloads, "*.py"), (CONFIG_DIR / "methods", "*.yaml")):
+    for root, pattern in (
+        (Path(__file__).resolve().parents[1], "*.py"),
+        (workloads, "*.py"),
+        (CONFIG_DIR / "methods", "*.yaml"),
+    ):
         for file in sorted(root.rglob(pattern)):
             digest.update(f"\0{file.relative_to(root)}\0".encode() + file.read_bytes())
     return digest.hexdigest()

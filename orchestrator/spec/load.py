@@ -1,5 +1,6 @@
 """A sweep file (and the file it starts from with `base:`), then named profiles and key=value overrides in
 command-line order, typed against the schema and validated: the `SweepSpec` every later stage reads."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """Unlearning methods as a sweep names them: defaults from configs/methods/<name>.yaml (which may start from another
 file with `base:`; `_unlearning.yaml` holds the optimiser settings every method shares), the sweep's hparams and
 grid over them, and chains (`start_from`, an initial safeguard) -> fully resolved `MethodSetting`s."""
+
 from __future__ import annotations
 
 import copy
@@ -24,12 +25,16 @@ class MethodSetting:
 
     name: str
     hparams: dict
-    start: Optional["MethodSetting"] = None
+    start: Optional[MethodSetting] = None
     shared: dict = field(default_factory=dict, compare=False)  # the sweep's method_overrides, left out of the label
 
     def as_dict(self) -> dict:
         """For summary.json: the method, its hparams and, for a chain, what it started from."""
-        return {"method": self.name, "hparams": self.hparams, "start_from": None if self.start is None else self.start.as_dict()}
+        return {
+            "method": self.name,
+            "hparams": self.hparams,
+            "start_from": None if self.start is None else self.start.as_dict(),
+        }
 
     @property
     def label(self) -> str:
@@ -58,10 +63,14 @@ def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None
     method = METHODS.get(spec.name)
     starts: list[Optional[MethodSetting]] = [None]
     if spec.start_from is not None:
-        starts = expand_method(checked(MethodSpec, spec.start_from, f"{where}.start_from"), f"{where}.start_from", overrides)
+        starts = expand_method(
+            checked(MethodSpec, spec.start_from, f"{where}.start_from"), f"{where}.start_from", overrides
+        )
     elif method.requires_start_model:
-        raise SpecError(f"{where}: {spec.name} needs an initial safeguard model to start from; "
-                        f"add start_from: {{name: circuit_breakers}} (or another method)")
+        raise SpecError(
+            f"{where}: {spec.name} needs an initial safeguard model to start from; "
+            f"add start_from: {{name: circuit_breakers}} (or another method)"
+        )
     for name, values in spec.grid.items():
         if not values:
             raise SpecError(f"{where}.grid.{name}: the grid lists no value")
@@ -71,7 +80,11 @@ def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None
     settings = []
     for point in points:
         hparams = _typed_hparams(method.Config, spec.name, spec.hparams, point, forced, f"{where}.hparams")
-        for name in ("epochs", "batch_size", "lr"):  # every method has them; zero trains nothing or never yields a batch
+        for name in (
+            "epochs",
+            "batch_size",
+            "lr",
+        ):  # every method has them; zero trains nothing or never yields a batch
             if hparams[name] <= 0:
                 raise SpecError(f"{where}.hparams.{name}: must be positive, got {hparams[name]}")
         settings.extend(MethodSetting(spec.name, hparams, start, dict(overrides or {})) for start in starts)
@@ -83,7 +96,9 @@ _TYPED: dict[str, dict] = {}  # validation and the DAG both expand every method:
 
 def _typed_hparams(config_class, name: str, hparams: dict, point: dict, forced: dict, where: str) -> dict:
     """A grid point's hparams over the method's defaults, checked against its config class (SpecError names `where`)."""
-    key = json.dumps([name, OmegaConf.to_container(OmegaConf.create(hparams)), point, forced], sort_keys=True, default=str)
+    key = json.dumps(
+        [name, OmegaConf.to_container(OmegaConf.create(hparams)), point, forced], sort_keys=True, default=str
+    )
     if key not in _TYPED:
         config = checked(config_class, OmegaConf.merge(method_defaults(name), hparams, point, forced), where)
         _TYPED[key] = OmegaConf.to_container(OmegaConf.structured(config))

@@ -1,5 +1,6 @@
 """Profiles and key=value overrides, applied in command-line order to a sweep file's config: the typed one
 `load_spec` builds, or the raw one a sweep's fingerprint reads."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,5 +20,7 @@ def apply_overrides(config: DictConfig, overrides: list[str], path: Path) -> Dic
             config = OmegaConf.merge(config, config.profiles[override])
         else:
             known = ", ".join(config.get("profiles", {})) or "none"
-            raise SpecError(f"{path.name}: override {override!r}: expected key=value or a profile name (profiles: {known})")
+            raise SpecError(
+                f"{path.name}: override {override!r}: expected key=value or a profile name (profiles: {known})"
+            )
     return config

@@ -1,5 +1,6 @@
 """The `resources:` section of a sweep (num_cpus / num_gpus per node kind, per method, or `default`) and the
 defaults in configs/resources.yaml. Checked here; applied by the Ray executor (orchestrator/execute/resources.py)."""
+
 from __future__ import annotations
 
 import functools
@@ -27,7 +28,7 @@ class ResourceDefaults:
     methods: dict[str, Resources]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resource_defaults() -> ResourceDefaults:
     path = CONFIG_DIR / "resources.yaml"
     defaults = checked(ResourceDefaults, load_with_base(path, "resources file"), path.name)

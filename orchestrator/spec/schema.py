@@ -1,7 +1,8 @@
-"""The sweep file's typed schema. Sections that belong to a workload are that workload's own config dataclass
-(`train`, `speed`, `forget`, `memorization`, `relearn`, `lmc`, `evaluation`); sections whose schema depends on a registry entry
+"""The sweep file's typed schema. Sections that belong to a workload are that workload's own config dataclass (`train`,
+`speed`, `forget`, `memorization`, `relearn`, `lmc`, `evaluation`); sections whose schema depends on a registry entry
 (`dataset.args`, `model.args`, a method's `hparams`, a corruption's `args`) are checked against that entry's dataclass
 in validate.py. `corruption` turns a sweep into a corrupted-data task space (REM's): see CorruptionSpec."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,8 +42,11 @@ class MethodSpec:
 @dataclass
 class SearchSpec:
     """A hyperparameter search over one unlearning method, run with Ray Tune (orchestrator/execute/search.py)."""
+
     name: str = "???"  # the method
-    space: dict[str, Any] = field(default_factory=dict)  # hparam -> {loguniform|uniform|randint: [lo, hi]} or {choice: [...]}
+    space: dict[str, Any] = field(
+        default_factory=dict
+    )  # hparam -> {loguniform|uniform|randint: [lo, hi]} or {choice: [...]}
     hparams: dict[str, Any] = field(default_factory=dict)  # fixed values under the space
     algorithm: str = "random"  # random | optuna (TPE)
     metric: str = "forget_gap"  # forget_gap | heldout_forget_gap (minimised), tow (maximised)

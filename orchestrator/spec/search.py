@@ -2,10 +2,11 @@
 What each search metric means lives here, since validation needs its name and direction: `forget_gap` is
 |forget accuracy - the retrained control's| (minimised), `heldout_forget_gap` the same on the held-out forget
 examples, `tow` is maximised."""
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.methods import check_method_name, method_defaults
@@ -16,7 +17,10 @@ DOMAINS = {"loguniform": 2, "uniform": 2, "randint": 2, "choice": None}
 ALGORITHMS = ("random", "optuna")
 SEARCH_METRICS: dict[str, tuple[str, Callable[[dict, dict], float]]] = {
     "forget_gap": ("min", lambda trial, control: abs(trial["forget_acc"] - control["forget_acc"])),
-    "heldout_forget_gap": ("min", lambda trial, control: abs(trial["heldout_forget_acc"] - control["heldout_forget_acc"])),
+    "heldout_forget_gap": (
+        "min",
+        lambda trial, control: abs(trial["heldout_forget_acc"] - control["heldout_forget_acc"]),
+    ),
     "tow": ("max", lambda trial, control: trial["tow"]),
 }
 
@@ -28,12 +32,18 @@ def check_search(search: SearchSpec, where: str) -> None:
         raise SpecError(f"{where}.space: empty; name at least one hparam of {search.name} and its range")
     for name, domain in search.space.items():
         if name not in fields:
-            raise SpecError(f"{where}.space.{name}: {search.name} has no hparam {name!r}; it has {', '.join(sorted(fields))}")
+            raise SpecError(
+                f"{where}.space.{name}: {search.name} has no hparam {name!r}; it has {', '.join(sorted(fields))}"
+            )
         if not isinstance(domain, dict) or len(domain) != 1 or next(iter(domain)) not in DOMAINS:
-            raise SpecError(f"{where}.space.{name}: expected one of {{{': [..]}, {'.join(DOMAINS)}: [..]}}, got {domain!r}")
+            raise SpecError(
+                f"{where}.space.{name}: expected one of {{{': [..]}, {'.join(DOMAINS)}: [..]}}, got {domain!r}"
+            )
         kind, args = next(iter(domain.items()))
         if not isinstance(args, list) or (DOMAINS[kind] and len(args) != DOMAINS[kind]) or not args:
-            raise SpecError(f"{where}.space.{name}.{kind}: expected a list of {DOMAINS[kind] or 'choices'}, got {args!r}")
+            raise SpecError(
+                f"{where}.space.{name}.{kind}: expected a list of {DOMAINS[kind] or 'choices'}, got {args!r}"
+            )
     checked(METHODS.get(search.name).Config, {**method_defaults(search.name), **search.hparams}, f"{where}.hparams")
     if search.algorithm not in ALGORITHMS:
         raise SpecError(f"{where}.algorithm: must be one of {', '.join(ALGORITHMS)}, got {search.algorithm!r}")

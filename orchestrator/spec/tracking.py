@@ -1,5 +1,6 @@
 """The sweep file's `tracking` section: where its record goes. Apart from the schema because a re-run looks for its
 finished twin in that store before anything imports the workloads (fingerprint.py)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Everything about a sweep that can be known wrong before a job starts, each failure one SpecError naming the key."""
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,9 @@ def validate(spec: SweepSpec, where: str) -> None:
     for section, registry in (("dataset", DATASETS), ("model", MODELS)):
         component: Component = getattr(spec, section)
         if component.name not in registry:
-            raise SpecError(f"{where}: {section}.name: unknown {section} {component.name!r}; known: {', '.join(registry.names())}")
+            raise SpecError(
+                f"{where}: {section}.name: unknown {section} {component.name!r}; known: {', '.join(registry.names())}"
+            )
         checked(registry.get(component.name).config, component.args, f"{where}: {section}.args")
     if not spec.methods and not spec.search:
         raise SpecError(f"{where}: methods: the sweep lists no unlearning method")
@@ -37,18 +40,26 @@ def validate(spec: SweepSpec, where: str) -> None:
     _check_positive(spec, where)
     _check_device(spec.device, where)
     if spec.speed.precision not in PRECISIONS:
-        raise SpecError(f"{where}: speed.precision: must be one of {', '.join(PRECISIONS)}, got {spec.speed.precision!r}")
+        raise SpecError(
+            f"{where}: speed.precision: must be one of {', '.join(PRECISIONS)}, got {spec.speed.precision!r}"
+        )
     _check_forget(spec, where)
     _check_model(model, where)
     check_corruption(spec, where)
     for section, train in (("train", spec.train), ("memorization.train", spec.memorization.train)):
         allowed = OPTIMIZERS if section == "train" else ("adam",)  # the subset models train with Adam only
         if train.optimizer not in allowed:
-            raise SpecError(f"{where}: {section}.optimizer: must be one of {', '.join(allowed)}, got {train.optimizer!r}")
+            raise SpecError(
+                f"{where}: {section}.optimizer: must be one of {', '.join(allowed)}, got {train.optimizer!r}"
+            )
     dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
-    target_class = None if spec.corruption is not None else spec.forget.target_class  # a task space forgets across classes
+    target_class = (
+        None if spec.corruption is not None else spec.forget.target_class
+    )  # a task space forgets across classes
     relearn_problem = relearn_set_problem(spec.relearn.relearn_set, target_class, spec.dataset.name, dataset_args)
-    if relearn_problem is not None:  # unknown set; +retain_cls without a target class; corrupted_test* without corrupted data
+    if (
+        relearn_problem is not None
+    ):  # unknown set; +retain_cls without a target class; corrupted_test* without corrupted data
         raise SpecError(f"{where}: relearn.relearn_set: {relearn_problem}")
     if any(k < 0 for k in spec.relearn.k):
         raise SpecError(f"{where}: relearn.k: values must be >= 0, got {spec.relearn.k}")
@@ -74,8 +85,10 @@ def _check_forget(spec: SweepSpec, where: str) -> None:
     if not 0 < memorization.subset_fraction < 1:
         raise SpecError(f"{where}: memorization.subset_fraction: must be in (0, 1), got {memorization.subset_fraction}")
     if not 1 <= memorization.shards <= memorization.num_models:
-        raise SpecError(f"{where}: memorization.shards: must be in [1, memorization.num_models={memorization.num_models}], "
-                        f"got {memorization.shards}")
+        raise SpecError(
+            f"{where}: memorization.shards: must be in [1, memorization.num_models={memorization.num_models}], "
+            f"got {memorization.shards}"
+        )
 
 
 def _check_model(model, where: str) -> None:
@@ -88,11 +101,15 @@ def _check_model(model, where: str) -> None:
 
 def _check_method_setting(name: str, hparams: dict, model, where: str) -> None:
     if "optimizer" in hparams and hparams["optimizer"] not in OPTIMIZERS:
-        raise SpecError(f"{where}.hparams.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {hparams['optimizer']!r}")
+        raise SpecError(
+            f"{where}.hparams.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {hparams['optimizer']!r}"
+        )
     needs_spare = getattr(METHODS.get(name), "needs_spare_channels", lambda: False)()
     if needs_spare and getattr(model, "generalisation", 1.0) >= 1:
-        raise SpecError(f"{where}: {name} repairs through masks over spare channels, which this model has none of: set "
-                        "model.args.generalisation below 1 (example-tied dropout, or a half-capacity base model)")
+        raise SpecError(
+            f"{where}: {name} repairs through masks over spare channels, which this model has none of: set "
+            "model.args.generalisation below 1 (example-tied dropout, or a half-capacity base model)"
+        )
 
 
 # Numbers that must be above zero: at zero or below a schedule trains nothing, a stream never yields a batch, an
@@ -121,7 +138,9 @@ def _check_device(device: str, where: str) -> None:
     try:
         chosen = torch.device(device)
     except (RuntimeError, ValueError):
-        raise SpecError(f"{where}: device: {device!r} is not a device torch knows (auto, cpu, cuda, cuda:N, mps)") from None
+        raise SpecError(
+            f"{where}: device: {device!r} is not a device torch knows (auto, cpu, cuda, cuda:N, mps)"
+        ) from None
     if chosen.type == "cuda" and (chosen.index or 0) >= (torch.cuda.device_count() if torch.cuda.is_available() else 0):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         raise SpecError(f"{where}: device: {device} is not there: this machine has {count} CUDA device(s)")

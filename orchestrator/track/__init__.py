@@ -8,14 +8,18 @@ summary and status) and `cache.py` (stored results per kind, re-verification, ga
 sweep that already finished, found without torch and, in a sqlite store, without MLflow).
 
 Names are imported from their modules when first used (PEP 562), so that `finished.py` loads without MLflow."""
+
 from orchestrator.lazy import lazy_exports
 
-__getattr__, __all__ = lazy_exports(__name__, {
-    "orchestrator.track.artifacts": ("Artifacts", "CachedRun"),
-    "orchestrator.track.claims": ("HEARTBEAT_SECONDS", "Claim", "Claims", "TrackedNode"),
-    "orchestrator.track.lineage": ("SweepRuns",),
-    "orchestrator.track.recovery": ("take_over_dead_sweeps",),
-    "orchestrator.track.resilient": ("StoreUnavailable",),
-    "orchestrator.track.store": ("Store", "StoreError", "describe_uri"),
-    "orchestrator.track.tracker": ("Tracker",),
-})
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "orchestrator.track.artifacts": ("Artifacts", "CachedRun"),
+        "orchestrator.track.claims": ("HEARTBEAT_SECONDS", "Claim", "Claims", "TrackedNode"),
+        "orchestrator.track.lineage": ("SweepRuns",),
+        "orchestrator.track.recovery": ("take_over_dead_sweeps",),
+        "orchestrator.track.resilient": ("StoreUnavailable",),
+        "orchestrator.track.store": ("Store", "StoreError", "describe_uri"),
+        "orchestrator.track.tracker": ("Tracker",),
+    },
+)

@@ -8,6 +8,7 @@ reason, so the scheduler recomputes that node and the next lookup no longer find
 `weights_only=True`, so a tampered artifact cannot run code: one that verifies (its manifest rewritten too) but that
 torch refuses or cannot read is as corrupt as one that does not verify. A write that fails half-way (a full disk, an
 object store refusing it) leaves no manifest, so its files are never taken as a result."""
+
 from __future__ import annotations
 
 import json
@@ -56,14 +57,21 @@ class Artifacts:
 
     def find(self, key: str) -> Optional[CachedRun]:
         """The newest FINISHED run of this key whose artifacts verify."""
-        runs = self.client.search_runs([self.store.experiment_id], f"tags.node_key = '{key}' and attributes.status = 'FINISHED'",
-                                       max_results=5, order_by=["attributes.start_time DESC"])
+        runs = self.client.search_runs(
+            [self.store.experiment_id],
+            f"tags.node_key = '{key}' and attributes.status = 'FINISHED'",
+            max_results=5,
+            order_by=["attributes.start_time DESC"],
+        )
         for run in runs:
             self._roots[run.info.run_id] = run.info.artifact_uri
             try:
                 if self._complete(run.info.run_id):
-                    return CachedRun(run.info.run_id, json.loads(self._verified(run.info.run_id, RESULT).read_text()),
-                                     run.data.tags.get("sweep_id", ""))
+                    return CachedRun(
+                        run.info.run_id,
+                        json.loads(self._verified(run.info.run_id, RESULT).read_text()),
+                        run.data.tags.get("sweep_id", ""),
+                    )
             except (OSError, ValueError, KeyError, MlflowException):
                 continue  # missing or tampered artifacts: not a result
         return None
@@ -84,8 +92,12 @@ class Artifacts:
         """Metrics, curves (logged with their steps, in batches) and artifacts of a claimed run; FINISHED once the
         manifest is written. `tags`: more facts about how it ran."""
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [Metric("node_seconds", seconds, now, 0)]
-        metrics += [Metric(name, float(value), now, int(step)) for name, curve in output.curves.items() for step, value in curve]
+        metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [
+            Metric("node_seconds", seconds, now, 0)
+        ]
+        metrics += [
+            Metric(name, float(value), now, int(step)) for name, curve in output.curves.items() for step, value in curve
+        ]
         # How it ran (threads, denormal flushing, device) as tags, so the runs table can filter slow runs by them.
         facts = {f"runtime.{k}": str(v) for k, v in output.result.get("runtime", {}).items()} | (tags or {})
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in facts.items()])
@@ -139,8 +151,10 @@ class Artifacts:
         """name -> {"sha256", "size"}; manifests written before sizes were recorded give size None."""
         if run_id not in self._manifests:
             entries = json.loads(self._download(run_id, MANIFEST).read_text())
-            self._manifests[run_id] = {name: entry if isinstance(entry, dict) else {"sha256": entry, "size": None}
-                                       for name, entry in entries.items()}
+            self._manifests[run_id] = {
+                name: entry if isinstance(entry, dict) else {"sha256": entry, "size": None}
+                for name, entry in entries.items()
+            }
         return self._manifests[run_id]
 
     def listing(self, run_id: str, artifact_uri: Optional[str] = None) -> dict[str, int]:
@@ -161,7 +175,11 @@ class Artifacts:
         out = []
         for name, entry in self._manifest(run_id).items():
             if name not in listed or entry["size"] not in (None, listed[name]):
-                out.append(f"{name}: missing" if name not in listed else f"{name}: {listed[name]} bytes, recorded {entry['size']}")
+                out.append(
+                    f"{name}: missing"
+                    if name not in listed
+                    else f"{name}: {listed[name]} bytes, recorded {entry['size']}"
+                )
                 continue
             try:
                 if name.endswith(".pt"):
@@ -175,7 +193,9 @@ class Artifacts:
     def _complete(self, run_id: str) -> bool:
         """Every file of the manifest is in the artifact listing with its recorded size (nothing downloaded)."""
         listed = self.listing(run_id)
-        return all(name in listed and entry["size"] in (None, listed[name]) for name, entry in self._manifest(run_id).items())
+        return all(
+            name in listed and entry["size"] in (None, listed[name]) for name, entry in self._manifest(run_id).items()
+        )
 
     def _verified(self, run_id: str, name: str) -> Path:
         """The artifact's local path, after checking its bytes against the sha256 recorded when it was written."""

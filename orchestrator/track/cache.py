@@ -3,6 +3,7 @@ every stored result re-verified against the sha256 its manifest recorded, and ga
 (it lost the claim to another sweep computing the same key) and artifact folders no run owns any more.
 
 Only node runs (tagged `node_key`) are results; link and result runs hold no artifacts and are not cache."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,7 +55,9 @@ def verify(store: Store, artifacts: Artifacts) -> tuple[int, list[tuple[Run, lis
 @dataclass
 class Garbage:
     deleted_runs: list[Run] = field(default_factory=list)  # soft-deleted claim runs
-    orphans: list[str] = field(default_factory=list)  # artifact folders (by name under the experiment's root) with no run
+    orphans: list[str] = field(
+        default_factory=list
+    )  # artifact folders (by name under the experiment's root) with no run
     orphan_bytes: int = 0
 
 
@@ -81,15 +84,17 @@ def find_garbage(store: Store) -> Garbage:
 def collect(store: Store, garbage: Garbage) -> None:
     """Deletes for good what `find_garbage` found: the deleted runs (as `mlflow gc` does, through the backend store;
     a tracking server cannot), then the orphaned folders, which hold the deleted runs' artifacts too."""
-    backend = store.client._tracking_client.store  # noqa: SLF001 - hard deletes have no public client API
+    backend = store.client._tracking_client.store
     if garbage.deleted_runs and not hasattr(backend, "_hard_delete_run"):
-        raise StoreError(f"cache gc: {store.uri} cannot delete runs for good (a tracking server); "
-                         "run it with --tracking-uri set to the server's backend store (its database URI)")
+        raise StoreError(
+            f"cache gc: {store.uri} cannot delete runs for good (a tracking server); "
+            "run it with --tracking-uri set to the server's backend store (its database URI)"
+        )
     location = _location(store)
     for run in garbage.deleted_runs:
         if run.info.run_id not in garbage.orphans:  # its artifacts live outside the experiment's root
             get_artifact_repository(run.info.artifact_uri).delete_artifacts()
-        backend._hard_delete_run(run.info.run_id)  # noqa: SLF001
+        backend._hard_delete_run(run.info.run_id)
     repo = get_artifact_repository(location)
     for name in garbage.orphans:
         repo.delete_artifacts(name)

@@ -4,6 +4,7 @@ keeps a run alive; a run silent for STALE_SECONDS, or whose driver process is pr
 running: orchestrator/track/drivers.py), belongs to a dead driver and is marked KILLED and taken over at once. A run
 being killed whose result was already recorded in full (manifest written, only its FINISHED status missing) is
 finished instead: nothing recorded is thrown away. Both windows can be moved by environment variables."""
+
 from __future__ import annotations
 
 import os
@@ -52,15 +53,27 @@ class Claims:
     def claim(self, node: TrackedNode, sweep_id: str, parent_run_id: str) -> Claim:
         """Opens this node's run, then reads every run of the key in one query: the earliest live claim wins and
         computes it; the others delete their run and wait. A result finished since the lookup is caught here."""
-        tags = {**system_tags(), **driver_tags(), "node_key": node.key, "node_kind": node.kind, "node_slot": node.slot, "sweep_id": sweep_id,
-                "mlflow.parentRunId": parent_run_id, HEARTBEAT: str(time.time()),
-                **{f"input.{role}": key for role, key in node.input_keys.items()}}
+        tags = {
+            **system_tags(),
+            **driver_tags(),
+            "node_key": node.key,
+            "node_kind": node.kind,
+            "node_slot": node.slot,
+            "sweep_id": sweep_id,
+            "mlflow.parentRunId": parent_run_id,
+            HEARTBEAT: str(time.time()),
+            **{f"input.{role}": key for role, key in node.input_keys.items()},
+        }
         run = self.client.create_run(self.store.experiment_id, run_name=node.label, tags=tags)
         if self._other_sweep_live(sweep_id):
             time.sleep(SETTLE_SECONDS)
         live, done = [run], False
-        for other in self.client.search_runs([self.store.experiment_id], f"tags.node_key = '{node.key}'", max_results=100,
-                                             order_by=["attributes.start_time DESC"]):
+        for other in self.client.search_runs(
+            [self.store.experiment_id],
+            f"tags.node_key = '{node.key}'",
+            max_results=100,
+            order_by=["attributes.start_time DESC"],
+        ):
             if other.info.run_id == run.info.run_id:
                 continue
             if other.info.status == "FINISHED":
@@ -113,10 +126,13 @@ class Claims:
         return "its sweep stopped sending heartbeats" if self._stale(run) else None
 
     def _other_sweep_live(self, sweep_id: str) -> bool:
-        runs = self.client.search_runs([self.store.experiment_id], "tags.node_kind = 'sweep' and attributes.status = 'RUNNING'",
-                                       max_results=50)
+        runs = self.client.search_runs(
+            [self.store.experiment_id], "tags.node_kind = 'sweep' and attributes.status = 'RUNNING'", max_results=50
+        )
         # A parent run has a heartbeat; one from before heartbeats counts while it is young.
-        fresh = lambda r: not self._stale(r) if HEARTBEAT in r.data.tags else time.time() - r.info.start_time / 1000 < STALE_SECONDS
+        fresh = lambda r: (
+            not self._stale(r) if HEARTBEAT in r.data.tags else time.time() - r.info.start_time / 1000 < STALE_SECONDS
+        )
         return any(r.data.tags.get("sweep_id") != sweep_id and fresh(r) and not proven_dead(r.data.tags) for r in runs)
 
     def _stale(self, run) -> bool:

@@ -6,6 +6,7 @@ A later sweep on the same machine and in the same pid namespace can then tell at
 its pid no longer running or now another process, and take the claim over without waiting for its heartbeat to go
 stale. A holder on another machine (or in another container) is never proven dead this way: only a stale heartbeat,
 or `run --resume` (the user saying the earlier run of this sweep is gone), takes its claims over."""
+
 from __future__ import annotations
 
 import functools

@@ -12,6 +12,7 @@ whole answer. It reads three of MLflow's
 tables (experiments, runs, tags) whose columns have not changed since MLflow 1.0, read-only; an error there is "not
 found" too, and tests/test_rerun.py checks that this reading and `Artifacts.find` agree. Other stores are asked
 through MLflow, with `Artifacts.find` itself."""
+
 from __future__ import annotations
 
 import hashlib
@@ -65,22 +66,29 @@ class LocalRecord:
             return None
         with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as db:
             self.db = db
-            experiments = db.execute("SELECT experiment_id FROM experiments WHERE name = ? AND lifecycle_stage = 'active'",
-                                     (self.experiment,)).fetchall()
+            experiments = db.execute(
+                "SELECT experiment_id FROM experiments WHERE name = ? AND lifecycle_stage = 'active'",
+                (self.experiment,),
+            ).fetchall()
             if len(experiments) != 1:
                 return None
             self.experiment_id = str(experiments[0][0])
             parent = db.execute(
-                "SELECT r.run_uuid, r.artifact_uri FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE r.experiment_id = ?"
+                "SELECT r.run_uuid, r.artifact_uri FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid"
+                " WHERE r.experiment_id = ?"
                 " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ?"
-                " ORDER BY r.start_time DESC LIMIT 1", (self.experiment_id, FINGERPRINT, fingerprint)).fetchone()
+                " ORDER BY r.start_time DESC LIMIT 1",
+                (self.experiment_id, FINGERPRINT, fingerprint),
+            ).fetchone()
             if parent is None:
                 return None
             folder = _folder(parent[1])
             summary, nodes = (json.loads((folder / name).read_text()) for name in (SUMMARY, NODES))
             if summary["nodes"]["failed"] or not all(map(self._still_found, self._lookups(nodes))):
                 return None
-            sweep_id = db.execute("SELECT value FROM tags WHERE run_uuid = ? AND key = 'sweep_id'", (parent[0],)).fetchone()
+            sweep_id = db.execute(
+                "SELECT value FROM tags WHERE run_uuid = ? AND key = 'sweep_id'", (parent[0],)
+            ).fetchone()
         report = folder / "report"
         return FinishedSweep(parent[0], sweep_id[0], self.experiment_id, summary, report if report.is_dir() else None)
 
@@ -89,11 +97,14 @@ class LocalRecord:
         found: dict[str, list[tuple[int, str, str]]] = {key: [] for key in nodes}
         keys = list(nodes)
         for i in range(0, len(keys), 500):  # within sqlite's limit on bound parameters
-            chunk = keys[i:i + 500]
+            chunk = keys[i : i + 500]
             rows = self.db.execute(
-                "SELECT t.value, r.run_uuid, r.start_time, r.artifact_uri FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid"
+                "SELECT t.value, r.run_uuid, r.start_time, r.artifact_uri"
+                " FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid"
                 f" WHERE t.key = 'node_key' AND t.value IN ({','.join('?' * len(chunk))}) AND r.experiment_id = ?"
-                " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'", (*chunk, self.experiment_id))
+                " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'",
+                (*chunk, self.experiment_id),
+            )
             for key, run_id, start, artifact_uri in rows:
                 found[key].append((start or 0, run_id, artifact_uri))
         return [(nodes[key], [(run, uri) for _, run, uri in sorted(runs, reverse=True)]) for key, runs in found.items()]
@@ -137,14 +148,20 @@ def through_mlflow(uri: str, experiment: str, fingerprint: str) -> Optional[Fini
 
     try:
         store = Store.existing(uri, experiment)
-        runs = store.client.search_runs([store.experiment_id], f"tags.`{FINGERPRINT}` = '{fingerprint}' and attributes.status = 'FINISHED'",
-                                        max_results=1, order_by=["attributes.start_time DESC"])
+        runs = store.client.search_runs(
+            [store.experiment_id],
+            f"tags.`{FINGERPRINT}` = '{fingerprint}' and attributes.status = 'FINISHED'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
         if not runs:
             return None
         parent = runs[0]
         with TemporaryDirectory(prefix="unlearn-sweep-finished-") as folder:
-            summary, nodes = (json.loads(Path(store.client.download_artifacts(parent.info.run_id, name, folder)).read_text())
-                              for name in (SUMMARY, NODES))
+            summary, nodes = (
+                json.loads(Path(store.client.download_artifacts(parent.info.run_id, name, folder)).read_text())
+                for name in (SUMMARY, NODES)
+            )
         if summary["nodes"]["failed"]:
             return None
         artifacts = Artifacts(store)

@@ -5,6 +5,7 @@ model and seed of the results table with a shared view of the runs table listing
 differs from the newest finished run in its slot).
 
 Only node runs carry `node_key`: link and result runs are found by no lookup, claim or count of executed nodes."""
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,20 @@ class SweepRuns:
 
     def start(self, name: str, sweep_id: str, spec: dict, executor: str, fingerprint: Optional[str] = None) -> str:
         """The sweep's parent run; `fingerprint` (of the sweep's inputs) lets an identical re-run find it finished."""
-        run = self.client.create_run(self.store.experiment_id, run_name=f"sweep {name}", tags={
-            **system_tags(), **driver_tags(), "sweep_id": sweep_id, "sweep_name": name, "node_kind": SWEEP,
-            "executor": executor, HEARTBEAT: str(time.time()), **({FINGERPRINT: fingerprint} if fingerprint else {})})
+        run = self.client.create_run(
+            self.store.experiment_id,
+            run_name=f"sweep {name}",
+            tags={
+                **system_tags(),
+                **driver_tags(),
+                "sweep_id": sweep_id,
+                "sweep_name": name,
+                "node_kind": SWEEP,
+                "executor": executor,
+                HEARTBEAT: str(time.time()),
+                **({FINGERPRINT: fingerprint} if fingerprint else {}),
+            },
+        )
         self.store.log_params(run.info.run_id, flatten("", spec, {}))
         if spec.get("dataset"):
             self.client.log_inputs(run.info.run_id, [dataset_input(spec["dataset"], SWEEP)])
@@ -43,11 +55,21 @@ class SweepRuns:
         """Nodes done so far, as the runs table shows them while the sweep runs (tag `progress`, metric
         `nodes_done` by step)."""
         text = f"{done}/{total} ({counts['executed']} executed, {counts['cached']} cached, {counts['failed']} failed)"
-        self.client.log_batch(run_id, metrics=[Metric("nodes_done", float(done), int(time.time() * 1000), done)],
-                              tags=[RunTag("progress", text), RunTag("progress.total", str(total)), RunTag(HEARTBEAT, str(time.time()))])
+        self.client.log_batch(
+            run_id,
+            metrics=[Metric("nodes_done", float(done), int(time.time() * 1000), done)],
+            tags=[RunTag("progress", text), RunTag("progress.total", str(total)), RunTag(HEARTBEAT, str(time.time()))],
+        )
 
-    def finish(self, run_id: str, summary: dict, ok: bool, tables: Optional[dict[str, dict]] = None,
-               killed: Optional[str] = None, nodes: Optional[dict[str, str]] = None) -> None:
+    def finish(
+        self,
+        run_id: str,
+        summary: dict,
+        ok: bool,
+        tables: Optional[dict[str, dict]] = None,
+        killed: Optional[str] = None,
+        nodes: Optional[dict[str, str]] = None,
+    ) -> None:
         """The summary, node counts and correlations on the parent run; `tables` (artifact file -> columns) as
         MLflow tables, which its UI shows sortable; `nodes` (node key -> the run holding its result) for a sweep
         that completed, which an identical re-run checks (finished.py). `killed`: why the sweep was stopped (the
@@ -59,8 +81,14 @@ class SweepRuns:
             if columns and next(iter(columns.values())):
                 self.client.log_table(run_id, data=columns, artifact_file=artifact_file)
         now = int(time.time() * 1000)
-        metrics = {f"nodes_{k}": v for k, v in summary.get("nodes", {}).items()} | {"wall_seconds": summary.get("wall_seconds", 0.0)}
-        metrics |= {f"spearman_{name}": c["spearman"] for name, c in summary.get("correlations", {}).items() if c["spearman"] is not None}
+        metrics = {f"nodes_{k}": v for k, v in summary.get("nodes", {}).items()} | {
+            "wall_seconds": summary.get("wall_seconds", 0.0)
+        }
+        metrics |= {
+            f"spearman_{name}": c["spearman"]
+            for name, c in summary.get("correlations", {}).items()
+            if c["spearman"] is not None
+        }
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         if killed:
             self.client.set_tag(run_id, "killed", killed)
@@ -75,41 +103,73 @@ class SweepRuns:
                 continue
             self.store.log_params(run_id, flatten(f"search.{name}.best", best["hparams"], {}))
             self.client.set_tag(run_id, f"search.{name}.best_run_id", best["unlearn_run_id"])
-            self.client.log_batch(run_id, metrics=[Metric(f"search_{name}_best_{search['metric']}", float(best["score"]), now, 0)])
+            self.client.log_batch(
+                run_id, metrics=[Metric(f"search_{name}_best_{search['metric']}", float(best["score"]), now, 0)]
+            )
 
     def link(self, node: TrackedNode, run_id: str, sweep_id: str, parent_run_id: str) -> str:
         """A node found cached, as part of a later sweep without recomputing it: a tag on the run holding it
         (`reused_by.<sweep>`), and a light child run of the sweep pointing at that run, so the sweep shows all it
         used. The child has the node's name and setting (a tag), no node_key, no params, no artifacts."""
         self.client.set_tag(run_id, f"reused_by.{sweep_id}", parent_run_id)
-        note = (f"Cached: this sweep used the result of run [{run_id}](#/experiments/{self.store.experiment_id}/runs/{run_id}) "
-                f"({node.kind}, key {node.key[:12]}) instead of computing it again.")
-        run = self.client.create_run(self.store.experiment_id, run_name=f"{node.label} (cached)", tags={
-            **system_tags(), "node_kind": LINK, "sweep_id": sweep_id, "mlflow.parentRunId": parent_run_id,
-            "linked.run_id": run_id, "linked.node_key": node.key, "linked.node_kind": node.kind, "mlflow.note.content": note,
-            **({"setting": str(node.about["setting"])} if "setting" in node.about else {})})
+        note = (
+            f"Cached: this sweep used the result of run "
+            f"[{run_id}](#/experiments/{self.store.experiment_id}/runs/{run_id}) "
+            f"({node.kind}, key {node.key[:12]}) instead of computing it again."
+        )
+        run = self.client.create_run(
+            self.store.experiment_id,
+            run_name=f"{node.label} (cached)",
+            tags={
+                **system_tags(),
+                "node_kind": LINK,
+                "sweep_id": sweep_id,
+                "mlflow.parentRunId": parent_run_id,
+                "linked.run_id": run_id,
+                "linked.node_key": node.key,
+                "linked.node_kind": node.kind,
+                "mlflow.note.content": note,
+                **({"setting": str(node.about["setting"])} if "setting" in node.about else {}),
+            },
+        )
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return run.info.run_id
 
-    def record_results(self, parent_run_id: str, sweep_id: str, rows: list[dict], dataset: Optional[dict] = None) -> None:
+    def record_results(
+        self, parent_run_id: str, sweep_id: str, rows: list[dict], dataset: Optional[dict] = None
+    ) -> None:
         """One run per model and seed of the results table (`rows`: name, params, metrics, tags), kind `result`: what
         the runs table, its compare view and parallel-coordinates chart line up by method. They hold numbers of
         several nodes under this sweep's relearning and LMC settings, so they belong to the sweep, not to a node;
         they are top-level runs (tagged with the sweep and its run) because the runs table folds children away, and
         the experiment's shared view `results` (RESULTS_VIEW) lists the latest sweep's with their numbers as columns."""
-        note = f"A result of sweep {sweep_id} (run [{parent_run_id}](#/experiments/{self.store.experiment_id}/runs/{parent_run_id}))."
+        link = f"#/experiments/{self.store.experiment_id}/runs/{parent_run_id}"
+        note = f"A result of sweep {sweep_id} (run [{parent_run_id}]({link}))."
         for row in rows:
-            run = self.client.create_run(self.store.experiment_id, run_name=row["name"], tags={
-                **system_tags(), **row.get("tags", {}), "node_kind": RESULT, "sweep_id": sweep_id, "sweep_run_id": parent_run_id,
-                "mlflow.note.content": note})
+            run = self.client.create_run(
+                self.store.experiment_id,
+                run_name=row["name"],
+                tags={
+                    **system_tags(),
+                    **row.get("tags", {}),
+                    "node_kind": RESULT,
+                    "sweep_id": sweep_id,
+                    "sweep_run_id": parent_run_id,
+                    "mlflow.note.content": note,
+                },
+            )
             self.store.log_params(run.info.run_id, {k: str(v) for k, v in row["params"].items()})
             now = int(time.time() * 1000)
-            self.client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in row["metrics"].items()])
+            self.client.log_batch(
+                run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in row["metrics"].items()]
+            )
             if dataset:
                 self.client.log_inputs(run.info.run_id, [dataset_input(dataset, "evaluation")])
             self.client.set_terminated(run.info.run_id, "FINISHED")
         if rows:
-            self.client.set_experiment_tag(self.store.experiment_id, VIEW_TAG + RESULTS_VIEW, json.dumps(results_view(rows, sweep_id)))
+            self.client.set_experiment_tag(
+                self.store.experiment_id, VIEW_TAG + RESULTS_VIEW, json.dumps(results_view(rows, sweep_id))
+            )
 
     def log_report(self, run_id: str, folder: Path) -> None:
         """Figures (PNG, SVG) and the HTML report as artifacts of the sweep's run, under `report/`."""
@@ -118,8 +178,12 @@ class SweepRuns:
     def why_new(self, node: TrackedNode) -> str:
         """What differs from the newest finished run in the same slot: config fields, inputs, or the data read."""
         slot = node.slot.replace("'", "\\'")
-        runs = self.client.search_runs([self.store.experiment_id], f"tags.node_slot = '{slot}' and attributes.status = 'FINISHED'",
-                                       max_results=1, order_by=["attributes.start_time DESC"])
+        runs = self.client.search_runs(
+            [self.store.experiment_id],
+            f"tags.node_slot = '{slot}' and attributes.status = 'FINISHED'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
         if not runs:
             return "never run"
         now = {k: v[:6000] for k, v in flatten("", node.config, {}).items()}
@@ -137,10 +201,20 @@ def results_view(rows: list[dict], sweep_id: str) -> dict:
     sweep's), the method and seed and the results table's numbers as columns, ordered by held-out forget accuracy
     after the strongest attack (most resistant first)."""
     metrics = sorted({name for row in rows for name in row["metrics"]})
-    wanted = [m for m in metrics if m in ("test_acc", "forget_acc", "heldout_forget_acc", "l2_to_original", "loss_barrier")
-              or (m.startswith("relearned_k") and m.endswith("_heldout_forget_acc")) or m.startswith("recovery_k")]
-    strongest = max((m for m in wanted if m.startswith("relearned_k")), key=lambda m: int(m.split("_")[1][1:]), default=None)
+    wanted = [
+        m
+        for m in metrics
+        if m in ("test_acc", "forget_acc", "heldout_forget_acc", "l2_to_original", "loss_barrier")
+        or (m.startswith("relearned_k") and m.endswith("_heldout_forget_acc"))
+        or m.startswith("recovery_k")
+    ]
+    strongest = max(
+        (m for m in wanted if m.startswith("relearned_k")), key=lambda m: int(m.split("_")[1][1:]), default=None
+    )
     columns = ["params.`method`", "params.`seed`"] + [f"metrics.`{m}`" for m in wanted]
-    view = {"searchFilter": f"tags.node_kind = '{RESULT}' and tags.sweep_id = '{sweep_id}'", "selectedColumns": columns,
-            "columnOrder": columns}
+    view = {
+        "searchFilter": f"tags.node_kind = '{RESULT}' and tags.sweep_id = '{sweep_id}'",
+        "selectedColumns": columns,
+        "columnOrder": columns,
+    }
     return view | ({"orderByKey": f"metrics.`{strongest}`", "orderByAsc": True} if strongest else {})

@@ -15,6 +15,7 @@ rather than minutes in MLflow's retries.
 A retried call may have reached the server before the connection broke; the calls a sweep makes tolerate that (tags
 and terminal states are set again to the same value; a claim run made twice is one more run of the same sweep, which
 the claim protocol resolves like any other)."""
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,11 @@ OUTAGE_SECONDS = float(os.environ.get("UNLEARN_SWEEP_STORE_OUTAGE_SECONDS", 600)
 FIRST_DELAY, MAX_DELAY = 0.5, 30.0
 PROBE_TIMEOUT = 3.0  # seconds per /health request; two tries
 # MLflow's own retries of one HTTP request, unless the user set them: short, so the outage window above governs.
-MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
 UNREACHABLE = re.compile(r"API request to .* failed with (timeout )?exception")
 
 log = logging.getLogger("unlearn_sweep.store")
@@ -89,18 +93,21 @@ class RetryingClient:
         while True:
             try:
                 result = method(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - only the unreachable kind is retried
+            except Exception as error:
                 if not unreachable(error):
                     raise
                 now = time.monotonic()
                 deadline = deadline if deadline is not None else now + OUTAGE_SECONDS
                 if self._lost or now >= deadline:
                     self._lost = True
-                    raise StoreUnavailable(f"the tracking server at {self._uri} has not answered for "
-                                           f"{OUTAGE_SECONDS:g} s ({name}: {str(error).splitlines()[0][:300]})") from error
+                    raise StoreUnavailable(
+                        f"the tracking server at {self._uri} has not answered for "
+                        f"{OUTAGE_SECONDS:g} s ({name}: {str(error).splitlines()[0][:300]})"
+                    ) from error
                 if not warned:
-                    log.warning("tracking server %s unreachable (%s); retrying for up to %g s", self._uri, name,
-                                deadline - now)
+                    log.warning(
+                        "tracking server %s unreachable (%s); retrying for up to %g s", self._uri, name, deadline - now
+                    )
                     warned = True
                 time.sleep(min(delay, max(0.0, deadline - now)))
                 delay = min(delay * 2, MAX_DELAY)

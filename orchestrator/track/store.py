@@ -1,6 +1,7 @@
 """The MLflow store a sweep records into: the client, the experiment, and the helpers every part of the record
 shares (params in batches, nested dicts flattened to dotted names). The embedded default is a sqlite file and a
 local artifact folder; on a cluster, an MLflow server whose artifact root is S3."""
+
 from __future__ import annotations
 
 import functools
@@ -40,7 +41,7 @@ class Store:
     args: tuple  # enough to open the same store in a worker process: (uri, experiment, artifact_location)
 
     @classmethod
-    def open(cls, uri: str, experiment: str, artifact_location: Optional[str] = None) -> "Store":
+    def open(cls, uri: str, experiment: str, artifact_location: Optional[str] = None) -> Store:
         uri = absolute(uri)
         client = connect(uri)
         found = client.get_experiment_by_name(experiment)
@@ -51,12 +52,16 @@ class Store:
         # None: the server's default artifact root (on a cluster, S3), or ./mlartifacts for an embedded store.
         if artifact_location is None and uri.split(":")[0] in EMBEDDED_SCHEMES:
             artifact_location = "mlartifacts"
-        location = artifact_location if artifact_location is None or "://" in artifact_location else Path(artifact_location).resolve().as_uri()
+        location = (
+            artifact_location
+            if artifact_location is None or "://" in artifact_location
+            else Path(artifact_location).resolve().as_uri()
+        )
         experiment_id = client.create_experiment(experiment, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
         return cls(uri, client, experiment_id, (uri, experiment, artifact_location))
 
     @classmethod
-    def existing(cls, uri: str, experiment: str) -> "Store":
+    def existing(cls, uri: str, experiment: str) -> Store:
         """The store as it is, for commands that only read it: a missing sqlite file or experiment is an error,
         never created."""
         uri = absolute(uri)
@@ -102,7 +107,9 @@ def git_commit() -> Optional[str]:
     if not (PACKAGE_ROOT / ".git").exists():
         return None
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
@@ -115,9 +122,13 @@ def dataset_input(dataset: dict, context: str) -> DatasetInput:
     hidden = location_fields(DATASETS.get(dataset["name"]).config) if dataset["name"] in DATASETS else ()
     what = {**dataset, "args": {k: v for k, v in dataset.get("args", {}).items() if k not in hidden}}
     digest = sha256_bytes(json.dumps(what, sort_keys=True, default=str).encode())[:16]
-    entity = Dataset(name=dataset["name"], digest=digest, source_type="code",
-                     source=json.dumps({"tags": {"registry": "workloads.data", "config": json.dumps(what, default=str)}}),
-                     profile=json.dumps(what, default=str))
+    entity = Dataset(
+        name=dataset["name"],
+        digest=digest,
+        source_type="code",
+        source=json.dumps({"tags": {"registry": "workloads.data", "config": json.dumps(what, default=str)}}),
+        profile=json.dumps(what, default=str),
+    )
     return DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])
 
 
@@ -133,7 +144,7 @@ def flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
 
 def chunks(items: list, size: int):
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 def sha256_bytes(data: bytes) -> str:

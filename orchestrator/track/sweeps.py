@@ -1,6 +1,7 @@
 """The sweeps in the store, as the commands that only read the record (`report`, `compare`, `status`) find them:
 a sweep by its id or its parent run's id, its summary.json and config, and where it stands (running, stopped,
 finished, failed; nodes done of total; started when, by whom)."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from orchestrator.track.claims import HEARTBEAT, STALE_SECONDS
 from orchestrator.track.lineage import SWEEP
-from orchestrator.track.store import StoreError, Store
+from orchestrator.track.store import Store, StoreError
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -27,8 +28,14 @@ def all_runs(store: Store, filter_string: str = "", view=None) -> list[Run]:
 
     runs, token = [], None
     while True:
-        page = store.client.search_runs([store.experiment_id], filter_string, run_view_type=view or ViewType.ACTIVE_ONLY,
-                                        max_results=1000, order_by=["attributes.start_time DESC"], page_token=token)
+        page = store.client.search_runs(
+            [store.experiment_id],
+            filter_string,
+            run_view_type=view or ViewType.ACTIVE_ONLY,
+            max_results=1000,
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
         runs.extend(page)
         token = page.token
         if not token:
@@ -51,7 +58,9 @@ def find_sweep(store: Store, ref: str) -> Run:
     quoted = ref.replace("'", "")
     found = all_runs(store, f"tags.sweep_id = '{quoted}' and tags.node_kind = '{SWEEP}'")
     if not found:
-        raise StoreError(f"no sweep {ref!r} in {store.uri}: give a sweep id, a sweep's parent run id or a summary.json path")
+        raise StoreError(
+            f"no sweep {ref!r} in {store.uri}: give a sweep id, a sweep's parent run id or a summary.json path"
+        )
     return found[0]
 
 
@@ -61,7 +70,9 @@ def read_summary(store: Store, run: Run) -> dict:
         try:
             path = store.client.download_artifacts(run.info.run_id, "summary.json", folder)
         except (MlflowException, OSError):
-            raise StoreError(f"sweep run {run.info.run_id} has no summary.json (it never finished writing one)") from None
+            raise StoreError(
+                f"sweep run {run.info.run_id} has no summary.json (it never finished writing one)"
+            ) from None
         return json.loads(Path(path).read_text())
 
 
@@ -94,5 +105,13 @@ def sweep_status(run: Run, now: Optional[float] = None) -> SweepStatus:
         total = int(tags["progress.total"]) if "progress.total" in tags else None
         done = int(metrics["nodes_done"]) if "nodes_done" in metrics else None
     started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000))
-    return SweepStatus(tags.get("sweep_name", run.info.run_name or "?"), tags.get("sweep_id", "?"), run.info.run_id, state,
-                       done, total, started, tags.get("mlflow.user", "unknown"))
+    return SweepStatus(
+        tags.get("sweep_name", run.info.run_name or "?"),
+        tags.get("sweep_id", "?"),
+        run.info.run_id,
+        state,
+        done,
+        total,
+        started,
+        tags.get("mlflow.user", "unknown"),
+    )

@@ -1,5 +1,6 @@
 """The store and its three parts, opened together from (uri, experiment, artifact location): what a driver or a
 worker process holds."""
+
 from __future__ import annotations
 
 from typing import Optional

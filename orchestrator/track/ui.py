@@ -1,6 +1,7 @@
 """Where MLflow's UI shows a sweep's results (the experiment's runs table with the shared view `results`, which
 lineage.py keeps listing the latest sweep's result runs), and a store's URI as it is opened. No MLflow import: a
 re-run that finds its sweep finished prints them without one."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,9 @@ RESULTS_VIEW = "results"
 def ui_path(experiment_id: str, view: Optional[str] = RESULTS_VIEW) -> str:
     """Where in MLflow's UI (after its address) the experiment opens on its runs table. MLflow 3.17's UI chooses
     between a GenAI overview and the runs table by its `workflowType` switch, not by the experiment's kind tag."""
-    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
+    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning" + (
+        f"&viewStateShareKey={view}" if view else ""
+    )
 
 
 def ui_address(uri: str, experiment_id: str) -> str:

@@ -1,5 +1,6 @@
 """A sweep run as a user runs it, `python -m orchestrator run ...` in its own process (so real signals reach a real
 driver), and what its store holds afterwards."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from mlflow.tracking import MlflowClient
 
@@ -31,11 +32,28 @@ class Driver:
 
     def __init__(self, folder: Path, sweep: Path, uri: str, *extra: str, env: dict | None = None, name: str = "run"):
         self.summary, self.log = folder / f"{name}.json", folder / f"{name}.log"
-        command = [sys.executable, "-m", "orchestrator", "run", str(sweep), "--tracking-uri", uri,
-                   "--summary", str(self.summary), "--no-report", *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            str(sweep),
+            "--tracking-uri",
+            uri,
+            "--summary",
+            str(self.summary),
+            "--no-report",
+            *extra,
+        ]
         with open(self.log, "wb") as out:
-            self.process = subprocess.Popen(command, cwd=folder, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+            self.process = subprocess.Popen(
+                command,
+                cwd=folder,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+            )
 
     def wait(self, timeout: float = 600) -> int:
         try:
@@ -66,7 +84,9 @@ class Driver:
         deadline = time.monotonic() + timeout
         while not condition():
             if self.process.poll() is not None:
-                raise AssertionError(f"the sweep ended (exit {self.process.returncode}) first:\n{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"the sweep ended (exit {self.process.returncode}) first:\n{self.output()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(f"gave up waiting:\n{self.output()[-3000:]}")
@@ -81,7 +101,7 @@ def all_runs(uri: str) -> list:
         if experiment is None:
             return []
         return client.search_runs([experiment.experiment_id], "", max_results=5000, run_view_type=3)
-    except Exception:  # noqa: BLE001 - the store may be half-created while the driver starts
+    except Exception:
         return []
 
 
@@ -99,8 +119,13 @@ def running(uri: str, kind: str) -> bool:
     path = uri.removeprefix("sqlite:///")
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-            return bool(db.execute("select count(*) from runs join tags on tags.run_uuid = runs.run_uuid where "
-                                   "runs.status = 'RUNNING' and tags.key = 'node_kind' and tags.value = ?", (kind,)).fetchone()[0])
+            return bool(
+                db.execute(
+                    "select count(*) from runs join tags on tags.run_uuid = runs.run_uuid where "
+                    "runs.status = 'RUNNING' and tags.key = 'node_kind' and tags.value = ?",
+                    (kind,),
+                ).fetchone()[0]
+            )
     except sqlite3.Error:  # not there yet, or not all its tables
         return False
 
@@ -122,8 +147,12 @@ def under_way(uri: str) -> bool:
     path = uri.removeprefix("sqlite:///")
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-            statuses = dict(db.execute("select runs.status, count(*) from runs join tags on tags.run_uuid = runs.run_uuid "
-                                       "where tags.key = 'node_key' and runs.lifecycle_stage = 'active' group by runs.status"))
+            statuses = dict(
+                db.execute(
+                    "select runs.status, count(*) from runs join tags on tags.run_uuid = runs.run_uuid "
+                    "where tags.key = 'node_key' and runs.lifecycle_stage = 'active' group by runs.status"
+                )
+            )
     except sqlite3.Error:
         return False
     return statuses.get("FINISHED", 0) >= 1 and statuses.get("RUNNING", 0) >= 1

@@ -4,6 +4,7 @@ monitor ends a worker that ran out of memory (a real OOM on a shared CI machine 
 provoke). The first to start a node of kind $FAULT_RAISE_KIND raises MemoryError in it instead, as an allocation
 that fails inside the process does. Each once per test, across processes: the first to create the marker file
 ($FAULT_MARKER, and that name with `.raised`) does it."""
+
 import os
 
 

@@ -2,6 +2,7 @@
 of the first checkpoint object it sees (and its retries) gets a 500 InternalError, as an S3 endpoint having a bad
 minute answers. Everything else, and that object once `refusing` is cleared, reaches moto unchanged. moto has no
 fault injection of its own for S3, and stopping it would lose the objects it holds in memory."""
+
 from __future__ import annotations
 
 import http.client
@@ -53,8 +54,13 @@ class S3Proxy:
                     connection.request(self.command, self.path, body=body or None, headers=headers)
                     answer = connection.getresponse()
                     data = answer.read()
-                    self._send(answer.status, {k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP | {"content-length"}},
-                               data, head=self.command == "HEAD", length=answer.getheader("Content-Length"))
+                    self._send(
+                        answer.status,
+                        {k: v for k, v in answer.getheaders() if k.lower() not in HOP_BY_HOP | {"content-length"}},
+                        data,
+                        head=self.command == "HEAD",
+                        length=answer.getheader("Content-Length"),
+                    )
                 finally:
                     connection.close()
 
@@ -73,7 +79,7 @@ class S3Proxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "S3Proxy":
+    def __enter__(self) -> S3Proxy:
         self.thread.start()
         return self
 

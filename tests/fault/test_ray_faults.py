@@ -3,6 +3,7 @@ original model (and whatever else runs there) is removed from the cluster; later
 attack ends its own process abruptly (an out-of-memory kill) and a distance node raises MemoryError (both simulated:
 see ray_hooks.py). The sweep finishes with every node computed exactly once and results equal to a fault-free run's.
 (A worker process SIGKILLed mid-node is tests/test_ray_executor.py's.)"""
+
 import json
 import os
 import threading
@@ -10,8 +11,8 @@ import time
 
 import ray
 import torch
-from ray.cluster_utils import Cluster
 from ray._private import ray_constants
+from ray.cluster_utils import Cluster
 
 from orchestrator.cli import main
 from tests.conftest import REPO
@@ -56,8 +57,22 @@ def test_a_removed_node_and_an_actor_that_runs_out_of_memory_leave_the_results_u
     sweep = small_sweep(tmp_path, train__epochs=20, relearn__k=[0])
     threads = torch.get_num_threads()
     try:  # the fault-free reference, on one thread as each 1-CPU Ray worker runs
-        assert main(["run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / 'calm.db'}", "--summary",
-                     str(tmp_path / "calm.json"), "--no-report", "--threads", "1"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    str(sweep),
+                    "--tracking-uri",
+                    f"sqlite:///{tmp_path / 'calm.db'}",
+                    "--summary",
+                    str(tmp_path / "calm.json"),
+                    "--no-report",
+                    "--threads",
+                    "1",
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -66,23 +81,47 @@ def test_a_removed_node_and_an_actor_that_runs_out_of_memory_leave_the_results_u
     for _ in range(3):
         cluster.add_node(num_cpus=1)
     marker = tmp_path / "oom"
-    ray.init(address=cluster.address, runtime_env={
-        "worker_process_setup_hook": "tests.fault.ray_hooks.exit_once_in_kind",
-        "env_vars": {"FAULT_EXIT_KIND": "relearn", "FAULT_RAISE_KIND": "distance", "FAULT_MARKER": str(marker), "PYTHONPATH": str(REPO)}})
+    ray.init(
+        address=cluster.address,
+        runtime_env={
+            "worker_process_setup_hook": "tests.fault.ray_hooks.exit_once_in_kind",
+            "env_vars": {
+                "FAULT_EXIT_KIND": "relearn",
+                "FAULT_RAISE_KIND": "distance",
+                "FAULT_MARKER": str(marker),
+                "PYTHONPATH": str(REPO),
+            },
+        },
+    )
     db = f"sqlite:///{tmp_path / 'faults.db'}"
     removed, stop = [], threading.Event()
-    remover = threading.Thread(target=remove_the_node_training_the_original, args=(cluster, db, removed, stop), daemon=True)
+    remover = threading.Thread(
+        target=remove_the_node_training_the_original, args=(cluster, db, removed, stop), daemon=True
+    )
     remover.start()
     try:
-        code = main(["run", str(sweep), "--executor", "ray", "--tracking-uri", db, "--summary", str(tmp_path / "faults.json"),
-                     "--no-report"])
+        code = main(
+            [
+                "run",
+                str(sweep),
+                "--executor",
+                "ray",
+                "--tracking-uri",
+                db,
+                "--summary",
+                str(tmp_path / "faults.json"),
+                "--no-report",
+            ]
+        )
     finally:
         stop.set()
         remover.join()
         ray.shutdown()
         cluster.shutdown()
     assert removed, "no node was seen training the original"
-    assert marker.exists() and marker.with_name("oom.raised").exists(), "no worker ran a relearning attack or a distance"
+    assert marker.exists() and marker.with_name("oom.raised").exists(), (
+        "no worker ran a relearning attack or a distance"
+    )
     calm, faults = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("calm", "faults"))
     assert code == 0 and faults["nodes"] == {**calm["nodes"], "executed": calm["nodes"]["total"]}
     assert_same_results(calm, faults)

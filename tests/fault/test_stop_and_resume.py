@@ -4,6 +4,7 @@ summary.json for what finished, exit 143), and the rerun reuses what finished an
 from its last periodic checkpoint, to the results of a run never interrupted. After a SIGKILL the rerun proves the
 old driver dead (same machine, pid gone) and takes over its claims at once, even with a stale window it could never
 wait out."""
+
 import json
 import signal
 import subprocess
@@ -47,14 +48,30 @@ def test_sigterm_ends_the_sweep_cleanly_and_the_same_command_resumes_it(tmp_path
     assert resumed["nodes"] == {"total": NODES, "executed": NODES - len(done), "cached": len(done), "failed": 0}
     counts = finished_once(uri)
     assert len(counts) == NODES and set(counts.values()) == {1}  # nothing computed twice, nothing lost
-    (original,) = [r for r in node_runs(uri) if r.data.tags["node_kind"] == "train_original" and r.info.status == "FINISHED"]
+    (original,) = [
+        r for r in node_runs(uri) if r.data.tags["node_kind"] == "train_original" and r.info.status == "FINISHED"
+    ]
     assert int(original.data.tags["resumed_from_step"]) >= 5  # from its checkpoint, not from scratch
     assert not any((tmp_path / "cache" / "checkpoints").glob("*.pt"))  # removed once the result is recorded
 
     threads = torch.get_num_threads()
     try:  # the same sweep never interrupted, on one thread as the stopped and resumed runs
-        assert main(["run", str(sweep), "--tracking-uri", f"sqlite:///{tmp_path / 'calm.db'}", "--summary",
-                     str(tmp_path / "calm.json"), "--no-report", "--threads", "1"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    str(sweep),
+                    "--tracking-uri",
+                    f"sqlite:///{tmp_path / 'calm.db'}",
+                    "--summary",
+                    str(tmp_path / "calm.json"),
+                    "--no-report",
+                    "--threads",
+                    "1",
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)
     assert_same_results(json.loads((tmp_path / "calm.json").read_text()), resumed)
@@ -80,10 +97,18 @@ def test_after_a_sigkill_the_rerun_proves_the_driver_dead_and_takes_over_at_once
 
 
 def test_a_driver_is_proven_dead_only_on_this_machine_once_its_process_is_gone():
-    child = subprocess.Popen([sys.executable, "-c",
-                              "import sys; from orchestrator.track.drivers import driver_tags; print(repr(driver_tags()), flush=True); sys.stdin.read()"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    tags = eval(child.stdout.readline())  # noqa: S307 - our own child's repr of a dict of strings
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from orchestrator.track.drivers import driver_tags; "
+            "print(repr(driver_tags()), flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    tags = eval(child.stdout.readline())
     assert not proven_dead(tags)  # alive
     child.kill()
     child.wait()
@@ -96,12 +121,16 @@ def test_resume_takes_over_an_earlier_run_of_the_same_sweep_on_another_machine(t
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unlearn-sweep", str(tmp_path / "artifacts"))
     parent = tracker.sweeps.start("quickstart", "quickstart-1", {}, "ray")
     client = tracker.store.client
-    node = client.create_run(tracker.store.experiment_id, tags={"sweep_id": "quickstart-1", "node_key": "k", "node_kind": "unlearn"})
+    node = client.create_run(
+        tracker.store.experiment_id, tags={"sweep_id": "quickstart-1", "node_key": "k", "node_kind": "unlearn"}
+    )
     for run_id in (parent, node.info.run_id):  # a driver on another machine, its heartbeat fresh
         client.set_tag(run_id, HOST, "another-machine")
     assert take_over_dead_sweeps(tracker.claims) == []  # it may be alive: left alone
     assert take_over_dead_sweeps(tracker.claims, "another-sweep") == []
-    (line,) = take_over_dead_sweeps(tracker.claims, "quickstart")  # `run --resume` of this sweep: the user says it is gone
+    (line,) = take_over_dead_sweeps(
+        tracker.claims, "quickstart"
+    )  # `run --resume` of this sweep: the user says it is gone
     assert "quickstart-1" in line
     for run_id in (parent, node.info.run_id):
         run = client.get_run(run_id)

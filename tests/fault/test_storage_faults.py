@@ -4,6 +4,7 @@ would): `cache verify` reports each and demotes it, none runs code, and the next
 same results; a corrupt checkpoint a sweep finds on loading is recomputed there. A write that fails half-way (a full
 disk; an S3 endpoint refusing the upload) leaves no result: the node fails, nothing else is lost, the rerun computes
 only what is missing."""
+
 import errno
 import hashlib
 import json
@@ -16,11 +17,23 @@ from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
+
 from .helpers import assert_same_results, finished_once, node_runs, small_sweep
 
 
 def run(tmp_path, sweep, uri, name, *overrides):
-    code = main(["run", str(sweep), *overrides, "--tracking-uri", uri, "--summary", str(tmp_path / f"{name}.json"), "--no-report"])
+    code = main(
+        [
+            "run",
+            str(sweep),
+            *overrides,
+            "--tracking-uri",
+            uri,
+            "--summary",
+            str(tmp_path / f"{name}.json"),
+            "--no-report",
+        ]
+    )
     return code, json.loads((tmp_path / f"{name}.json").read_text())
 
 
@@ -119,11 +132,18 @@ def test_an_s3_upload_that_fails_leaves_no_result_and_the_rerun_computes_only_th
     from .s3_proxy import S3Proxy
 
     with moto_s3(tmp_path) as endpoint, S3Proxy(endpoint) as proxy:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                            "MLFLOW_S3_ENDPOINT_URL": proxy.url}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_S3_ENDPOINT_URL": proxy.url,
+        }.items():
             monkeypatch.setenv(name, value)
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lab")
-        sweep, uri = small_sweep(tmp_path, tracking__artifact_location="s3://lab/artifacts"), f"sqlite:///{tmp_path / 'mlflow.db'}"
+        sweep, uri = (
+            small_sweep(tmp_path, tracking__artifact_location="s3://lab/artifacts"),
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        )
         proxy.refusing.set()  # the first checkpoint upload fails, every retry of it too
         code, first = run(tmp_path, sweep, uri, "first")
         assert proxy.refusals >= 1 and code == 1

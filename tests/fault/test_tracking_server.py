@@ -1,8 +1,9 @@
-"""The tracking server going away under a running sweep: a real `mlflow server` (sqlite backend) stopped with its
-whole process group once the sweep has finished a node and is computing another. Back after a while on the same port: the sweep retries its
-store calls with backoff, carries on and records every node exactly once. Gone for good (past the retry window, made
-short here): the sweep stops cleanly with exit 3 and a summary of what finished, and once the server is back the same
-command computes only what was never recorded and closes the dead sweep's run."""
+"""The tracking server going away under a running sweep: a real `mlflow server` (sqlite backend) stopped with its whole
+process group once the sweep has finished a node and is computing another. Back after a while on the same port: the
+sweep retries its store calls with backoff, carries on and records every node exactly once. Gone for good (past the
+retry window, made short here): the sweep stops cleanly with exit 3 and a summary of what finished, and once the server
+is back the same command computes only what was never recorded and closes the dead sweep's run."""
+
 import os
 import signal
 from contextlib import contextmanager
@@ -19,8 +20,11 @@ NODES = 14  # the small sweep, relearning with k = 0 only
 @contextmanager
 def tracking_server(folder, port):
     """A real MLflow server on `port` over folder/server.db: (its URI, its process)."""
-    with server(mlflow_command(folder, str(folder / "artifacts"), port), f"http://127.0.0.1:{port}/health",
-                folder / f"mlflow-server-{port}.log") as process:
+    with server(
+        mlflow_command(folder, str(folder / "artifacts"), port),
+        f"http://127.0.0.1:{port}/health",
+        folder / f"mlflow-server-{port}.log",
+    ) as process:
         yield f"http://127.0.0.1:{port}", process
 
 
@@ -68,7 +72,12 @@ def test_a_server_down_for_good_stops_the_sweep_and_the_rerun_computes_only_what
         second = Driver(tmp_path, sweep, uri, name="second")
         assert second.wait() == 0, second.output()[-3000:]
         resumed = second.result()
-        assert resumed["nodes"] == {"total": NODES, "executed": NODES - len(recorded), "cached": len(recorded), "failed": 0}
+        assert resumed["nodes"] == {
+            "total": NODES,
+            "executed": NODES - len(recorded),
+            "cached": len(recorded),
+            "failed": 0,
+        }
         counts = finished_once(uri)
         assert len(counts) == NODES and set(counts.values()) == {1}
         assert not [r for r in node_runs(uri) if r.info.status == "RUNNING"]

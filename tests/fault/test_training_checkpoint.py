@@ -2,6 +2,7 @@
 an uninterrupted run (model, optimizer, schedule, batch order and the loss accumulated since the last curve point
 are all in the checkpoint). A checkpoint that cannot be read starts training over; one that cannot be written (a
 full disk: /dev/full, a real device that answers every write with ENOSPC) is skipped and training goes on."""
+
 import errno
 import os
 import pickle
@@ -87,4 +88,6 @@ def test_a_full_disk_skips_the_checkpoint_and_training_goes_on(tmp_path):
     checkpoint = TrainingCheckpoint(path, every_steps=7, every_seconds=0)
     with pytest.warns(UserWarning, match=os.strerror(errno.ENOSPC)):
         assert_same(uninterrupted, train(checkpoint))
-    assert checkpoint.saves == 4  # of five due: the first met the full disk (its partial file is gone, so later ones had room)
+    assert (
+        checkpoint.saves == 4
+    )  # of five due: the first met the full disk (its partial file is gone, so later ones had room)

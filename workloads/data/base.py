@@ -5,11 +5,13 @@ A dataset may also carry a corrupted copy of its test set (same labels, same ord
 copies one after the other), which the `corrupted_test*` relearning attacks train on. CIFAR reads the published
 CIFAR-10-C / CIFAR-100-C files (`cifar.py`); MNIST-1D and digits get a synthetic stand-in (`synthetic.py`).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 
@@ -31,13 +33,20 @@ class Dataset:
     name: str = ""  # the registry name, set by load_dataset (for messages)
     corrupted_key: Optional[str] = None  # the dataset.args key that gives this dataset a corrupted test set
 
-    TENSORS: ClassVar[tuple[str, ...]] = ("x_train", "y_train", "x_test", "y_test", "x_corrupted_test", "y_corrupted_test")
+    TENSORS: ClassVar[tuple[str, ...]] = (
+        "x_train",
+        "y_train",
+        "x_test",
+        "y_test",
+        "x_corrupted_test",
+        "y_corrupted_test",
+    )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
-    def to(self, device: torch.device | str) -> "Dataset":
+    def to(self, device: torch.device | str) -> Dataset:
         return dataclasses.replace(
             self, **{f: getattr(self, f).to(device) for f in self.TENSORS if getattr(self, f) is not None}
         )
@@ -50,8 +59,7 @@ class Dataset:
 
 
 def no_corrupted_test_message(name: str, key: Optional[str], needed_by: str) -> str:
-    how = (f"set dataset.args.{key} to give it one" if key is not None
-           else "it has no corrupted test set to offer")
+    how = f"set dataset.args.{key} to give it one" if key is not None else "it has no corrupted test set to offer"
     return f"{needed_by} needs a corrupted test set, which dataset {name!r} does not have as configured: {how}"
 
 
@@ -95,8 +103,13 @@ def register_dataset(name: str, config: type):
 _CACHE: dict[tuple, Dataset] = {}
 
 
-def load_dataset(name: str, config: Any, device: torch.device | str = "cpu",
-                 limit_train: Optional[int] = None, limit_test: Optional[int] = None) -> Dataset:
+def load_dataset(
+    name: str,
+    config: Any,
+    device: torch.device | str = "cpu",
+    limit_train: Optional[int] = None,
+    limit_test: Optional[int] = None,
+) -> Dataset:
     """Loads a registered dataset onto `device` (optionally only its first examples), memoised per process and
     device, so a worker keeps it resident."""
     key = (name, repr(config), str(device), limit_train, limit_test)
@@ -106,10 +119,16 @@ def load_dataset(name: str, config: Any, device: torch.device | str = "cpu",
             _CACHE[full] = DATASETS.get(name).make(config)
         d = _CACHE[full]
         n_test = len(d.y_test)
-        d = dataclasses.replace(d, x_train=d.x_train[:limit_train], y_train=d.y_train[:limit_train],
-                                x_test=d.x_test[:limit_test], y_test=d.y_test[:limit_test],
-                                x_corrupted_test=_first_test(d.x_corrupted_test, n_test, limit_test),
-                                y_corrupted_test=_first_test(d.y_corrupted_test, n_test, limit_test),
-                                name=name, corrupted_key=corrupted_test_key(config))
+        d = dataclasses.replace(
+            d,
+            x_train=d.x_train[:limit_train],
+            y_train=d.y_train[:limit_train],
+            x_test=d.x_test[:limit_test],
+            y_test=d.y_test[:limit_test],
+            x_corrupted_test=_first_test(d.x_corrupted_test, n_test, limit_test),
+            y_corrupted_test=_first_test(d.y_corrupted_test, n_test, limit_test),
+            name=name,
+            corrupted_key=corrupted_test_key(config),
+        )
         _CACHE[key] = d.to(device)
     return _CACHE[key]

@@ -1,4 +1,5 @@
-"""CIFAR-10 and CIFAR-100, registered as `cifar10` and `cifar100`, plus the CIFAR-10-C / CIFAR-100-C corrupted test sets.
+"""CIFAR-10 and CIFAR-100, registered as `cifar10` and `cifar100`, plus the CIFAR-10-C / CIFAR-100-C corrupted test
+sets.
 
 Files live where torchvision keeps them: `<root>/cifar-10-batches-py/{data_batch_1..5,test_batch}` and
 `<root>/cifar-100-python/{train,test}`, the python pickles of the official release (`data`: uint8 N x 3072 in
@@ -17,12 +18,14 @@ the corrupted test set the `corrupted_test*` relearning attacks train on: the `c
 reference study's one choice, `jpeg_compression`) at `corruption_severity` (default: the reference's 5), one copy of
 the test set per corruption, each checked to have exactly the test set's labels in the test set's order.
 """
+
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
@@ -56,16 +59,24 @@ def layout(name: str) -> Layout:
         "cifar100": (CIFAR100, "CIFAR-100", "fine_labels", 100),
     }[name]
     return Layout(
-        title=title, folder=cls.base_folder,
-        train_files=tuple((f, md5) for f, md5 in cls.train_list), test_files=tuple((f, md5) for f, md5 in cls.test_list),
-        label_key=label_key, num_classes=num_classes, url=cls.url, archive=cls.filename, archive_md5=cls.tgz_md5,
+        title=title,
+        folder=cls.base_folder,
+        train_files=tuple((f, md5) for f, md5 in cls.train_list),
+        test_files=tuple((f, md5) for f, md5 in cls.test_list),
+        label_key=label_key,
+        num_classes=num_classes,
+        url=cls.url,
+        archive=cls.filename,
+        archive_md5=cls.tgz_md5,
     )
 
 
 def _how_to_get(lay: Layout, root: Path) -> str:
     files = ", ".join(f for f, _ in lay.train_files + lay.test_files)
-    return (f"set dataset.args.download: true to fetch {lay.url}, or extract {lay.archive} under {root} "
-            f"so that {root / lay.folder} holds {files}")
+    return (
+        f"set dataset.args.download: true to fetch {lay.url}, or extract {lay.archive} under {root} "
+        f"so that {root / lay.folder} holds {files}"
+    )
 
 
 def _missing(lay: Layout, root: Path) -> list[Path]:
@@ -93,9 +104,11 @@ def read_batch(path: Path, label_key: str, expected_md5: Optional[str] = None) -
 
         actual = calculate_md5(str(path))
         if actual != expected_md5:
-            raise ValueError(f"{path}: md5 {actual} is not the official release's {expected_md5}; the file is damaged "
-                             f"or not the standard one (delete it and download again, or set dataset.args.verify: false "
-                             f"to read it anyway)")
+            raise ValueError(
+                f"{path}: md5 {actual} is not the official release's {expected_md5}; the file is damaged "
+                f"or not the standard one (delete it and download again, or set dataset.args.verify: false "
+                f"to read it anyway)"
+            )
     with open(path, "rb") as f:
         entry = pickle.load(f, encoding="latin1")
     if not isinstance(entry, dict) or "data" not in entry or label_key not in entry:
@@ -103,15 +116,19 @@ def read_batch(path: Path, label_key: str, expected_md5: Optional[str] = None) -
         raise ValueError(f"{path}: not a CIFAR batch: expected keys 'data' and {label_key!r}, found {found}")
     data, labels = np.asarray(entry["data"]), np.asarray(entry[label_key], dtype=np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise ValueError(f"{path}: expected uint8 data of shape (N, 3072) and N labels, got {data.dtype} "
-                         f"{data.shape} and {len(labels)} labels")
+        raise ValueError(
+            f"{path}: expected uint8 data of shape (N, 3072) and N labels, got {data.dtype} "
+            f"{data.shape} and {len(labels)} labels"
+        )
     return data, labels
 
 
 def read_split(lay: Layout, root: Path, train: bool, verify: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """The train or test split of an extracted CIFAR folder -> float (N, 3, 32, 32) in [0, 1] and int64 labels."""
-    parts = [read_batch(root / lay.folder / f, lay.label_key, md5 if verify else None)
-             for f, md5 in (lay.train_files if train else lay.test_files)]
+    parts = [
+        read_batch(root / lay.folder / f, lay.label_key, md5 if verify else None)
+        for f, md5 in (lay.train_files if train else lay.test_files)
+    ]
     data = np.concatenate([d for d, _ in parts])
     labels = np.concatenate([y for _, y in parts])
     if len(labels) and (labels.min() < 0 or labels.max() >= lay.num_classes):
@@ -145,8 +162,21 @@ def crop_flip(padding: int = 4, flip: bool = True) -> Callable[[torch.Tensor, to
 # The 15 corruptions of Hendrycks & Dietterich's benchmark (the CIFAR-10-C folder also holds 4 extra ones:
 # speckle_noise, gaussian_blur, spatter, saturate). Any file in the folder can be named in `corruptions`.
 CORRUPTIONS = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
 )
 REFERENCE_CORRUPTIONS = ("jpeg_compression",)  # what the reference study's corrupted_test attacks train on
 REFERENCE_SEVERITY = 5
@@ -192,9 +222,11 @@ def load_cifar(name: str, cfg: CIFARConfig) -> Dataset:
 def check_corrupted_labels(y_corrupted: torch.Tensor, y_test: torch.Tensor, copies: int, what: str, where) -> None:
     """The corrupted set must be `copies` copies of the test set, label for label (as the reference asserts)."""
     if len(y_corrupted) != copies * len(y_test) or not torch.equal(y_corrupted, y_test.repeat(copies)):
-        raise ValueError(f"dataset.args.corrupted_root: the labels in {where} are not those of the {what} "
-                         f"({len(y_corrupted) // max(copies, 1)} per corruption for {len(y_test)} test images, or in another "
-                         f"order): is it the corrupted set of another dataset?")
+        raise ValueError(
+            f"dataset.args.corrupted_root: the labels in {where} are not those of the {what} "
+            f"({len(y_corrupted) // max(copies, 1)} per corruption for {len(y_test)} test images, or in another "
+            f"order): is it the corrupted set of another dataset?"
+        )
 
 
 @register_dataset("cifar10", CIFARConfig)
@@ -245,8 +277,10 @@ def load_corrupted(root: str | Path, corruptions: list[str], severity: int) -> t
             raise FileNotFoundError(f"{path} does not exist; corruptions in {root}: {', '.join(known) or 'none'}")
         images = np.load(path, mmap_mode="r")
         if images.dtype != np.uint8 or images.shape[1:] != (32, 32, 3) or len(images) != len(all_labels):
-            raise ValueError(f"{path}: expected uint8 ({len(all_labels)}, 32, 32, 3) to match {labels_path}, "
-                             f"got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"{path}: expected uint8 ({len(all_labels)}, 32, 32, 3) to match {labels_path}, "
+                f"got {images.dtype} {images.shape}"
+            )
         xs.append(torch.from_numpy(np.array(images[window])).permute(0, 3, 1, 2).contiguous().float().div_(255))
     y = torch.from_numpy(np.array(all_labels[window], dtype=np.int64))
     return torch.cat(xs), y.repeat(len(corruptions))

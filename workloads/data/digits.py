@@ -1,5 +1,6 @@
 """`digits`: scikit-learn's bundled 8x8 handwritten digits (no download), a seeded train/test split. With
 `corrupted_test: true` it carries a synthetic, seeded corrupted copy of its test set (`synthetic.py`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ def load_digits(cfg: DigitsConfig) -> Dataset:
     corrupted = {}
     if cfg.corrupted_test:
         check_corruption(cfg.corruption_noise)
-        corrupted = {"x_corrupted_test": synthetic_corruption(x[test], cfg.corruption_noise, 0, cfg.corruption_seed, clamp=(0.0, 1.0)),
-                     "y_corrupted_test": y[test].clone()}
+        corrupted = {
+            "x_corrupted_test": synthetic_corruption(
+                x[test], cfg.corruption_noise, 0, cfg.corruption_seed, clamp=(0.0, 1.0)
+            ),
+            "y_corrupted_test": y[test].clone(),
+        }
     return Dataset(x[train], y[train], x[test], y[test], num_classes=10, **corrupted)

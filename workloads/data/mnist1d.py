@@ -1,5 +1,6 @@
 """`mnist1d`: the MNIST-1D generator's 40-step signals (no download; a few seconds of CPU to make), the quickstart's
 data. With `corrupted_test: true` it carries a synthetic, seeded corrupted copy of its test set (`synthetic.py`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,7 +16,12 @@ from workloads.data.synthetic import check_corruption, random_shift_1d, syntheti
 @dataclass
 class MNIST1DConfig:
     CORRUPTED_TEST_KEY: ClassVar[str] = "corrupted_test"
-    ATTACK_ONLY_FIELDS: ClassVar[tuple[str, ...]] = ("corrupted_test", "corruption_noise", "corruption_shift", "corruption_seed")
+    ATTACK_ONLY_FIELDS: ClassVar[tuple[str, ...]] = (
+        "corrupted_test",
+        "corruption_noise",
+        "corruption_shift",
+        "corruption_seed",
+    )
 
     num_samples: int = 6000
     train_split: float = 0.8
@@ -41,9 +47,18 @@ def load_mnist1d(cfg: MNIST1DConfig) -> Dataset:
     corrupted = {}
     if cfg.corrupted_test:
         check_corruption(cfg.corruption_noise, cfg.corruption_shift)
-        corrupted = {"x_corrupted_test": synthetic_corruption(x_test, cfg.corruption_noise, cfg.corruption_shift, cfg.corruption_seed),
-                     "y_corrupted_test": y_test.clone()}
+        corrupted = {
+            "x_corrupted_test": synthetic_corruption(
+                x_test, cfg.corruption_noise, cfg.corruption_shift, cfg.corruption_seed
+            ),
+            "y_corrupted_test": y_test.clone(),
+        }
     return Dataset(
-        as_x(raw["x"]), as_y(raw["y"]), x_test, y_test, num_classes=10,
-        augment=random_shift_1d(cfg.max_shift) if cfg.max_shift > 0 else None, **corrupted,
+        as_x(raw["x"]),
+        as_y(raw["y"]),
+        x_test,
+        y_test,
+        num_classes=10,
+        augment=random_shift_1d(cfg.max_shift) if cfg.max_shift > 0 else None,
+        **corrupted,
     )

@@ -1,9 +1,11 @@
 """Seeded synthetic corruptions for datasets with no published corrupted test set (MNIST-1D, digits): a stand-in so
 the `corrupted_test*` relearning attacks can run on the quickstart data, not a benchmark anyone else reports on.
 Also the 1-D random shift that MNIST-1D uses as on-device augmentation."""
+
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 
@@ -22,8 +24,9 @@ def random_shift_1d(max_shift: int) -> Callable[[torch.Tensor, torch.Generator],
     return augment
 
 
-def synthetic_corruption(x: torch.Tensor, noise: float, max_shift: int, seed: int,
-                         clamp: Optional[tuple[float, float]] = None) -> torch.Tensor:
+def synthetic_corruption(
+    x: torch.Tensor, noise: float, max_shift: int, seed: int, clamp: Optional[tuple[float, float]] = None
+) -> torch.Tensor:
     """A seeded corrupted copy of `x`: additive Gaussian noise of std `noise`, then (for (N, C, L) signals) a random
     translation of each example by up to `max_shift` steps, then optionally clamped to the data's range. The same
     (x, noise, max_shift, seed) always gives the same copy."""

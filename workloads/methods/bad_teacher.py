@@ -1,6 +1,7 @@
 """`bad_teacher` (Chundawat et al. 2023), a baseline of the REM study: distil the competent teacher (the frozen
 original) on the retain set and an incompetent one (the same architecture, randomly initialised from the seed) on
 the forget set: KL(p_teacher || p_theta) at temperature T on each, per example (`batchmean`)."""
+
 from dataclasses import dataclass
 
 import torch

@@ -29,11 +29,13 @@ The loop reshuffles (and re-augments) each stream every pass; the reference's `i
 pass's batches unchanged (docs/fidelity.md). Both draw every example once per pass. The teacher (the frozen
 original) runs in train mode like the student, as in the reference.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from omegaconf import MISSING
@@ -110,14 +112,23 @@ class UnlearningMethod:
     def edit_weights(self, model: nn.Module, ctx: UnlearnContext) -> None:
         """A one-off change to the weights before optimisation starts; none by default."""
 
-    def retain_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext) -> Optional[torch.Tensor]:
+    def retain_loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext
+    ) -> Optional[torch.Tensor]:
         return None
 
-    def forget_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext) -> Optional[torch.Tensor]:
+    def forget_loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext
+    ) -> Optional[torch.Tensor]:
         return None
 
-    def joint_loss(self, model: nn.Module, retain_batch: tuple[torch.Tensor, torch.Tensor],
-                   forget_batch: Optional[tuple[torch.Tensor, torch.Tensor]], ctx: UnlearnContext) -> torch.Tensor:
+    def joint_loss(
+        self,
+        model: nn.Module,
+        retain_batch: tuple[torch.Tensor, torch.Tensor],
+        forget_batch: Optional[tuple[torch.Tensor, torch.Tensor]],
+        ctx: UnlearnContext,
+    ) -> torch.Tensor:
         terms = [self.retain_loss(model, *retain_batch, ctx)]
         if forget_batch is not None:
             terms.append(self.forget_loss(model, *forget_batch, ctx))
@@ -131,8 +142,13 @@ class UnlearningMethod:
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         cfg = self.cfg
-        return make_optimizer(model.parameters(), getattr(cfg, "optimizer", "adam"), cfg.lr, cfg.weight_decay,
-                              getattr(cfg, "momentum", 0.9))
+        return make_optimizer(
+            model.parameters(),
+            getattr(cfg, "optimizer", "adam"),
+            cfg.lr,
+            cfg.weight_decay,
+            getattr(cfg, "momentum", 0.9),
+        )
 
     run: Optional[Callable] = None  # (model, ctx, optimizer, total) -> curve: a method that owns its loop
 
@@ -148,6 +164,7 @@ def register_method(name: str, **variant: Any):
         @register_method("scrub")
         class Scrub(UnlearningMethod): ...
     """
+
     def add(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
         entry = type(f"{cls.__name__}[{name}]", (cls,), dict(variant)) if variant else cls
         entry.name = name
@@ -163,7 +180,9 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return original
 
 
-def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max_steps: Optional[int] = None) -> list[tuple[int, float]]:
+def unlearn(
+    method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max_steps: Optional[int] = None
+) -> list[tuple[int, float]]:
     """Runs `method` on `model` in place; returns (step, loss) every pass of the retain set."""
     cfg = method.cfg
     total = steps_for(cfg.epochs, ctx.train_size, cfg.batch_size) if max_steps is None else max_steps
@@ -174,10 +193,17 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
     method.edit_weights(model, ctx)
     optimizer = method.make_optimizer(model)
     retain = BatchStream(ctx.retain_x, ctx.retain_y, cfg.batch_size, generator, ctx.augment)
-    forget = BatchStream(ctx.forget_x, ctx.forget_y, cfg.batch_size, generator, ctx.augment) if method.uses_forget_set else None
+    forget = (
+        BatchStream(ctx.forget_x, ctx.forget_y, cfg.batch_size, generator, ctx.augment)
+        if method.uses_forget_set
+        else None
+    )
     ctx.forget_batches = forget
     alternating = method.schedule == "alternating"
-    phase, left_in_phase = "forget", forget.batches_per_pass if alternating else 0  # the reference starts with a forget pass
+    phase, left_in_phase = (
+        "forget",
+        forget.batches_per_pass if alternating else 0,
+    )  # the reference starts with a forget pass
     model.train()
     # The teacher runs in train mode too, as in the reference: with batch-norm, eval-mode statistics would make its
     # outputs differ from the (identical) student's at step 0.
@@ -193,7 +219,11 @@ def unlearn(method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max
                 phase = "retain" if phase == "forget" else "forget"
                 left_in_phase = (retain if phase == "retain" else forget).batches_per_pass
             left_in_phase -= 1
-            loss = method.forget_loss(model, *next(forget), ctx) if phase == "forget" else method.retain_loss(model, *next(retain), ctx)
+            loss = (
+                method.forget_loss(model, *next(forget), ctx)
+                if phase == "forget"
+                else method.retain_loss(model, *next(retain), ctx)
+            )
         else:
             retain_batch = next(retain)  # drawn before the forget batch, as both streams share one generator
             loss = method.joint_loss(model, retain_batch, next(forget) if forget is not None else None, ctx)

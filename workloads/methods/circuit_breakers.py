@@ -1,10 +1,12 @@
 """`circuit_breakers`: keep the hidden states of the retain set where the original has them, and make those of the
 forget set orthogonal to the original's, shifting weight from the second goal to the first over the run.
 
-retain: c_r * mean_l MSE(h_l(theta, r), h_l(orig, r));  forget: c_u * mean_l mean_batch ReLU(cos(h_l(theta, f), h_l(orig, f)))
+retain: c_r * mean_l MSE(h_l(theta, r), h_l(orig, r));
+forget: c_u * mean_l mean_batch ReLU(cos(h_l(theta, f), h_l(orig, f)))
 with c_r = alpha (t+1)/T and c_u = alpha (1 - (t+1)/T). `layers` index `model(x, return_hidden=True)`'s hidden states
 (0 is the stem, i the output of block i).
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -21,12 +23,15 @@ def coefficients(alpha: float, step: int, total_steps: int) -> tuple[float, floa
 
 
 def hidden_mse(hidden: list[torch.Tensor], reference: list[torch.Tensor], layers: list[int]) -> torch.Tensor:
-    return sum(F.mse_loss(hidden[l], reference[l]) for l in layers) / len(layers)
+    return sum(F.mse_loss(hidden[layer], reference[layer]) for layer in layers) / len(layers)
 
 
 def hidden_cosine(hidden: list[torch.Tensor], reference: list[torch.Tensor], layers: list[int]) -> torch.Tensor:
     # ReLU: a representation already orthogonal or opposite to the original's is not pushed further.
-    return sum(F.relu(F.cosine_similarity(hidden[l].flatten(1), reference[l].flatten(1), dim=-1)).mean() for l in layers) / len(layers)
+    return sum(
+        F.relu(F.cosine_similarity(hidden[layer].flatten(1), reference[layer].flatten(1), dim=-1)).mean()
+        for layer in layers
+    ) / len(layers)
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """`finetune` (the reference's catastrophic forgetting): cross-entropy on the retain set only.
 The weight edits, `ssd` and `retrain` subclass it: they change the weights once, then fine-tune exactly like this."""
+
 import torch.nn.functional as F
 
 from workloads.methods.base import UnlearningMethod, register_method

@@ -1,4 +1,5 @@
 """`l1_sparse`: CE(r) + alpha * mean(|theta|), fine-tuning towards sparse weights."""
+
 from dataclasses import dataclass
 
 import torch

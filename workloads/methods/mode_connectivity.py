@@ -3,6 +3,7 @@ model at mix * theta + (1 - mix) * theta_0 (the midpoint by default), floating-p
 loss barrier between the original and the unlearned model, so the two stop being linearly connected. gamma caps how
 far the midpoint loss is pushed up. theta_0 is always the original, even when chained after another method.
 """
+
 from dataclasses import dataclass
 
 import torch

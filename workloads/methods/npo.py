@@ -2,6 +2,7 @@
 on the forget set, -(2 / beta) * log sigmoid(beta * (CE_theta - CE_ref)), the reference being the frozen original;
 the loss falls as the model's cross-entropy rises above the original's, and flattens out (unlike gradient ascent,
 whose loss has no floor). Plus alpha * CE on the retain set (alpha = 0: the forget term alone)."""
+
 from dataclasses import dataclass
 
 import torch

@@ -11,6 +11,7 @@ outlier-resistant variant of SSD plus a search ("PTN") for its strength. Choices
   until the accuracy on the discovered set (with the labels it was trained on) is at most `threshold` or the share
   reaches `share_max`; the last trial is kept. No gradient step follows: the budget of steps goes unused.
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +28,14 @@ def mean_fisher(model, x, y, batch_size, augment=None, generator=None) -> list[t
 
 
 @torch.no_grad()
-def dampen_top_share(model: torch.nn.Module, forget: list[torch.Tensor], full: list[torch.Tensor], share: float,
-                     dampening: float, eps: float) -> int:
+def dampen_top_share(
+    model: torch.nn.Module,
+    forget: list[torch.Tensor],
+    full: list[torch.Tensor],
+    share: float,
+    dampening: float,
+    eps: float,
+) -> int:
     """Dampens the `share` of parameters with the highest F_f / F_D; returns how many were selected."""
     ratios = [f / (d + eps) for f, d in zip(forget, full)]
     flat = torch.cat([r.flatten() for r in ratios])

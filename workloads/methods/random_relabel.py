@@ -1,5 +1,6 @@
 """`random_relabel`: alpha * CE(r) + CE(f, y~) with y~ = (y + U{1..C-1}) mod C, a fresh wrong label every step;
 `alternating_random_relabel` alternates full passes (forget first) like `neggrad_plus`."""
+
 from dataclasses import dataclass
 
 import torch

@@ -18,6 +18,7 @@ Rounds repeat until the budget is spent (a round cut short is scored too). `rem_
 `rem_no_redirect` leaves the discovered examples out of the repair's cross-entropy (no shared mask). Where the
 paper's text leaves the form of a term open, docs/rem.md says what was chosen.
 """
+
 from __future__ import annotations
 
 import copy
@@ -64,8 +65,10 @@ class REM(UnlearningMethod):
 
     def run(self, model, ctx, optimizer, total):
         if self.needs_spare_channels() and spare_channels(model) == 0:
-            raise ValueError(f"{self.name} repairs through masks over spare channels, and this model has none: give it "
-                             "example-tied dropout (model.args.generalisation < 1)")
+            raise ValueError(
+                f"{self.name} repairs through masks over spare channels, and this model has none: give it "
+                "example-tied dropout (model.args.generalisation < 1)"
+            )
         self.model, self.ctx, self.optimizer, self.left = model, ctx, optimizer, total
         self.used, self.losses, rounds = 0, [], []
         best_score, best = -1.0, None
@@ -111,7 +114,11 @@ class REM(UnlearningMethod):
         """One pass over the full training set: retain rows through their own masks, discovered rows through the
         shared one (or, without redirection, kept out of the cross-entropy), plus the removal term on them."""
         ctx, cfg = self.ctx, self.cfg
-        retain_ids = ctx.retain_ids if ctx.retain_ids is not None else torch.arange(len(ctx.retain_y), device=ctx.retain_y.device)
+        retain_ids = (
+            ctx.retain_ids
+            if ctx.retain_ids is not None
+            else torch.arange(len(ctx.retain_y), device=ctx.retain_y.device)
+        )
         x, y = torch.cat([ctx.retain_x, ctx.forget_x]), torch.cat([ctx.retain_y, ctx.forget_y])
         ids = torch.cat([retain_ids.to(y.device), torch.full_like(ctx.forget_y, SHARED_EXAMPLE)])
         stream = BatchStream(x, y, cfg.batch_size, ctx.generator, ctx.augment)
@@ -129,6 +136,15 @@ class REM(UnlearningMethod):
 
     def score(self, number: int, flushed: int) -> dict:
         ctx = self.ctx
-        retain_acc, forget_acc = accuracy(self.model, ctx.retain_x, ctx.retain_y), accuracy(self.model, ctx.forget_x, ctx.forget_y)
-        return {"round": number, "steps": self.used, "flush_steps": flushed, "retain_acc": retain_acc, "forget_acc": forget_acc,
-                "score": round_score(retain_acc, forget_acc, self.cfg.threshold)}
+        retain_acc, forget_acc = (
+            accuracy(self.model, ctx.retain_x, ctx.retain_y),
+            accuracy(self.model, ctx.forget_x, ctx.forget_y),
+        )
+        return {
+            "round": number,
+            "steps": self.used,
+            "flush_steps": flushed,
+            "retain_acc": retain_acc,
+            "forget_acc": forget_acc,
+            "score": round_score(retain_acc, forget_acc, self.cfg.threshold),
+        }

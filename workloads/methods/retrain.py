@@ -1,6 +1,7 @@
 """`retrain`: the oracle, training from scratch on the retain set only. In a sweep it is the `train_retrain` node that
 every sweep builds (with the full pretraining recipe); run as a method, it re-initialises the weights and descends
 CE on the retain set with the method's optimiser settings."""
+
 import copy
 
 import torch

@@ -4,6 +4,7 @@ magnitude (the top `saliency` share of all weights, 0.5: above the median), then
 cross-entropy on the whole forget set (its gradient summed over batches, in train mode like the steps after it);
 after every optimiser step the weights outside the mask are put back, so neither momentum nor weight decay moves
 them."""
+
 from dataclasses import dataclass
 
 import torch
@@ -14,12 +15,16 @@ from workloads.methods.base import OptimizerConfig, register_method
 from workloads.methods.random_relabel import RandomRelabel
 
 
-def saliency_mask(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, share: float, batch_size: int) -> list[torch.Tensor]:
+def saliency_mask(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, share: float, batch_size: int
+) -> list[torch.Tensor]:
     """Per parameter, True where |d CE(x, y) / d theta| is among the largest `share` of all the model's entries."""
     params = [p for p in model.parameters() if p.requires_grad]
     grads = [torch.zeros_like(p) for p in params]
     for i in range(0, len(y), batch_size):
-        for g, d in zip(grads, torch.autograd.grad(F.cross_entropy(model(x[i:i + batch_size]), y[i:i + batch_size]), params)):
+        for g, d in zip(
+            grads, torch.autograd.grad(F.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size]), params)
+        ):
             g.add_(d)
     magnitudes = torch.cat([g.abs().flatten() for g in grads])
     keep = max(1, round(share * len(magnitudes)))

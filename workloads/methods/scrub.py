@@ -7,6 +7,7 @@ than push them away from the teacher without bound.
 `kl_reduction` is torch's: the reference ran `mean` (element-wise mean over batch x classes); `batchmean` is the
 true per-example KL. Both are recorded with the run because they differ by a factor of the number of classes.
 """
+
 import warnings
 from dataclasses import dataclass
 
@@ -55,7 +56,9 @@ class Scrub(UnlearningMethod):
         logits = model(x)
         with torch.no_grad():
             teacher = ctx.original(x)
-        return self.cfg.alpha * kl_from_teacher(logits, teacher, self.cfg.kl_reduction) + self.cfg.gamma * F.cross_entropy(logits, y)
+        return self.cfg.alpha * kl_from_teacher(
+            logits, teacher, self.cfg.kl_reduction
+        ) + self.cfg.gamma * F.cross_entropy(logits, y)
 
     def forget_loss(self, model, x, y, ctx):
         if self.forget_target == "uniform":

@@ -3,6 +3,7 @@ retain set, by beta = clamp(F_r / (F_f + eps), 0, 1) with F the diagonal Fisher 
 gradients), then fine-tune on retain like `finetune`. The Fisher passes run in eval mode (batch-norm on its running
 statistics, as the reference's); the fine-tuning after them in train mode from its first step. With `augment`
 the Fisher sees augmented batches too, as the reference's loaders do."""
+
 from dataclasses import dataclass
 
 import torch
@@ -13,16 +14,17 @@ from workloads.methods.base import MethodConfig, register_method
 from workloads.methods.finetune import Finetune
 
 
-def fisher_diagonal(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                    augment=None, generator=None) -> list[torch.Tensor]:
+def fisher_diagonal(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, augment=None, generator=None
+) -> list[torch.Tensor]:
     """Sum over consecutive batches of the squared gradient of the batch-mean CE; in eval mode, as the reference."""
     params = list(model.parameters())
     fisher = [torch.zeros_like(p) for p in params]
     was_training = model.training
     model.eval()
     for i in range(0, len(y), batch_size):
-        xb = x[i:i + batch_size] if augment is None else augment(x[i:i + batch_size], generator)
-        grads = torch.autograd.grad(F.cross_entropy(model(xb), y[i:i + batch_size]), params)
+        xb = x[i : i + batch_size] if augment is None else augment(x[i : i + batch_size], generator)
+        grads = torch.autograd.grad(F.cross_entropy(model(xb), y[i : i + batch_size]), params)
         for f, g in zip(fisher, grads):
             f.add_(g.square())
     model.train(was_training)

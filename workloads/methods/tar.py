@@ -6,9 +6,10 @@ gradient is that of alpha * (mean_l MSE(h_l(theta, r), h_l(start, r)) + CE(r)) p
 one, where `start` is the initial safeguard TAR starts from, frozen (the reference copies the model after loading
 the safeguard). Version 2: that target; version 1 took the original's hidden states.
 """
+
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,13 @@ def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * log_p).sum(-1).mean()
 
 
-def tamper_gradient(model: torch.nn.Module, forget_batches: Iterable[tuple[torch.Tensor, torch.Tensor]], adversaries: int,
-                    steps: int, lr: float) -> list[torch.Tensor]:
+def tamper_gradient(
+    model: torch.nn.Module,
+    forget_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    adversaries: int,
+    steps: int,
+    lr: float,
+) -> list[torch.Tensor]:
     """One forget batch per adversary, used for all its steps and for its entropy terms."""
     total = [torch.zeros_like(p) for p in model.parameters()]
     for _, (x, y) in zip(range(adversaries), forget_batches):
@@ -55,7 +61,9 @@ class TARConfig(MethodConfig):
 @register_method("tar")
 class TAR(UnlearningMethod):
     @classmethod
-    def batches_per_step(cls, hparams: dict) -> int:  # each adversary step: a cross-entropy step and an entropy gradient
+    def batches_per_step(
+        cls, hparams: dict
+    ) -> int:  # each adversary step: a cross-entropy step and an entropy gradient
         return super().batches_per_step(hparams) + 2 * hparams["adversaries"] * hparams["adversary_steps"]
 
     Config = TARConfig

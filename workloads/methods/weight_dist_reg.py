@@ -1,5 +1,7 @@
 """`weight_dist_reg`: CE(r) - alpha * sqrt(mean((theta_0 - theta)^2) + 1e-8): push the weights away from the
-original's while keeping the retain set right. theta_0 is always the original, even when chained after another method."""
+original's while keeping the retain set right. theta_0 is always the original, even when chained after another
+method."""
+
 from dataclasses import dataclass
 
 import torch

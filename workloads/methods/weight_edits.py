@@ -2,6 +2,7 @@
 `weight_distortion` adds N(0, sigma^2) noise, `weight_attenuation` scales by a factor, `weight_dropout` zeroes each
 entry with probability p. The random edits draw from a CPU generator seeded by the node, so the same config gives
 the same edit on any device."""
+
 from dataclasses import dataclass
 
 import torch

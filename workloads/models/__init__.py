@@ -1,6 +1,7 @@
 """Classifiers by registry name. Importing this package registers every entry module: `cnn1d` and `mlp` (small CPU
 models), `resnet18`, `resnet34` (the reference study's CIFAR ResNets) and `resnet9` (the REM study's). The small models
 and ResNet-9 take example-tied dropout (tied_dropout.py)."""
+
 from workloads.models import resnet, resnet9, small  # noqa: F401  registration
 from workloads.models.base import MODELS, Blocks, build_model, register_model
 from workloads.models.resnet import ResNetConfig
@@ -8,5 +9,18 @@ from workloads.models.resnet9 import ResNet9Config
 from workloads.models.small import CNN1DConfig, MLPConfig
 from workloads.models.tied_dropout import SHARED_EXAMPLE, TiedDropoutOptions, spare_channels, tied_layers, tied_to
 
-__all__ = ["MODELS", "SHARED_EXAMPLE", "Blocks", "CNN1DConfig", "MLPConfig", "ResNet9Config", "ResNetConfig", "TiedDropoutOptions",
-           "build_model", "register_model", "spare_channels", "tied_layers", "tied_to"]
+__all__ = [
+    "MODELS",
+    "SHARED_EXAMPLE",
+    "Blocks",
+    "CNN1DConfig",
+    "MLPConfig",
+    "ResNet9Config",
+    "ResNetConfig",
+    "TiedDropoutOptions",
+    "build_model",
+    "register_model",
+    "spare_channels",
+    "tied_layers",
+    "tied_to",
+]

@@ -1,6 +1,7 @@
 """What every classifier is: a registry entry that builds a `Blocks` model (stem, blocks, head), so each returns logits,
 or (logits, hidden states) with return_hidden=True: hidden[0] is the stem's output and hidden[i] the output of block
 i, the layers representation-based methods read. Entry modules live beside this one."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -9,7 +10,6 @@ import torch
 from torch import nn
 
 from workloads.registry import Configured, Registry, register_configured
-
 
 MODELS: Registry[Configured] = Registry("model")
 

@@ -13,6 +13,7 @@ forward+backward of ResNet-18 (width 64, 11.2M parameters) at batch 128 on 32x32
 width-8 ResNet-18 about 0.08 s. Another process competing for the two cores makes these 2-4x slower. Real CIFAR
 runs want a GPU.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ class BasicBlock(nn.Module):
 
 
 def cifar_resnet(blocks_per_stage: list[int], width: int, in_channels: int, num_classes: int) -> Blocks:
-    stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+    stem = nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+    )
     blocks: list[nn.Module] = []
     channels = width
     for stage, count in enumerate(blocks_per_stage):

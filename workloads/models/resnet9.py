@@ -8,6 +8,7 @@ reference's ETD variant keeps 50% of the channels for generalisation and gives e
 Measured on the CPU machine (2 cores, torch 2.14, float32): width 64 at batch 512 is far too slow for a CPU (several
 seconds a step); the tests' width 4 on 8x8 images takes a few milliseconds a step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,8 +56,12 @@ def resnet9(cfg: ResNet9Config, input_shape: tuple[int, ...], num_classes: int) 
     check_options(cfg)
     w, unit = cfg.width, _Units(cfg)
     stem = nn.Sequential(*unit(input_shape[0], w))
-    layer1 = nn.Sequential(*unit(w, 2 * w, pool=True), Residual(nn.Sequential(*unit(2 * w, 2 * w), *unit(2 * w, 2 * w))))
+    layer1 = nn.Sequential(
+        *unit(w, 2 * w, pool=True), Residual(nn.Sequential(*unit(2 * w, 2 * w), *unit(2 * w, 2 * w)))
+    )
     layer2 = nn.Sequential(*unit(2 * w, 4 * w, pool=True))
-    layer3 = nn.Sequential(*unit(4 * w, 8 * w, pool=True), Residual(nn.Sequential(*unit(8 * w, 8 * w), *unit(8 * w, 8 * w))))
+    layer3 = nn.Sequential(
+        *unit(4 * w, 8 * w, pool=True), Residual(nn.Sequential(*unit(8 * w, 8 * w), *unit(8 * w, 8 * w)))
+    )
     head = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * w, num_classes))
     return Blocks(stem, [layer1, layer2, layer3], head)

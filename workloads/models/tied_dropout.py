@@ -13,11 +13,13 @@ Indices reach the layers through `tied_to(model, ids)` around a forward pass; `S
 training example has, whose mask REM gives every discovered example at once. Measured on the CPU machine (2 cores,
 shared): the masks of a batch of 128 over 64 memorisation channels take about 0.2 ms per layer and step.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 from torch import nn
@@ -81,18 +83,22 @@ class ExampleTiedDropout(nn.Module):
         share = self.share if self.share_override is None else self.share_override
         keep = torch.zeros(len(h), self.channels, dtype=h.dtype, device=h.device)
         if self.training and self.ids is not None and share > 0:
-            keep[:, :self.fixed] = 1.0
-            keep[:, self.fixed:] = memorisation_masks(self.ids.to(h.device), self.spare, share, self.seed).to(h.dtype)
+            keep[:, : self.fixed] = 1.0
+            keep[:, self.fixed :] = memorisation_masks(self.ids.to(h.device), self.spare, share, self.seed).to(h.dtype)
         else:
             # Drop mode: the fixed channels carry what the dropped ones carried on average while training (the
             # reference's (p_fixed + p_mem) / p_fixed), so the next layer sees activations of the scale it learnt.
-            keep[:, :self.fixed] = (self.fixed + self.share * self.spare) / self.fixed
+            keep[:, : self.fixed] = (self.fixed + self.share * self.spare) / self.fixed
         return h * keep.view(len(h), self.channels, *[1] * (h.dim() - 2))
 
 
 def tied_after(channels: int, options: TiedDropoutOptions, layer: int) -> list[nn.Module]:
     """The layer to append after a hidden layer of `channels`: none for a plain model."""
-    return [] if options.generalisation >= 1 or layer < options.first_tied_layer else [ExampleTiedDropout(channels, options, layer)]
+    return (
+        []
+        if options.generalisation >= 1 or layer < options.first_tied_layer
+        else [ExampleTiedDropout(channels, options, layer)]
+    )
 
 
 def tied_layers(model: nn.Module) -> list[ExampleTiedDropout]:

@@ -1,5 +1,6 @@
 """Node kinds by registry name. Importing this package registers every kind module in it: `memorization`,
 `train_original`, `train_retrain`, `unlearn`, `relearn`, `evaluate`, `distance` and `interpolate`."""
+
 import importlib
 import pkgutil
 
@@ -10,5 +11,15 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "common"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["NODE_KINDS", "DataSize", "InputNode", "NodeKind", "NodeOutput", "RunContext", "Work", "dataset_for", "register_kind",
-           "speed_of"]
+__all__ = [
+    "NODE_KINDS",
+    "DataSize",
+    "InputNode",
+    "NodeKind",
+    "NodeOutput",
+    "RunContext",
+    "Work",
+    "dataset_for",
+    "register_kind",
+    "speed_of",
+]

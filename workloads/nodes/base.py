@@ -2,11 +2,13 @@
 every key it produces (bump it only when what the kind computes changes), the input roles it reads and whether it
 reads the forget set (then the forget and retain indices enter its key too). The orchestrator looks kinds up by
 name here; the modules beside this one are the kinds."""
+
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import torch
 
@@ -92,9 +94,14 @@ class NodeKind:
 NODE_KINDS: Registry[NodeKind] = Registry("node kind")
 
 
-def register_kind(name: str, version: int = 1, reads: tuple[str, ...] = (),
-                  reads_forget_set: Union[bool, Callable[[dict], bool]] = False,
-                  work: Callable[[dict, DataSize], Work] = no_work, key_view: Callable[[dict], dict] = lambda config: config):
+def register_kind(
+    name: str,
+    version: int = 1,
+    reads: tuple[str, ...] = (),
+    reads_forget_set: Union[bool, Callable[[dict], bool]] = False,
+    work: Callable[[dict, DataSize], Work] = no_work,
+    key_view: Callable[[dict], dict] = lambda config: config,
+):
     def add(run: Run) -> Run:
         flag = reads_forget_set if callable(reads_forget_set) else (lambda config, value=reads_forget_set: value)
         NODE_KINDS.register(name)(NodeKind(run, version, tuple(reads), flag, work, key_view))

@@ -1,9 +1,11 @@
 """What several node kinds do the same way: the dataset and model a node config names, built on the node's device
 with its speed settings, and the evaluation splits of the forget set."""
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 
@@ -23,10 +25,17 @@ def dataset_for(config: dict, device: torch.device | str = "cpu", speed: Optiona
     """The node's dataset on `device` (memoised per process), from the `dataset` section of its config."""
     spec = config["dataset"]
     entry = DATASETS.get(spec["name"])
-    data = load_dataset(spec["name"], typed(entry.config, spec["args"], "dataset.args"), device,
-                        spec.get("limit_train"), spec.get("limit_test"))
+    data = load_dataset(
+        spec["name"],
+        typed(entry.config, spec["args"], "dataset.args"),
+        device,
+        spec.get("limit_train"),
+        spec.get("limit_test"),
+    )
     if speed is not None and speed.channels_last and data.x_train.dim() == 4:
-        data = dataclasses.replace(data, x_train=prepare_images(data.x_train, speed), x_test=prepare_images(data.x_test, speed))
+        data = dataclasses.replace(
+            data, x_train=prepare_images(data.x_train, speed), x_test=prepare_images(data.x_test, speed)
+        )
     return data
 
 
@@ -77,17 +86,35 @@ def train_model(config: dict, ctx: RunContext, index: Optional[torch.Tensor]) ->
     else:
         ids = index.to(ctx.device)
         x, y = d.x_train[ids], d.y_train[ids]
-    curve = train_classifier(model, x, y, cfg, seed=config["seed"], augment=d.augment, epoch_size=len(d.y_train),
-                             ids=ids, checkpoint=ctx.checkpoint)
+    curve = train_classifier(
+        model,
+        x,
+        y,
+        cfg,
+        seed=config["seed"],
+        augment=d.augment,
+        epoch_size=len(d.y_train),
+        ids=ids,
+        checkpoint=ctx.checkpoint,
+    )
     test = evaluate(model, d.x_test, d.y_test, d.num_classes)
     precision = effective_precision(speed_of(config), ctx.device)
-    return NodeOutput(result={"train_examples": len(y), "steps": steps_for(cfg.epochs, len(d.y_train), cfg.batch_size),
-                              "test_acc": test["acc"], "precision": precision}, state=model.state_dict(),
-                      metrics={"test_acc": test["acc"], "test_loss": test["loss"]}, curves={"train_loss": curve})
+    return NodeOutput(
+        result={
+            "train_examples": len(y),
+            "steps": steps_for(cfg.epochs, len(d.y_train), cfg.batch_size),
+            "test_acc": test["acc"],
+            "precision": precision,
+        },
+        state=model.state_dict(),
+        metrics={"test_acc": test["acc"], "test_loss": test["loss"]},
+        curves={"train_loss": curve},
+    )
 
 
 def training_key_view(config: dict) -> dict:
-    """`train_original` / `train_retrain` as keys see them: `train` without the fields added later at their old value."""
+    """`train_original` / `train_retrain` as keys see them: `train` without the fields added later at their old
+    value."""
     return keyed_section(config, "train", TrainConfig)
 
 
@@ -97,6 +124,6 @@ def training_work(config: dict, size: DataSize) -> Work:
     return Work(steps_for(cfg.epochs, size.train, cfg.batch_size), cfg.batch_size, size.test)
 
 
-def scoring_work(passes: int = 1) -> "Callable[[dict, DataSize], Work]":
+def scoring_work(passes: int = 1) -> Callable[[dict, DataSize], Work]:
     """Nodes that only pass every training and test example forward, `passes` times."""
     return lambda config, size: Work(forward_examples=passes * (size.train + size.test))

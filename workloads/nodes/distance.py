@@ -1,5 +1,6 @@
 """`distance`: the L2 norm of the difference of two models' weights and biases (batch-norm affine parameters
 included, running statistics excluded), with a per-layer breakdown (workloads/weightspace.py)."""
+
 import torch
 
 from workloads.nodes.base import NodeOutput, register_kind

@@ -2,6 +2,7 @@
 buffers too, batch-norm recalibrated only if configured), evaluated on retain, forget and test, with the loss
 and error barriers on test (workloads/weightspace.py). The error barrier is derived from the stored test accuracies,
 so results stored before it was reported gain it without recomputing (the summary derives it the same way)."""
+
 from workloads.config import typed
 from workloads.nodes.base import NodeOutput, Work, register_kind
 from workloads.nodes.common import new_model, split_tensors
@@ -19,7 +20,20 @@ def run_interpolate(config, inputs, ctx):
     splits = {k: v for k, v in split_tensors(ctx).items() if k != "heldout_forget"}
     lmc = typed(LMCConfig, config["lmc"], "lmc")
     recalibrate = splits["retain"][0] if lmc.recompute_bn else None
-    out = linear_mode_connectivity(model, inputs["a"].state, inputs["b"].state, splits, ctx.data.num_classes,
-                                   lmc.stride, recalibrate_on=recalibrate)
-    curves = {f"lmc_{name}": [[i, v] for i, v in enumerate(values)] for name, values in out.items() if name not in ("t", "loss_barrier", "error_barrier")}
-    return NodeOutput(result=out, metrics={"loss_barrier": out["loss_barrier"], "error_barrier": out["error_barrier"]}, curves=curves)
+    out = linear_mode_connectivity(
+        model,
+        inputs["a"].state,
+        inputs["b"].state,
+        splits,
+        ctx.data.num_classes,
+        lmc.stride,
+        recalibrate_on=recalibrate,
+    )
+    curves = {
+        f"lmc_{name}": [[i, v] for i, v in enumerate(values)]
+        for name, values in out.items()
+        if name not in ("t", "loss_barrier", "error_barrier")
+    }
+    return NodeOutput(
+        result=out, metrics={"loss_barrier": out["loss_barrier"], "error_barrier": out["error_barrier"]}, curves=curves
+    )

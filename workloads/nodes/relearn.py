@@ -3,6 +3,7 @@ attacker's set is built from the data, the forget set, k and the target class al
 retrained control, original) is attacked with the same examples. Version 2: every relearn set; results name their
 set and k. Version 3: test accuracy measured with every held-out evaluation and reported, like held-out forget
 accuracy, as the mean of the last `report_last` (the final values beside them), as the reference's figures do."""
+
 import dataclasses
 
 from workloads.config import keyed_section, typed
@@ -26,8 +27,14 @@ def relearn_key_view(config):
     return keyed_section(keyed_section(config, "relearn", RelearnConfig), "evaluation", EvaluationConfig)
 
 
-@register_kind("relearn", version=3, reads=("model", "forget_scores"), reads_forget_set=True, work=relearn_work,
-               key_view=relearn_key_view)
+@register_kind(
+    "relearn",
+    version=3,
+    reads=("model", "forget_scores"),
+    reads_forget_set=True,
+    work=relearn_work,
+    key_view=relearn_key_view,
+)
 def run_relearn(config, inputs, ctx):
     cfg = typed(RelearnConfig, config["relearn"], "relearn")
     evaluation = typed(EvaluationConfig, config.get("evaluation", {}), "evaluation")
@@ -37,5 +44,8 @@ def run_relearn(config, inputs, ctx):
     model = load_model(config, d, inputs["model"].state, ctx.device)
     target_class = (config.get("forget") or {}).get("target_class")
     out = relearn(model, d, ctx.forget_set, config["k"], cfg, config["seed"], target_class, evaluation)
-    return NodeOutput(result=out, metrics={"heldout_forget_acc": out["heldout_forget_acc"], "test_acc": out["test_acc"]},
-                      curves={"heldout_forget_acc": out["curve"], "test_acc": out["test_curve"]})
+    return NodeOutput(
+        result=out,
+        metrics={"heldout_forget_acc": out["heldout_forget_acc"], "test_acc": out["test_acc"]},
+        curves={"heldout_forget_acc": out["curve"], "test_acc": out["test_curve"]},
+    )

@@ -2,11 +2,18 @@
 sweep builds it; the oracle method (`retrain`) is this node, and the relearning attack on it is the control.
 Version 2: the original's step count and cosine length (epochs of the full training set, as the reference counts
 them); version 1 counted epochs of the retain set, a few steps fewer."""
+
 from workloads.nodes.base import register_kind
 from workloads.nodes.common import train_model, training_key_view, training_work
 
 
-@register_kind("train_retrain", version=2, reads=("forget_scores",), reads_forget_set=True, work=training_work,
-               key_view=training_key_view)
+@register_kind(
+    "train_retrain",
+    version=2,
+    reads=("forget_scores",),
+    reads_forget_set=True,
+    work=training_work,
+    key_view=training_key_view,
+)
 def run_train_retrain(config, inputs, ctx):
     return train_model(config, ctx, ctx.forget_set.retain)

@@ -1,6 +1,7 @@
 """`unlearn`: an unlearning method (by registry name, with its hparams) applied to its start model (the original,
 or another method's unlearned model: an initial safeguard), with a frozen copy of the original at hand. Canaries
 are forgotten together with the forget set."""
+
 import torch
 
 from workloads.config import keyed, typed
@@ -26,8 +27,13 @@ def unlearn_key_view(config):
     return view | ({"method_version": method_cls.version} if method_cls.version > 1 else {})
 
 
-@register_kind("unlearn", reads=("start", "original", "forget_scores"), reads_forget_set=True, work=unlearn_work,
-               key_view=unlearn_key_view)
+@register_kind(
+    "unlearn",
+    reads=("start", "original", "forget_scores"),
+    reads_forget_set=True,
+    work=unlearn_work,
+    key_view=unlearn_key_view,
+)
 def run_unlearn(config, inputs, ctx):
     method_cls = METHODS.get(config["method"])
     method = method_cls(typed(method_cls.Config, config["hparams"], f"{config['method']}.hparams"))
@@ -37,8 +43,20 @@ def run_unlearn(config, inputs, ctx):
     forget_x, forget_y = splits["forget"]
     if "canary" in splits:
         forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
-    unlearn_ctx = UnlearnContext(original, *splits["retain"], forget_x, forget_y, d.num_classes, len(d.y_train), config["seed"],
-                                 augment=d.augment if method.cfg.augment else None, retain_ids=ctx.forget_set.retain.to(ctx.device))
+    unlearn_ctx = UnlearnContext(
+        original,
+        *splits["retain"],
+        forget_x,
+        forget_y,
+        d.num_classes,
+        len(d.y_train),
+        config["seed"],
+        augment=d.augment if method.cfg.augment else None,
+        retain_ids=ctx.forget_set.retain.to(ctx.device),
+    )
     curve = unlearn(method, model, unlearn_ctx)
-    return NodeOutput(result={"steps": unlearn_ctx.total_steps, **unlearn_ctx.report}, state=model.state_dict(),
-                      curves={"unlearn_loss": curve})
+    return NodeOutput(
+        result={"steps": unlearn_ctx.total_steps, **unlearn_ctx.report},
+        state=model.state_dict(),
+        curves={"unlearn_loss": curve},
+    )
