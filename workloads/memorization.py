@@ -63,9 +63,8 @@ class MemorizationConfig:
     subset_fraction: float = 0.7
     seed: int = 0
     vectorize: bool = True  # train the models as one vmapped ensemble where the architecture allows
-    shards: int = (
-        1  # the orchestrator spreads the models over this many nodes (contiguous blocks); a scores_file never shards
-    )
+    # The orchestrator spreads the models over this many nodes (contiguous blocks); a scores_file never shards.
+    shards: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

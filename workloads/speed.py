@@ -18,9 +18,7 @@ PRECISIONS = ("fp32", "bf16", "bf16_everywhere")
 
 @dataclass
 class SpeedConfig:
-    precision: str = (
-        "fp32"  # fp32 | bf16 (autocast on CUDA GPUs that support it) | bf16_everywhere (and native-bf16 CPUs)
-    )
+    precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA GPUs that support it) | bf16_everywhere (native-bf16 CPUs)
     channels_last: bool = False  # NHWC memory for 4-D image batches
     compile: bool = False  # torch.compile the model in place
 

@@ -53,9 +53,7 @@ def validate(spec: SweepSpec, where: str) -> None:
                 f"{where}: {section}.optimizer: must be one of {', '.join(allowed)}, got {train.optimizer!r}"
             )
     dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
-    target_class = (
-        None if spec.corruption is not None else spec.forget.target_class
-    )  # a task space forgets across classes
+    target_class = None if spec.corruption is not None else spec.forget.target_class  # a task space: every class
     relearn_problem = relearn_set_problem(spec.relearn.relearn_set, target_class, spec.dataset.name, dataset_args)
     if (
         relearn_problem is not None
