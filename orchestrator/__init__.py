@@ -1,1 +1,2 @@
-"""Sweep spec -> DAG -> content keys -> MLflow-backed cache -> executors; the `unlearn-sweep` command."""
+"""Sweep file -> typed spec -> plan (DAG, content keys) -> the record (MLflow) -> execution -> report; the
+`unlearn-sweep` command and its use cases (ARCHITECTURE.md)."""

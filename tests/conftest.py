@@ -12,6 +12,16 @@ configure_torch(min(2, os.cpu_count() or 1))  # as the CLI does: before any torc
 # The per-machine caches (dataset labels, step costs) of this test session only, inherited by the CLI subprocesses.
 os.environ["UNLEARN_SWEEP_CACHE"] = tempfile.mkdtemp(prefix="unlearn-sweep-test-cache-")
 REPO = Path(__file__).resolve().parent.parent
+TIERS = ("e2e", "fault", "browser", "deploy", "slow")
+
+
+def pytest_collection_modifyitems(items):
+    """A test in none of the slower tiers is a unit test: `pytest -m unit` runs them while editing."""
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.unit)
+
+
 QUICKSTART = REPO / "configs" / "sweeps" / "quickstart.yaml"
 
 

@@ -9,6 +9,8 @@ import pytest
 from orchestrator.cli import main
 from tests.conftest import tiny_quickstart, tiny_task_space
 
+pytestmark = pytest.mark.e2e
+
 # (case, overrides on the tiny quickstart, what the message must name)
 OVERRIDES = [
     ("unknown top-level key", ["epochz=3"], "epochz"),

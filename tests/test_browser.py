@@ -19,6 +19,8 @@ from orchestrator.track.ui import ui_path
 from tests.conftest import REPORT_SETTINGS
 from tests.servers import free_port, server
 
+pytestmark = pytest.mark.browser
+
 METHODS = [s["name"] for s in REPORT_SETTINGS]
 FLAGS = [
     "--headless",

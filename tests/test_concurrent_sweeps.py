@@ -5,10 +5,13 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.track import Tracker
 from tests.conftest import REPO, tiny_quickstart
+
+pytestmark = pytest.mark.e2e
 
 
 def test_two_concurrent_sweeps_sharing_an_original_train_it_once(tmp_path):
@@ -72,8 +75,8 @@ def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path):
     assert SETTLE_SECONDS > 0.25  # B's row lands 0.25 s after A's claim starts, inside the wait
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unlearn-sweep", str(tmp_path / "artifacts"))
-    parent_a = tracker.sweeps.start("a", "sweep-a", {}, "local")
-    tracker.sweeps.start("b", "sweep-b", {}, "local")  # a second live sweep
+    parent_a = tracker.lineage.start("a", "sweep-a", {}, "local")
+    tracker.lineage.start("b", "sweep-b", {}, "local")  # a second live sweep
     node = Node("memorization", {}, label="memorization")
     node.key = "k" * 64
     stamped_before_a = int(time.time() * 1000) - 5

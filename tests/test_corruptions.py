@@ -8,6 +8,9 @@ import torch
 from orchestrator.plan.identity import node_identity
 from workloads.corruptions import CORRUPTIONS, discovered_forget_set, draw_corruption, forget_set_for, undiscovered_view
 from workloads.data.base import Dataset
+from workloads.nodes import CorruptionRef, DatasetRef, DiscoveredForget, ModelRef, TrainNodeConfig
+from workloads.speed import SpeedConfig
+from workloads.train import TrainConfig
 
 CLASSES = 4
 
@@ -116,19 +119,21 @@ def test_the_forget_set_is_the_discovered_subset_and_undiscovered_corruptions_st
 
 
 def key(kind, config, y):
-    return node_identity(kind, config, {}, forget_set_for(config, y, CLASSES)).key
+    return node_identity(kind, config, {}, forget_set_for(config.as_dict(), y, CLASSES)).key
 
 
 def test_the_corruption_is_in_the_key_of_the_original_and_the_rate_in_the_key_of_the_retrained_baseline():
     y = labelled_data().y_train
     base = {
-        "dataset": {"name": "mnist1d", "args": {}},
-        "model": {"name": "cnn1d", "args": {}},
-        "train": {"epochs": 1, "batch_size": 8, "lr": 0.01},
+        "dataset": DatasetRef(name="mnist1d", args={}),
+        "model": ModelRef(name="cnn1d", args={}),
+        "speed": SpeedConfig(),
+        "train": TrainConfig(epochs=1, batch_size=8, lr=0.01),
         "seed": 1,
     }
+    original = lambda corruption: TrainNodeConfig(**base, corruption=CorruptionRef(**corruption))
     originals = [
-        key("train_original", {**base, "corruption": c}, y)
+        key("train_original", original(c), y)
         for c in (
             section("random_swap", seed=0),
             section("random_swap", seed=1),
@@ -138,12 +143,15 @@ def test_the_corruption_is_in_the_key_of_the_original_and_the_rate_in_the_key_of
         )
     ]
     assert len(set(originals)) == len(originals)  # each seed, size, kind and argument is another original
-    assert originals[0] == key("train_original", {**base, "corruption": section("random_swap", seed=0)}, y)
-    forget = {"attack_pool_fraction": 0.2}
+    assert originals[0] == key("train_original", original(section("random_swap", seed=0)), y)
     retrains = [
         key(
             "train_retrain",
-            {**base, "corruption": section("random_swap"), "forget": {**forget, "discovery_rate": r}},
+            TrainNodeConfig(
+                **base,
+                corruption=CorruptionRef(**section("random_swap")),
+                forget=DiscoveredForget(attack_pool_fraction=0.2, discovery_rate=r),
+            ),
             y,
         )
         for r in (0.5, 1.0)

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 import yaml
 
+pytestmark = pytest.mark.deploy
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER, DOCKER = ROOT / "cluster", ROOT / "docker"
 WORKER_DOCKERFILE = DOCKER / "worker.Dockerfile"

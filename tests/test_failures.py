@@ -4,11 +4,14 @@ everything else finished, exit code 1. Overrides may index into the methods list
 import json
 from collections import Counter
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.spec import load_spec
 from tests.conftest import tiny_quickstart
+
+pytestmark = pytest.mark.e2e
 
 
 def test_list_index_overrides_reach_the_method(tmp_path):

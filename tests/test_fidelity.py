@@ -20,10 +20,19 @@ from workloads.forget import ForgetConfig, select_forget_set
 from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
 from workloads.methods.circuit_breakers import hidden_mse
 from workloads.methods.ssd import fisher_diagonal
-from workloads.nodes import NODE_KINDS, InputNode, RunContext
-from workloads.nodes.common import new_model
+from workloads.nodes import (
+    NODE_KINDS,
+    DatasetRef,
+    EvaluateNodeConfig,
+    InputNode,
+    ModelRef,
+    RunContext,
+    TrainNodeConfig,
+)
+from workloads.nodes.common import node_model
 from workloads.relearn import RelearnConfig, relearn
-from workloads.train import steps_for
+from workloads.speed import SpeedConfig
+from workloads.train import TrainConfig, steps_for
 from workloads.weightspace import error_barrier
 
 STUDY = REPO / "configs" / "sweeps" / "cifar10_resnet18_study.yaml"
@@ -103,16 +112,18 @@ def digits():
     return data, forget_set
 
 
+# The data, model and speed sections of the node configs below: digits, a one-hidden-layer MLP, fp32.
+DIGITS_MLP = {
+    "dataset": DatasetRef(name="digits", args={}),
+    "model": ModelRef(name="mlp", args={"hidden": [16]}),
+    "speed": SpeedConfig(),
+}
+
+
 def test_the_retrained_model_takes_the_originals_steps(digits):
     data, forget_set = digits
-    config = {
-        "dataset": {"name": "digits", "args": {}},
-        "model": {"name": "mlp", "args": {"hidden": [16]}},
-        "speed": {},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 1e-3, "augment": False},
-        "seed": 0,
-    }
-    ctx = RunContext(torch.device("cpu"), data, forget_set, config)
+    config = TrainNodeConfig(**DIGITS_MLP, train=TrainConfig(epochs=2, batch_size=64, lr=1e-3, augment=False), seed=0)
+    ctx = RunContext(torch.device("cpu"), data, forget_set)
     original = NODE_KINDS.get("train_original").run(config, {}, ctx).result
     retrain = NODE_KINDS.get("train_retrain").run(config, {}, ctx).result
     full = steps_for(2, len(data.y_train), 64)
@@ -173,15 +184,14 @@ def test_augmented_evaluation_is_one_fixed_draw_and_clean_by_default():
 def test_augmented_evaluation_scores_training_splits_only(digits):
     data, forget_set = digits
     data = dataclasses.replace(data, augment=lambda x, g: torch.zeros_like(x))  # every augmented image blank
-    base = {"dataset": {"name": "digits", "args": {}}, "model": {"name": "mlp", "args": {"hidden": [16]}}, "speed": {}}
-    state = new_model(base, data, 0, torch.device("cpu")).state_dict()
+    base = EvaluateNodeConfig(**DIGITS_MLP, forget=ForgetConfig(target_class=3), evaluation=EvaluationConfig())
+    state = node_model(base, data, torch.device("cpu")).state_dict()
+    model = InputNode({}, lambda: state)
+    ctx = RunContext(torch.device("cpu"), data, forget_set)
     results = {}
     for augment_on in (False, True):
-        config = {**base, "evaluation": {"augment": augment_on}}
-        ctx = RunContext(torch.device("cpu"), data, forget_set, config)
-        results[augment_on] = (
-            NODE_KINDS.get("evaluate").run(config, {"model": InputNode({}, lambda: state)}, ctx).result
-        )
+        config = dataclasses.replace(base, evaluation=EvaluationConfig(augment=augment_on))
+        results[augment_on] = NODE_KINDS.get("evaluate").run(config, {"model": model}, ctx).result
     assert results[True]["test_acc"] == results[False]["test_acc"]
     assert results[True]["retain_acc"] != results[False]["retain_acc"]  # blank images: one class for all
 

@@ -2,7 +2,8 @@
 
 import torch
 
-from orchestrator.plan import NodeIdentity, Sweep, build_dag, canonical_json
+from orchestrator.execute import RunState, Status
+from orchestrator.plan import NodeIdentity, build_dag, canonical_json, plan_sweep
 from orchestrator.spec import load_spec
 from tests.conftest import QUICKSTART, tiny_quickstart
 from workloads.nodes import NODE_KINDS
@@ -17,19 +18,14 @@ class NoArtifacts:
         return {"scores": torch.rand(800)}
 
 
-class NoCache:
-    """A tracker that has never seen anything; key resolution needs only the memorization scores."""
-
-    artifacts = NoArtifacts()
-
-
 def resolved_keys(path, overrides=()):
-    sweep = Sweep(load_spec(path, overrides), NoCache())
-    memorization = sweep.dag.memorization
-    sweep.resolve_key(memorization)
-    sweep.states[memorization].status, sweep.states[memorization].run_id = "cached", "fake"
-    sweep.refresh()
-    return {node.label: node.key for node in sweep.dag}
+    """Every key, from a store that has never seen anything (key resolution needs only the memorization scores)."""
+    state = RunState(plan_sweep(load_spec(path, overrides)), NoArtifacts())
+    memorization = state.plan.dag.memorization
+    state.resolve_key(memorization)
+    state[memorization].status, state[memorization].run_id = Status.CACHED, "fake"
+    state.refresh()
+    return {node.label: node.key for node in state.plan.dag}
 
 
 def test_canonical_json_ignores_key_order_and_float_spelling():

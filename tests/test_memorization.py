@@ -215,6 +215,7 @@ def test_shards_on_the_vmap_path_train_the_same_models_up_to_float_rounding():
     torch.testing.assert_close(merged["scores"][same], estimate["scores"][same])
 
 
+@pytest.mark.e2e
 def test_a_sharded_sweep_runs_shard_nodes_and_chooses_the_same_forget_set(tmp_path, tracking, capsys):
     path = tiny_quickstart(
         tmp_path / "q.yaml",

@@ -16,6 +16,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.deploy
+
 SOURCES = ["pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "orchestrator", "workloads", "configs"]
 
 

@@ -1,11 +1,13 @@
 """The plan's compute estimate: each kind's declared work follows its recipe, step costs are measured once per
 model and machine and then read from the cache, and `plan` prints the estimate of what it would run."""
 
+import dataclasses
 import json
 
+from orchestrator.local_cache import cache_dir
 from orchestrator.plan.cost import estimate
 from orchestrator.plan.dag import build_dag
-from orchestrator.plan.labels import cache_dir, training_labels
+from orchestrator.plan.labels import training_labels
 from orchestrator.spec import as_dict, load_spec
 from tests.conftest import REPO, tiny_quickstart
 from workloads.forget import attack_pool_size
@@ -33,13 +35,11 @@ def test_each_kind_declares_the_work_of_its_recipe():
     assert work["train_original"][0].train_steps == 100 * per_epoch(4800)  # epochs: 100, batch 128
     assert work["memorization"][0].train_steps == 16 * 40 * per_epoch(round(0.7 * 4800))  # 16 models, 40 epochs on 70%
     assert {w.train_steps for w in work["relearn"]} == {100 * per_epoch(4800)}  # full-training-set convention
-    finetune = next(NODE_KINDS.get("unlearn").work(n.config, size) for n in dag if n.config.get("method") == "finetune")
-    neggrad = next(
-        NODE_KINDS.get("unlearn").work(n.config, size) for n in dag if n.config.get("method") == "neggrad_plus"
-    )
+    finetune = next(NODE_KINDS.get("unlearn").work(n.config, size) for n in dag if n.method == "finetune")
+    neggrad = next(NODE_KINDS.get("unlearn").work(n.config, size) for n in dag if n.method == "neggrad_plus")
     assert finetune.train_steps == 20 * per_epoch(4800)  # retain stream only
     assert neggrad.train_steps == round(1.5 * per_epoch(4800))  # alternating: a forget or a retain batch per step
-    joint = next({**n.config, "method": "gradient_ascent"} for n in dag if n.config.get("method") == "neggrad_plus")
+    joint = next(dataclasses.replace(n.config, method="gradient_ascent") for n in dag if n.method == "neggrad_plus")
     assert NODE_KINDS.get("unlearn").work(joint, size).train_steps == 2 * neggrad.train_steps  # both, every step
     assert all(w.train_steps == 0 and w.forward_examples == 6000 for w in work["evaluate"])
     assert all(w == type(w)() for w in work["distance"])

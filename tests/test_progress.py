@@ -5,10 +5,13 @@ import re
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from tests.conftest import REPO, tiny_quickstart
+
+pytestmark = pytest.mark.e2e
 
 LINE = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \[(\d+)/(\d+)\] (executed|cached) (.+?) (in [\d.]+ s|\(run \w+\)) · "

@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import QUICKSTART
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def summary(tmp_path_factory):

@@ -11,6 +11,8 @@ from mlflow.tracking import MlflowClient
 from orchestrator.cli import main
 from tests.conftest import REPO, tiny_quickstart
 
+pytestmark = pytest.mark.e2e
+
 MODEL_KINDS = {"train_original", "train_retrain", "unlearn"}
 
 

@@ -14,6 +14,8 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import tiny_quickstart
 from tests.servers import free_port
 
+pytestmark = pytest.mark.deploy
+
 RAY = str(Path(sys.executable).with_name("ray"))
 
 

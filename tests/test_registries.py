@@ -1,6 +1,7 @@
 """Every registered relearn set, metric and node kind, discovered from its registry, so an entry without a test
 cannot slip in (methods have theirs in test_methods.py)."""
 
+import dataclasses
 import math
 
 import pytest
@@ -10,8 +11,10 @@ from workloads.data import Dataset
 from workloads.forget import ForgetConfig, select_forget_set
 from workloads.methods import METHODS
 from workloads.metrics import METRICS, compute_metrics
-from workloads.nodes import NODE_KINDS
+from workloads.nodes import NODE_KINDS, DataNodeConfig, DatasetRef, DistanceNodeConfig, ModelRef, TrainNodeConfig
 from workloads.relearn_sets import RELEARN_SETS, attacker_set, usable_ks
+from workloads.speed import SpeedConfig
+from workloads.train import TrainConfig
 
 CLASSES, TARGET, N_TRAIN, N_TEST = 4, 1, 400, 80
 
@@ -103,10 +106,21 @@ def test_every_node_kind_declares_its_version_and_reads():
     }
     for name in NODE_KINDS.names():
         kind = NODE_KINDS.get(name)
-        assert kind.version >= 1 and isinstance(kind.reads_forget_set({}), bool)
-    assert NODE_KINDS.get("train_original").reads_forget_set({"forget": {}})  # canaries relabel its training set
+        assert kind.version >= 1 and issubclass(kind.config, DataNodeConfig)
+    data = {
+        "dataset": DatasetRef(name="digits", args={}),
+        "model": ModelRef(name="mlp", args={}),
+        "speed": SpeedConfig(),
+    }
+    original = TrainNodeConfig(**data, train=TrainConfig(), seed=0)
+    assert not NODE_KINDS.get("train_original").reads_forget_set(original)
+    canaries = dataclasses.replace(original, forget=ForgetConfig(canary_fraction=0.1))  # relabelled in its training set
+    assert NODE_KINDS.get("train_original").reads_forget_set(canaries)
+    assert NODE_KINDS.get("train_retrain").reads_forget_set(original)
     with pytest.raises(ValueError, match="not among the roles"):
-        NODE_KINDS.get("distance").check_inputs({"model": None})
+        NODE_KINDS.get("distance").check(DistanceNodeConfig(**data), {"model": None})
+    with pytest.raises(TypeError, match="takes a DistanceNodeConfig"):
+        NODE_KINDS.get("distance").check(original, {"a": None, "b": None})
 
 
 def test_method_variants_are_the_base_class_with_other_settings():

@@ -13,11 +13,13 @@ from orchestrator.spec import SpecError, load_spec
 from tests.conftest import QUICKSTART
 from workloads.data import DATASETS, Dataset, DigitsConfig, MNIST1DConfig, load_dataset, synthetic_corruption
 from workloads.data.cifar import CIFARConfig
+from workloads.evaluation import EvaluationConfig
 from workloads.forget import ForgetConfig, ForgetSet, select_forget_set
-from workloads.nodes import NODE_KINDS, InputNode, RunContext
-from workloads.nodes.common import new_model
+from workloads.nodes import NODE_KINDS, DatasetRef, InputNode, ModelRef, RelearnNodeConfig, RunContext
+from workloads.nodes.common import node_model
 from workloads.relearn import RelearnConfig, relearn
 from workloads.relearn_sets import RELEARN_SETS, attack_indices, attacker_set, usable_ks, uses_corrupted_test
+from workloads.speed import SpeedConfig
 
 GRID = [0, 1, 5, 10, 50, 100]
 CLASSES, TARGET = 5, 2
@@ -241,16 +243,18 @@ def test_a_few_relearning_steps_with_every_set(digits_attack):
 
 def test_the_handler_attacks_with_the_configured_set(digits_attack):
     data, fs = digits_attack
-    config = {
-        "model": {"name": "mlp", "args": {"hidden": [16]}},
-        "speed": {},
-        "forget": {"target_class": 3},
-        "k": 1,
-        "seed": 0,
-        "relearn": {"relearn_set": "corrupted_test+retain_cls", "epochs": 0.1, "batch_size": 64, "eval_every": 1},
-    }
-    state = new_model(config, data, 0, torch.device("cpu")).state_dict()
-    ctx = RunContext(torch.device("cpu"), data, fs, config)
+    config = RelearnNodeConfig(
+        dataset=DatasetRef(name="digits", args={"corrupted_test": True}),
+        model=ModelRef(name="mlp", args={"hidden": [16]}),
+        speed=SpeedConfig(),
+        forget=ForgetConfig(target_class=3),
+        relearn=RelearnConfig(relearn_set="corrupted_test+retain_cls", epochs=0.1, batch_size=64, eval_every=1),
+        evaluation=EvaluationConfig(),
+        k=1,
+        seed=0,
+    )
+    state = node_model(config, data, torch.device("cpu")).state_dict()
+    ctx = RunContext(torch.device("cpu"), data, fs)
     out = NODE_KINDS.get("relearn").run(config, {"model": InputNode({}, lambda: state)}, ctx)
     assert {"curve", "heldout_forget_acc", "test_acc", "steps", "train_examples"} <= set(out.result)
     assert out.result["relearn_set"] == "corrupted_test+retain_cls" and out.result["k"] == 1

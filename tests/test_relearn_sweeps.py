@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from tests.conftest import tiny_quickstart
+
+pytestmark = pytest.mark.e2e
 
 
 def run(sweep, tmp_path, name):

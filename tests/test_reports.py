@@ -46,6 +46,7 @@ def series(fig) -> list[int]:
     return [len(ax.get_legend_handles_labels()[0]) for ax in fig.axes]
 
 
+@pytest.mark.e2e
 def test_every_figure_has_one_series_per_model_and_decodes_at_its_size(sweeps):
     summary, folder = sweeps["a"], sweeps["folder"] / "a" / "report"
     all_models = 2 + len(METHODS)  # original, retrained control, one setting per method
@@ -72,6 +73,7 @@ def test_every_figure_has_one_series_per_model_and_decodes_at_its_size(sweeps):
     assert f"ρ = {rho:.2f}" in FIGURES["weightspace_vs_recovery"](summary).axes[0].get_title()
 
 
+@pytest.mark.e2e
 def test_with_several_seeds_points_are_means_with_error_bars(sweeps):
     summary = sweeps["a"]
     neggrad = next(m for m in models(summary) if m.method == "neggrad_plus")
@@ -128,6 +130,7 @@ def test_usable_models_come_first_ranked_by_what_the_strongest_attack_gets_back(
 
 
 # -- MLflow runs -----------------------------------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_results_are_runs_comparable_by_method_with_the_tables_numbers(sweeps):
     summary, client = sweeps["a"], MlflowClient(sweeps["uri"])
     results = runs_of(sweeps["uri"], summary["sweep_id"], "result")
@@ -176,6 +179,7 @@ def test_results_are_runs_comparable_by_method_with_the_tables_numbers(sweeps):
     assert "metrics.`recovery_k10`" in view["selectedColumns"] and view["columnOrder"][0] == "params.`method`"
 
 
+@pytest.mark.e2e
 def test_a_later_sweep_links_every_cached_node_under_its_run_and_lookups_ignore_the_links(sweeps):
     b, uri = sweeps["b"], sweeps["uri"]
     links = runs_of(uri, b["sweep_id"], "link")
@@ -199,6 +203,7 @@ def test_a_later_sweep_links_every_cached_node_under_its_run_and_lookups_ignore_
 
 
 # -- commands that read the record -----------------------------------------------------------------------------------
+@pytest.mark.e2e
 def test_report_redraws_an_earlier_sweep_from_its_id_run_or_summary_without_computing(sweeps, tmp_path, capsys):
     a, uri = sweeps["a"], sweeps["uri"]
     parent = runs_of(uri, a["sweep_id"], "sweep")[0].info.run_id
@@ -216,6 +221,7 @@ def test_report_redraws_an_earlier_sweep_from_its_id_run_or_summary_without_comp
     assert "accuracy (%) on held-out forget examples" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_compare_names_the_config_change_and_the_metric_deltas(sweeps, capsys):
     assert main(["compare", sweeps["a"]["sweep_id"], sweeps["b"]["sweep_id"], "--tracking-uri", sweeps["uri"]]) == 0
     out = capsys.readouterr().out
@@ -224,6 +230,7 @@ def test_compare_names_the_config_change_and_the_metric_deltas(sweeps, capsys):
     assert all(m in out for m in METHODS) and "→" in out and "(+0.0)" in out  # same models: unchanged accuracies
 
 
+@pytest.mark.e2e
 def test_status_lists_each_sweep_with_its_nodes_and_who_ran_it(sweeps, capsys):
     assert main(["status", "--tracking-uri", sweeps["uri"]]) == 0
     out = capsys.readouterr().out
@@ -232,6 +239,7 @@ def test_status_lists_each_sweep_with_its_nodes_and_who_ran_it(sweeps, capsys):
     assert out.count("finished") == 2 and f"{sweeps['a']['nodes']['total']}/{sweeps['a']['nodes']['total']}" in out
 
 
+@pytest.mark.e2e
 def test_cache_ls_verify_and_gc(sweeps, capsys):
     uri, client = sweeps["uri"], MlflowClient(sweeps["uri"])
     assert main(["cache", "ls", "--tracking-uri", uri]) == 0
@@ -269,6 +277,7 @@ def test_cache_ls_verify_and_gc(sweeps, capsys):
     assert main(["cache", "verify", "--tracking-uri", uri]) == 0  # every result survived
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "argv, names",
     [
@@ -284,6 +293,7 @@ def test_bad_input_is_one_line_naming_it_with_exit_code_2(sweeps, argv, names, c
     assert names in " ".join(err.split()) and "Traceback" not in err
 
 
+@pytest.mark.e2e
 def test_reading_commands_never_create_a_store(tmp_path, capsys):
     assert main(["status", "--tracking-uri", f"sqlite:///{tmp_path / 'missing.db'}"]) == 2
     assert "no MLflow store at" in capsys.readouterr().err and not (tmp_path / "missing.db").exists()

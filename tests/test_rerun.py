@@ -18,6 +18,8 @@ from orchestrator.spec.fingerprint import fingerprint
 from orchestrator.track.finished import NODES, LocalRecord, through_mlflow
 from tests.conftest import REPO, tiny_quickstart
 
+pytestmark = pytest.mark.e2e
+
 ONE_METHOD = [{"name": "finetune", "hparams": {"lr": 3.0e-3, "weight_decay": 0.0, "epochs": 0.5}}]
 HEAVY = ("torch", "mlflow", "scipy", "matplotlib", "ray")
 # The CLI in a process of its own, reporting which heavy packages it imported.
@@ -38,9 +40,12 @@ def finished(tmp_path_factory):
     return {"folder": folder, "uri": uri, "sweep": sweep, "summary": json.loads((folder / "summary.json").read_text())}
 
 
-def cli(finished, *args: str) -> subprocess.CompletedProcess:
+def cli(finished, *args: str, command: str = "run") -> subprocess.CompletedProcess:
+    """`unlearn-sweep run <the sweep> --tracking-uri <its store> ARGS` (or another command with those arguments) in
+    a process of its own, which prints the heavy packages it imported."""
+    target = [str(finished["sweep"])] if command in ("run", "plan") else []
     return subprocess.run(
-        [sys.executable, "-c", PROBE, "run", str(finished["sweep"]), "--tracking-uri", finished["uri"], *args],
+        [sys.executable, "-c", PROBE, command, *target, "--tracking-uri", finished["uri"], *args],
         cwd=finished["folder"],
         capture_output=True,
         text=True,
@@ -76,6 +81,39 @@ def test_a_finished_sweep_run_again_computes_records_and_imports_nothing(finishe
     )
     assert the_store(finished["uri"]) == before  # no parent, link or result run added, none changed
     assert {p.name: p.stat().st_mtime_ns for p in report.iterdir()} == drawn  # the report kept, not drawn again
+
+
+@pytest.mark.parametrize(
+    "command, args, allowed",
+    [
+        ("status", [], {"mlflow", "scipy"}),  # MLflow's own imports include SciPy
+        ("cache", ["ls"], {"mlflow", "scipy"}),
+        ("cache", ["gc"], {"mlflow", "scipy"}),
+        ("compare", ["SUMMARY", "SUMMARY"], {"mlflow", "scipy"}),
+        # Drawn from the summary alone (a store that does not exist), so the sweep's own run keeps its report.
+        ("report", ["SUMMARY", "--out", "REPORT", "--tracking-uri", "NOSTORE"], {"mlflow", "scipy", "matplotlib"}),
+    ],
+)
+def test_the_commands_that_read_the_record_import_no_torch(finished, tmp_path, command, args, allowed):
+    """They read runs, summaries and artifact listings; torch is for nodes (and `cache verify`'s checkpoint loads)."""
+    paths = {
+        "SUMMARY": str(finished["folder"] / "summary.json"),
+        "REPORT": str(tmp_path / "report"),
+        "NOSTORE": f"sqlite:///{tmp_path / 'none.db'}",
+    }
+    done = cli(finished, *[paths.get(arg, arg) for arg in args], command=command)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = eval(done.stdout.split("imported:")[-1])  # noqa: S307 - our own child's repr of a list of names
+    assert set(imported) <= allowed, imported
+
+
+def test_version_imports_nothing_heavy():
+    probe = PROBE.replace(
+        "code = main(sys.argv[1:]); ", "code = 0\ntry: main(['--version'])\nexcept SystemExit: pass\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("unlearn-sweep "), done.stderr
+    assert "imported: []" in done.stdout
 
 
 def test_its_report_is_copied_from_the_sweeps_run_or_drawn_for_another_floor(finished, tmp_path):

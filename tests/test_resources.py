@@ -39,6 +39,7 @@ def test_resources_do_not_change_keys_and_bad_ones_are_named(tmp_path):
         load_spec(tiny_quickstart(tmp_path / "e.yaml", resources={"unlearn": {"gpus": 1}}))
 
 
+@pytest.mark.deploy  # starts a local Ray
 def test_asking_a_local_ray_for_a_gpu_it_lacks_is_bad_input(tmp_path, capsys):
     from orchestrator.cli import main
 

@@ -24,6 +24,7 @@ def python(code: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.e2e
 def test_the_check_sees_every_thread_of_the_pool():
     # Without the flag, the pool's threads leave their chunk of a denormal product denormal; with it, none does.
     assert (
@@ -88,6 +89,7 @@ print(repr(evaluate(model, d.x_test, d.y_test, 10)["acc"]), repr(curve[-1][1]),
 """
 
 
+@pytest.mark.e2e
 def test_flushing_changes_training_only_within_float_noise():
     runs = {}
     for flag in ("on", "off"):

@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO, tiny_quickstart
 from tests.servers import mlflow_server, moto_s3
 
+pytestmark = pytest.mark.deploy
+
 SECRET = "s3cr3t-never-logged-1f6a"
 KEY_ID = "AKIAUNLEARNSWEEPTEST"
 

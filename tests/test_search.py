@@ -11,6 +11,8 @@ from orchestrator.cli import main
 from orchestrator.spec import SpecError, load_spec
 from tests.conftest import tiny_quickstart
 
+pytestmark = pytest.mark.e2e
+
 SEARCH = {
     "name": "neggrad_plus",
     "space": {"lr": {"loguniform": [1e-3, 3e-2]}},

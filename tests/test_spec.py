@@ -46,6 +46,7 @@ def test_missing_file_and_malformed_override(tmp_path):
         load_spec(QUICKSTART, ["train.epochs"])
 
 
+@pytest.mark.e2e
 def test_cli_exits_2_with_one_message_and_runs_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = main(["run", str(QUICKSTART), "train.epochz=3", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])

@@ -33,7 +33,7 @@ def test_a_chain_shares_its_start_with_the_standalone_run(tmp_path):
     assert len(unlearn) == 4  # weight_distortion twice (two sigmas), tar, weight_dist_reg
     standalone, tar = dag.results[0].nodes.model, dag.results[1].nodes.model
     assert tar.inputs["start"] is standalone and tar.inputs["original"] is dag.controls[43].original.model
-    assert dag.results[2].nodes.model.inputs["start"].config["hparams"]["sigma"] == 0.5
+    assert dag.results[2].nodes.model.inputs["start"].config.hparams.sigma == 0.5
 
 
 def test_cscore_files_become_memorization_and_must_match_the_labels(tmp_path):
@@ -47,6 +47,7 @@ def test_cscore_files_become_memorization_and_must_match_the_labels(tmp_path):
         memorization_from_cscores(tmp_path / "bad.npz", labels)
 
 
+@pytest.mark.e2e
 def test_a_missing_cscore_file_stops_run_before_any_job_but_not_plan(tmp_path, capsys):
     from orchestrator.cli import main
 
@@ -104,6 +105,7 @@ def test_channels_last_keeps_values_and_state_dict_keys():
     assert torch.allclose(model(fast_x), expected, atol=1e-5) and set(model.state_dict()) == keys
 
 
+@pytest.mark.e2e
 def test_a_sweep_with_canaries_reports_how_much_canary_memorisation_is_left(tmp_path):
     import json
 
@@ -140,10 +142,12 @@ def test_a_sweep_with_canaries_reports_how_much_canary_memorisation_is_left(tmp_
 STUDY = REPO / "configs" / "sweeps" / "cifar10_resnet18_study.yaml"
 
 
+@pytest.mark.e2e
 def test_where_the_data_lives_is_not_part_of_any_key(tmp_path):
     """The same CIFAR files in two folders (a laptop's, a cluster's), fetched or not, checked or not: the same keys.
     What the data is (its augmentation here) still is."""
-    from orchestrator.plan import Sweep
+    from orchestrator.execute import RunState
+    from orchestrator.plan import plan_sweep
     from tests.test_study_smoke import write_tiny_cifar10
 
     for folder in ("laptop", "cluster"):
@@ -151,8 +155,10 @@ def test_where_the_data_lives_is_not_part_of_any_key(tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", "unlearn-sweep", str(tmp_path / "a"))
 
     def original_key(*overrides):
-        sweep = Sweep(load_spec(STUDY, ["smoke", "dataset.args.verify=false", *overrides]), tracker)
-        return sweep.resolve_key(sweep.dag.controls[sweep.spec.seeds[0]].original.model)
+        state = RunState(
+            plan_sweep(load_spec(STUDY, ["smoke", "dataset.args.verify=false", *overrides])), tracker.artifacts
+        )
+        return state.resolve_key(state.plan.dag.controls[state.plan.spec.seeds[0]].original.model)
 
     laptop = original_key(f"dataset.args.root={tmp_path / 'laptop'}")
     assert original_key(f"dataset.args.root={tmp_path / 'cluster'}", "dataset.args.download=true") == laptop

@@ -4,6 +4,7 @@ data."""
 import json
 
 import numpy as np
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -11,6 +12,8 @@ from orchestrator.cli import main
 from tests.conftest import REPO
 from tests.test_cifar import write_batch
 from workloads.nodes import NODE_KINDS
+
+pytestmark = pytest.mark.e2e
 
 STUDY = REPO / "configs" / "sweeps" / "cifar10_resnet18_study.yaml"
 

@@ -37,6 +37,7 @@ def runs_of(swept, kind):
     )
 
 
+@pytest.mark.e2e
 def test_one_original_per_corruption_is_trained_and_every_rate_and_method_starts_from_it(swept):
     originals = {r.data.tags["node_key"]: r.data.params["corruption.name"] for r in runs_of(swept, "train_original")}
     assert sorted(originals.values()) == ["interclass_swap", "poison_trigger", "random_swap"]  # 3 corruptions x 1 seed
@@ -61,6 +62,7 @@ def test_one_original_per_corruption_is_trained_and_every_rate_and_method_starts
     assert len(relearned) == 3 * 4 and {r.data.params["forget.discovery_rate"] for r in relearned} == {"1.0"}
 
 
+@pytest.mark.e2e
 def test_the_summary_holds_the_healed_measures_and_the_table_is_the_hand_computed_average(swept):
     summary = swept["summary"]
     space = summary["task_space"]
@@ -94,6 +96,7 @@ def test_the_summary_holds_the_healed_measures_and_the_table_is_the_hand_compute
         assert found["cells"] == 6 and found["utility_x_healed"]["se"] is None  # one seed: no standard error
 
 
+@pytest.mark.e2e
 def test_the_heatmaps_are_written_beside_the_report(swept):
     report = swept["folder"] / "report"
     for measure in ("utility_x_healed", "healed", "utility"):
@@ -136,6 +139,7 @@ def test_averages_over_the_space_are_means_over_seeds_of_each_seeds_mean_with_th
     ]
 
 
+@pytest.mark.e2e
 def test_plan_of_the_cifar10_study_lists_it_and_says_what_is_shared(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "250")  # node labels unwrapped

@@ -43,7 +43,7 @@ class TrainingCheckpoint:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
             self.resumed_step = int(state["step"])
             return state
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - truncated, corrupt or not ours: start from scratch
             warnings.warn(
                 f"training checkpoint {self.path} unreadable ({type(error).__name__}: {error}); starting over",
                 stacklevel=2,

@@ -65,6 +65,17 @@ def keyed_section(config: dict, name: str, schema: type) -> dict:
     return {k: v for k, v in config.items() if k != name} | ({name: section} if section else {})
 
 
+def plain(value: Any) -> Any:
+    """A typed config as JSON-ready Python, without OmegaConf: dataclasses as dicts, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def as_dict(config: Any) -> dict:
     """A config dataclass (or dict) as plain, resolved Python containers."""
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True)

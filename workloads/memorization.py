@@ -210,13 +210,23 @@ def train_subset_models(
     ]
     reason = why_not_vectorized(nets[0], x) if cfg.vectorize else "vectorize is off"
     if reason is not None:
-        for net, stream in zip(nets, streams):
-            fit(net, stream, *adam_with_cosine(net, t.lr, t.weight_decay, total, t.final_lr_fraction), total)
-        params, buffers = stack_module_state(nets)
-        return Ensemble(
-            nets[0], {k: v.detach() for k, v in params.items()}, buffers, "sequential", f"sequential: {reason}"
-        )
+        return train_one_by_one(nets, streams, t, total, f"sequential: {reason}")
+    return train_vmapped(nets, streams, x, y, t, total)
 
+
+def train_one_by_one(nets: list[nn.Module], streams: list, t: TrainConfig, total: int, why: str) -> Ensemble:
+    """Each model trained on its own stream, one after another; stacked into an Ensemble at the end."""
+    for net, stream in zip(nets, streams):
+        fit(net, stream, *adam_with_cosine(net, t.lr, t.weight_decay, total, t.final_lr_fraction), total)
+    params, buffers = stack_module_state(nets)
+    return Ensemble(nets[0], {k: v.detach() for k, v in params.items()}, buffers, "sequential", why)
+
+
+def train_vmapped(
+    nets: list[nn.Module], streams: list, x: torch.Tensor, y: torch.Tensor, t: TrainConfig, total: int
+) -> Ensemble:
+    """The models as one vmapped ensemble: one Adam over the stacked (M, ...) parameters and the sum of the models'
+    mean losses, which is each model's own Adam step (module docstring)."""
     params, buffers = stack_module_state(nets)  # leaf tensors (M, ...) that require grad
     holder = nn.ParameterList(params.values())  # the same storage, as Parameters, for adam_with_cosine
     params = dict(zip(params, holder))
@@ -234,13 +244,8 @@ def train_subset_models(
         loss.backward()
         optimizer.step()
         schedule.step()
-    return Ensemble(
-        base,
-        {k: v.detach() for k, v in params.items()},
-        buffers,
-        "vmap",
-        f"vmap: {len(nets)} models trained as one ensemble",
-    )
+    params = {k: v.detach() for k, v in params.items()}
+    return Ensemble(base, params, buffers, "vmap", f"vmap: {len(nets)} models trained as one ensemble")
 
 
 def estimate_memorization(

@@ -41,7 +41,7 @@ class LocalPool:
             return [Finished(task, self.worker.run(task))]
         except StoreUnavailable:  # not the node's fault: the sweep stops (a rerun computes it again)
             raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failed node must not stop the sweep
             return [Finished(task, error=traceback.format_exc())]
 
     def retire_idle(self) -> None:

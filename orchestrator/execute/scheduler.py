@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from orchestrator.execute.resources import resources_for
+from orchestrator.execute.state import RunState, Status
 from orchestrator.execute.worker import InputRef, NodeTask, TaskResult
-from orchestrator.plan import Node, Sweep
-from orchestrator.track import HEARTBEAT_SECONDS
+from orchestrator.plan import Node
+from orchestrator.track import HEARTBEAT_SECONDS, Tracker
 
 MAX_LOST = 3  # times a node may lose its worker before it counts as failed
 WAIT_POLL_SECONDS = 2.0  # how often a node another sweep is computing is looked for in the store
@@ -56,30 +57,30 @@ class Heartbeat(threading.Thread):
         while not self.stop.wait(HEARTBEAT_SECONDS):
             try:
                 self.tracker.claims.heartbeat(self.run_ids())
-            except Exception:
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
                 pass
 
 
 class Scheduler:
     def __init__(
         self,
-        sweep: Sweep,
+        state: RunState,
         pool: Pool,
-        sweep_id: str,
+        tracker: Tracker,
         parent_run_id: str,
         retries: int = 0,
         on_change: Callable[[Node], None] = lambda node: None,
         targets: Optional[list[Node]] = None,
     ):
         """`targets`: run only these nodes and what they need (default: the whole DAG)."""
-        self.sweep, self.pool, self.sweep_id, self.parent = sweep, pool, sweep_id, parent_run_id
-        self.retries, self.on_change = retries, on_change
-        self.tracker = sweep.tracker
-        needed = set(sweep.dag) if targets is None else _with_ancestors(targets)
+        self.state, self.pool, self.tracker, self.parent = state, pool, tracker, parent_run_id
+        self.sweep_id, self.retries, self.on_change = state.sweep_id, retries, on_change
+        dag = state.plan.dag
+        needed = set(dag) if targets is None else _with_ancestors(targets)
         # Only a run of the whole sweep links what it found cached: a search's phases and trials run parts of it,
         # and the run of the whole sweep that follows them finds the same nodes and links each once.
         self.links = targets is None
-        self.pending: list[Node] = [n for n in sweep.dag if n in needed]  # topological; retried nodes go to the front
+        self.pending: list[Node] = [n for n in dag if n in needed]  # topological; retried nodes go to the front
         self.in_flight: dict[str, Node] = {}  # claimed run id -> node
         self.waiting: dict[Node, str] = {}  # node -> the run (of another sweep) computing it
         self.missed: set[Node] = set()  # looked up once and not found
@@ -111,122 +112,118 @@ class Scheduler:
         for run_id in list(self.in_flight):
             try:
                 self.tracker.claims.kill(run_id, why)
-            except Exception:
+            except Exception:  # noqa: BLE001 - the store is gone: the next run finds these runs' driver dead
                 pass
 
     # -- steps ----------------------------------------------------------------------------------------------------
     def _start_ready(self) -> None:
-        states = self.sweep.states
         for node in list(self.pending):
-            if self.sweep.blocked(node):
-                self._set(node, "skipped")
-            elif all(states[inp].status in ("cached", "executed") for inp in node.inputs.values()):
-                if node not in self.missed and self.sweep.lookup(node):
-                    self.pending.remove(node)
-                    self._link(node)
-                    continue
-                self.missed.add(node)  # not in the store: the claim below catches a result that arrives later
-                resources = resources_for(
-                    self.sweep.spec.resources, node.kind, node.config.get("method"), self.pool.has_gpus
-                )
-                if not self.pool.can_start(resources):
-                    continue
-                claim = self.tracker.claims.claim(node, self.sweep_id, self.parent)
-                self.pending.remove(node)
-                if claim.holder is not None:
-                    self.waiting[node] = claim.holder
-                    self._set(node, "waiting")
-                    continue
-                self.in_flight[claim.run_id] = node
-                self.pool.start(self._task(node, claim.run_id, resources))
-                self._set(node, "running")
+            if self.state.blocked(node):
+                self._set(node, Status.SKIPPED)
+            elif all(self.state[inp].status.done for inp in node.inputs.values()):
+                self._start(node)
+
+    def _start(self, node: Node) -> None:
+        """A node whose inputs are done: found in the store, or claimed and handed to the pool (or left pending
+        until the pool has room for it)."""
+        if node not in self.missed and self.state.lookup(node):
+            self.pending.remove(node)
+            self._link(node)
+            return
+        self.missed.add(node)  # not in the store: the claim below catches a result that arrives later
+        resources = resources_for(self.state.plan.spec.resources, node.kind, node.method, self.pool.has_gpus)
+        if not self.pool.can_start(resources):
+            return
+        claim = self.tracker.claims.claim(node, self.sweep_id, self.parent)
+        self.pending.remove(node)
+        if claim.holder is not None:
+            self.waiting[node] = claim.holder
+            self._set(node, Status.WAITING)
+            return
+        self.in_flight[claim.run_id] = node
+        self.pool.start(self._task(node, claim.run_id, resources))
+        self._set(node, Status.RUNNING)
 
     def _task(self, node: Node, run_id: str, resources: dict) -> NodeTask:
-        states = self.sweep.states
-        inputs = {role: InputRef(inp.key, states[inp].run_id, states[inp].result) for role, inp in node.inputs.items()}
-        return NodeTask(
-            node.key,
-            node.kind,
-            node.config,
-            inputs,
-            run_id,
-            self.sweep.forget_set_for(node) if node.reads_forget_set else None,
-            resources,
-        )
+        state = self.state
+        inputs = {role: InputRef(inp.key, state[inp].run_id, state[inp].result) for role, inp in node.inputs.items()}
+        forget_set = state.forget_set_for(node) if node.reads_forget_set else None
+        return NodeTask(node.key, node.kind, node.config, inputs, run_id, forget_set, resources)
 
     def _settle(self, done: Finished) -> None:
         node = self.in_flight.pop(done.task.run_id)
-        state = self.sweep.states[node]
+        state = self.state[node]
         if done.result is not None:
             state.run_id, state.result, state.seconds = done.task.run_id, done.result.result, done.result.seconds
-            self._set(node, "executed")
+            self._set(node, Status.EXECUTED)
         elif done.lost is not None:
-            self.tracker.claims.kill(
-                done.task.run_id, f"worker died: {done.lost}"
-            )  # FINISHED if its result is all there
-            found = self.tracker.artifacts.find(node.key)
-            if found is not None and found.run_id == done.task.run_id:  # it finished before its worker died
-                state.run_id, state.result = found.run_id, found.result
-                self._set(node, "executed")
-                return
-            self.losses[node] += 1
-            self._retry_or_fail(
-                node, self.losses[node] <= MAX_LOST, f"its worker died {self.losses[node]} times: {done.lost}"
-            )
+            self._settle_lost(node, done)
         else:
             self.tracker.claims.fail(done.task.run_id, done.error)
             if self._recompute_corrupt_inputs(node):  # not the node's fault: run it again once its inputs are redone
                 self.pending.insert(0, node)
-                self._set(node, "pending")
+                self._set(node, Status.PENDING)
                 return
             self.failures[node] += 1
             self._retry_or_fail(node, self.failures[node] <= self.retries, done.error.strip().splitlines()[-1])
 
+    def _settle_lost(self, node: Node, done: Finished) -> None:
+        """Its worker died: executed if its result was recorded in full before that, else run again elsewhere."""
+        self.tracker.claims.kill(done.task.run_id, f"worker died: {done.lost}")  # FINISHED if its result is all there
+        found = self.tracker.artifacts.find(node.key)
+        if found is not None and found.run_id == done.task.run_id:
+            self.state[node].run_id, self.state[node].result = found.run_id, found.result
+            self._set(node, Status.EXECUTED)
+            return
+        self.losses[node] += 1
+        lost = f"its worker died {self.losses[node]} times: {done.lost}"
+        self._retry_or_fail(node, self.losses[node] <= MAX_LOST, lost)
+
     def _recompute_corrupt_inputs(self, node: Node) -> bool:
         """Inputs whose stored checkpoint turned out corrupt when the node loaded it (their runs are FAILED now)
         go back to pending, so they are recomputed before the node runs again. True if there were any."""
-        states = self.sweep.states
+        state = self.state
         corrupt = [
             inp
             for inp in node.inputs.values()
-            if states[inp].status == "pending"
-            or (states[inp].run_id is not None and not self.tracker.artifacts.is_result(states[inp].run_id))
+            if state[inp].status == Status.PENDING
+            or (state[inp].run_id is not None and not self.tracker.artifacts.is_result(state[inp].run_id))
         ]
         for inp in corrupt:
-            if states[inp].status != "pending":
-                states[inp].run_id, states[inp].result = None, None
+            if state[inp].status != Status.PENDING:
+                state[inp].run_id, state[inp].result = None, None
                 self.missed.discard(inp)
                 self.pending.insert(0, inp)
-                self._set(inp, "pending")
+                self._set(inp, Status.PENDING)
         return bool(corrupt)
 
     def _retry_or_fail(self, node: Node, again: bool, error: str) -> None:
         if again:
             self.pending.insert(0, node)
-            self._set(node, "pending")
+            self._set(node, Status.PENDING)
         else:
-            self.sweep.states[node].error = error
-            self._set(node, "failed")
+            self.state[node].error = error
+            self._set(node, Status.FAILED)
 
     def _check_waiting(self) -> None:
         for node, holder in list(self.waiting.items()):
-            if self.sweep.lookup(node):  # the other sweep's result: a cached node for this one
+            if self.state.lookup(node):  # the other sweep's result: a cached node for this one
                 del self.waiting[node]
                 self._link(node)
             elif not self.tracker.claims.holder_alive(holder):  # it failed or its sweep died: claim it again
                 del self.waiting[node]
                 self.pending.insert(0, node)
-                self._set(node, "pending")
+                self._set(node, Status.PENDING)
 
     def _link(self, node: Node) -> None:
-        if self.links and self.sweep.states[node].status == "cached":  # another sweep's run: say this one used it too
-            self.tracker.sweeps.link(node, self.sweep.states[node].run_id, self.sweep_id, self.parent)
+        if self.links and self.state[node].status == Status.CACHED:  # another sweep's run: say this one used it too
+            self.tracker.lineage.link(node, self.state[node].run_id, self.sweep_id, self.parent)
         self.on_change(node)
 
-    def _set(self, node: Node, status: str) -> None:
-        if status == "skipped":
+    def _set(self, node: Node, status: Status) -> None:
+        if status == Status.SKIPPED:
             self.pending.remove(node)
-        self.sweep.states[node].status = status
+        self.state[node].status = status
         self.on_change(node)
 
 
@@ -242,12 +239,12 @@ def _with_ancestors(nodes: list[Node]) -> set[Node]:
 
 
 def run_sweep(
-    sweep: Sweep,
+    state: RunState,
     pool: Pool,
-    sweep_id: str,
+    tracker: Tracker,
     parent_run_id: str,
     retries: int = 0,
     on_change: Callable[[Node], None] = lambda node: None,
     targets: Optional[list[Node]] = None,
 ) -> None:
-    Scheduler(sweep, pool, sweep_id, parent_run_id, retries, on_change, targets).run()
+    Scheduler(state, pool, tracker, parent_run_id, retries, on_change, targets).run()

@@ -15,7 +15,8 @@ from typing import Any
 from orchestrator.execute.local import LocalPool
 from orchestrator.execute.resources import resources_for
 from orchestrator.execute.scheduler import run_sweep
-from orchestrator.plan import Sweep
+from orchestrator.execute.state import RunState, Status
+from orchestrator.plan import plan_sweep
 from orchestrator.spec import MethodSpec, SearchSpec, SweepSpec
 from orchestrator.spec.search import SEARCH_METRICS
 from orchestrator.track import Tracker
@@ -60,17 +61,12 @@ def run_trial(point: dict, *, context: dict) -> None:
     search: SearchSpec = context["search"]
     point = plain(point)
     tracker = Tracker(*context["tracker_args"])
-    sweep = Sweep(trial_spec(context["spec"], search, point), tracker, context["sweep_id"])
-    row = sweep.dag.results[0].nodes
-    run_sweep(
-        sweep,
-        LocalPool(tracker, context["spec"].device),
-        context["sweep_id"],
-        context["parent"],
-        targets=[row.evaluate],
-    )
-    evaluated, unlearned = sweep.states[row.evaluate], sweep.states[row.model]
-    if evaluated.status not in ("executed", "cached"):
+    state = RunState(plan_sweep(trial_spec(context["spec"], search, point)), tracker.artifacts, context["sweep_id"])
+    row = state.plan.dag.results[0].nodes
+    pool = LocalPool(tracker, context["spec"].device)
+    run_sweep(state, pool, tracker, context["parent"], targets=[row.evaluate])
+    evaluated, unlearned = state[row.evaluate], state[row.model]
+    if not evaluated.status.done:
         raise RuntimeError(f"trial {point}: {evaluated.error or unlearned.error or 'an input failed'}")
     value, feasible = score(search, evaluated.result, context["control"])
     tune.report(
@@ -81,7 +77,7 @@ def run_trial(point: dict, *, context: dict) -> None:
             "heldout_forget_acc": evaluated.result["heldout_forget_acc"],
             "test_acc": evaluated.result["test_acc"],
             "unlearn_run_id": unlearned.run_id,
-            "cached": unlearned.status == "cached",
+            "cached": unlearned.status == Status.CACHED,
         }
     )
 
@@ -91,15 +87,8 @@ def run_search(
 ) -> dict[str, Any]:
     """Runs the search on Ray Tune (on the Ray already initialised, or a local one); the best trial and all trials."""
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     mode = SEARCH_METRICS[search.metric][0]
-    if search.algorithm == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        algorithm = ConcurrencyLimiter(OptunaSearch(seed=search.seed), max_concurrent=search.max_concurrent)
-    else:
-        algorithm = BasicVariantGenerator(random_state=search.seed, max_concurrent=search.max_concurrent)
     context = {
         "spec": spec,
         "search": search,
@@ -117,19 +106,35 @@ def run_search(
             trainable,
             param_space=tune_space(search),
             tune_config=tune.TuneConfig(
-                metric="score", mode=mode, search_alg=algorithm, num_samples=search.num_samples
+                metric="score", mode=mode, search_alg=search_algorithm(search), num_samples=search.num_samples
             ),
             run_config=tune.RunConfig(name=f"{sweep_id}-{search.name}", storage_path=storage, verbose=0),
         ).fit()
-    keep = ("score", "feasible", "forget_acc", "heldout_forget_acc", "test_acc", "unlearn_run_id", "cached")
-    trials = [
-        {
-            "hparams": {**search.hparams, **plain(r.config)},
-            **{k: r.metrics.get(k) for k in keep},
-            **({"error": str(r.error).strip().splitlines()[-1]} if r.error else {}),
-        }
-        for r in grid
-    ]
+    return search_record(search, mode, [trial_record(search, result) for result in grid])
+
+
+def search_algorithm(search: SearchSpec):
+    """Tune's searcher: random samples, or Optuna's TPE, each seeded, at most `max_concurrent` trials at a time."""
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+
+    if search.algorithm == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        return ConcurrencyLimiter(OptunaSearch(seed=search.seed), max_concurrent=search.max_concurrent)
+    return BasicVariantGenerator(random_state=search.seed, max_concurrent=search.max_concurrent)
+
+
+TRIAL_FIELDS = ("score", "feasible", "forget_acc", "heldout_forget_acc", "test_acc", "unlearn_run_id", "cached")
+
+
+def trial_record(search: SearchSpec, result) -> dict:
+    """One trial for summary.json: its hparams, what it reported, and its error if it failed."""
+    error = {"error": str(result.error).strip().splitlines()[-1]} if result.error else {}
+    metrics = {k: result.metrics.get(k) for k in TRIAL_FIELDS}
+    return {"hparams": {**search.hparams, **plain(result.config)}, **metrics, **error}
+
+
+def search_record(search: SearchSpec, mode: str, trials: list[dict]) -> dict[str, Any]:
     scored = [t for t in trials if t["score"] is not None]
     best = (min if mode == "min" else max)(scored, key=lambda t: t["score"]) if scored else None
     return {
@@ -144,18 +149,20 @@ def run_search(
     }
 
 
-def run_searches(sweep, pool, sweep_id: str, parent: str, retries: int, on_change) -> tuple[Any, list[dict]]:
-    """The control first (what trials are scored against), then each search; returns the sweep with every search's
-    best setting added to its methods, and the searches' records for summary.json."""
+def run_searches(
+    state: RunState, pool, tracker: Tracker, parent: str, retries: int, on_change
+) -> tuple[RunState, list[dict]]:
+    """The control first (what trials are scored against), then each search; returns the run's state of the sweep
+    with every search's best setting added to its methods, and the searches' records for summary.json."""
     import ray
     from ray import tune  # noqa: F401 - fail here, before any work, if Ray Tune is missing
 
-    spec, tracker = sweep.spec, sweep.tracker
-    control_node = sweep.dag.controls[spec.seeds[0]].retrain.evaluate
-    run_sweep(sweep, pool, sweep_id, parent, retries, on_change, targets=[control_node])
-    control = sweep.states[control_node]
-    if control.status not in ("executed", "cached"):
-        return sweep, [
+    spec, sweep_id = state.plan.spec, state.sweep_id
+    control_node = state.plan.dag.controls[spec.seeds[0]].retrain.evaluate
+    run_sweep(state, pool, tracker, parent, retries, on_change, targets=[control_node])
+    control = state[control_node]
+    if not control.status.done:
+        return state, [
             {"method": s.name, "best": None, "trials": [], "error": "the retrained control failed"} for s in spec.search
         ]
     pool.retire_idle()  # Tune's trial actors need the resources our idle workers hold
@@ -177,5 +184,6 @@ def run_searches(sweep, pool, sweep_id: str, parent: str, retries: int, on_chang
         if started_ray:
             ray.shutdown()
     best = [MethodSpec(name=s["method"], hparams=s["best"]["hparams"]) for s in searches if s["best"]]
-    tracker.sweeps.record_search(parent, searches)
-    return Sweep(dataclasses.replace(spec, methods=spec.methods + best, search=[]), tracker, sweep_id), searches
+    tracker.lineage.record_search(parent, searches)
+    grown = plan_sweep(dataclasses.replace(spec, methods=spec.methods + best, search=[]))
+    return RunState(grown, tracker.artifacts, sweep_id), searches

@@ -1,12 +1,12 @@
-"""Where a node actually runs: a `NodeTask` (everything a worker needs, picklable) and a `NodeWorker` that runs the
-task's node kind (looked up by name in workloads.nodes) against its own tracker, keeping datasets on its device
-(memoised per process by `dataset_for`) and recently used checkpoints in memory. The local executor holds one
-NodeWorker in-process; the Ray executor one per actor.
+"""Where a node actually runs: a `NodeTask` (everything a worker needs, picklable: the node's typed config among it) and
+a `NodeWorker` that runs the task's node kind (looked up by name in workloads.nodes) against its own tracker, keeping
+datasets on its device (memoised per process by `load_data`) and recently used checkpoints in memory. The local
+executor holds one NodeWorker in-process; the Ray executor one per actor.
 
 Each task gets a training checkpoint file in this machine's cache folder, named by the node's content key
-(`<cache>/checkpoints/<key>.pt`; one computation per key at a time, so one writer), which the long training kinds
-write every UNLEARN_SWEEP_CHECKPOINT_SECONDS (default 300) or UNLEARN_SWEEP_CHECKPOINT_STEPS steps and resume from
-when the node runs again after an interruption; it is removed once the node's result is recorded."""
+(`<cache>/checkpoints/<key>.pt`; one computation per key at a time, so one writer), which the long training kinds write
+every UNLEARN_SWEEP_CHECKPOINT_SECONDS (default 300) or UNLEARN_SWEEP_CHECKPOINT_STEPS steps and resume from when the
+node runs again after an interruption; it is removed once the node's result is recorded."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from typing import Optional
 
 import torch
 
-from orchestrator.plan.labels import cache_dir
+from orchestrator.local_cache import cache_dir
 from orchestrator.track import Tracker
 from workloads.checkpoint import TrainingCheckpoint
 from workloads.forget import ForgetSet
-from workloads.nodes import NODE_KINDS, InputNode, RunContext, dataset_for, speed_of
+from workloads.nodes import NODE_KINDS, DataNodeConfig, InputNode, RunContext, load_data
 from workloads.runtime import runtime_facts
 
 STATE_CACHE_SIZE = 8
@@ -39,7 +39,7 @@ class InputRef:
 class NodeTask:
     key: str
     kind: str
-    config: dict
+    config: DataNodeConfig  # of the kind's config class
     inputs: dict[str, InputRef]
     run_id: str  # the claimed MLflow run this task records into
     forget_set: Optional[ForgetSet] = None
@@ -72,12 +72,12 @@ class NodeWorker:
         start = time.perf_counter()
         runtime = runtime_facts(self.device)  # measured in the thread that runs the node
         config = task.config
-        data = dataset_for(config, self.device, speed_of(config)) if "dataset" in config else None
+        data = load_data(config.dataset, self.device, config.speed)
         if task.forget_set is not None:  # canaries relabelled; a task space's corruption applied
             data = task.forget_set.training_data(data)
         inputs = {role: self._input(ref) for role, ref in task.inputs.items()}
         checkpoint = training_checkpoint(task.key)
-        context = RunContext(self.device, data, task.forget_set, config, checkpoint)
+        context = RunContext(self.device, data, task.forget_set, checkpoint)
         output = NODE_KINDS.get(task.kind).run(config, inputs, context)
         output.result["runtime"] = runtime
         seconds = time.perf_counter() - start

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from orchestrator.local_cache import cache_dir
 from orchestrator.plan.dag import Node
 from orchestrator.plan.identity import canonical_json, sha256_hex
-from orchestrator.plan.labels import Labels, cache_dir
-from workloads.nodes import NODE_KINDS, DataSize, speed_of
+from orchestrator.plan.labels import Labels
+from workloads.nodes import NODE_KINDS, DataNodeConfig, DataSize
 from workloads.runtime import cpu_model
 from workloads.step_cost import StepCost, measure_step_cost
 
@@ -70,11 +71,11 @@ class StepCosts:
         except (OSError, ValueError):
             self.saved = {}
 
-    def get(self, config: dict, batch_size: int) -> StepCost:
-        model, speed = config["model"], speed_of(config)
+    def get(self, config: DataNodeConfig, batch_size: int) -> StepCost:
+        model, speed = config.model, config.speed
         what = {
             "machine": self.machine,
-            "model": model,
+            "model": model.as_dict(),
             "speed": vars(speed),
             "input": list(self.labels.input_shape),
             "classes": self.labels.num_classes,
@@ -83,8 +84,8 @@ class StepCosts:
         key = sha256_hex(canonical_json(what))
         if key not in self.saved:
             cost = measure_step_cost(
-                model["name"],
-                model["args"],
+                model.name,
+                model.args,
                 speed,
                 self.labels.input_shape,
                 self.labels.num_classes,

@@ -1,5 +1,6 @@
-"""Sweep spec -> DAG of nodes. A node is a kind, a fully resolved config and named inputs; its content key is
-computed once its inputs' keys and (if it reads the forget set) the forget-set indices are known (plan/sweep.py).
+"""Sweep spec -> DAG of nodes. A node is a kind, its typed config (workloads/nodes/configs.py) and named inputs; its
+content key is computed once its inputs' keys and (if it reads the forget set) the forget-set indices are known
+(plan/keys.py), and never changes after that.
 
 Per seed the DAG holds the original and the retrained control; per method setting and seed an unlearned model
 (chained on another one for an initial safeguard). Every model is measured the same way (`ModelNodes`): evaluated,
@@ -22,29 +23,56 @@ from orchestrator.spec import MethodSetting, SweepSpec, as_dict, expand_method
 from orchestrator.spec.corruption import corruption_sections
 from workloads.corruptions import discovered_count
 from workloads.data import DATASETS, attack_only_fields
-from workloads.nodes import NODE_KINDS
+from workloads.nodes import (
+    NODE_KINDS,
+    CorruptionRef,
+    DataNodeConfig,
+    DatasetRef,
+    DiscoveredForget,
+    DistanceNodeConfig,
+    EvaluateNodeConfig,
+    InterpolateNodeConfig,
+    MemorizationNodeConfig,
+    ModelRef,
+    RelearnNodeConfig,
+    Shard,
+    TrainNodeConfig,
+    UnlearnNodeConfig,
+)
+from workloads.nodes.configs import Forget
+from workloads.relearn import RelearnConfig
 from workloads.relearn_sets import usable_ks, uses_corrupted_test
 
 
 @dataclass(eq=False)
 class Node:
     kind: str
-    config: dict
+    config: DataNodeConfig  # of the kind's config class
     inputs: dict[str, Node] = field(default_factory=dict)
     label: str = ""
     slot: str = ""  # the label without hyperparameters: earlier runs in the same slot explain why this one is new
-    key: Optional[str] = None
+    key: Optional[str] = None  # set once, when it becomes known
     # The model this node makes or measures (method, hparams, seed, start): recorded on its run so runs compare by
     # method in the MLflow UI. Never part of the key: the config and inputs already determine the result.
     about: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        NODE_KINDS.get(self.kind).check_inputs(self.inputs)
+        NODE_KINDS.get(self.kind).check(self.config, self.inputs)
         self.slot = self.slot or self.label
+
+    def __setattr__(self, name: str, value) -> None:
+        if name == "key" and getattr(self, "key", None) not in (None, value):
+            raise AttributeError(f"{self.label}: a node's content key, once known, never changes")
+        super().__setattr__(name, value)
 
     @property
     def reads_forget_set(self) -> bool:
         return NODE_KINDS.get(self.kind).reads_forget_set(self.config)
+
+    @property
+    def method(self) -> Optional[str]:
+        """The unlearning method an unlearn node runs (None for the other kinds)."""
+        return getattr(self.config, "method", None)
 
     @property
     def input_keys(self) -> dict[str, str]:
@@ -83,15 +111,11 @@ class Task:
     and in a task space the `corruption` section of every node that reads the training set, its cell and the size
     of its attack pool (which caps the relearning k grid)."""
 
-    forget: dict
-    corruption: Optional[dict] = None
+    forget: Forget
+    corruption: Optional[CorruptionRef] = None
     cell: Optional[Cell] = None
     attack_pool: Optional[int] = None
     analysed: bool = True  # relearning attacks, L2 and LMC attach to its models
-
-    @property
-    def training(self) -> dict:
-        return {} if self.corruption is None else {"corruption": self.corruption}
 
     @property
     def where(self) -> str:
@@ -104,9 +128,8 @@ class SeedControls:
     seed: int
     original: ModelNodes
     retrain: ModelNodes  # the gold standard, and the relearning control
-    cell: Optional[Cell] = (
-        None  # in a task space, the controls are the cell's (the original measured on its forget set)
-    )
+    # In a task space, the controls are the cell's (the original measured on its forget set).
+    cell: Optional[Cell] = None
 
 
 @dataclass
@@ -131,26 +154,22 @@ class SweepDAG:
 
 
 class DagBuilder:
-    """Builds the DAG of one spec; `attack_pool` (forget examples an attacker may use) caps the k grid."""
+    """Builds the DAG of one spec from its method settings; `attack_pool` (forget examples an attacker may use) caps
+    the k grid."""
 
-    def __init__(self, spec: SweepSpec, attack_pool: Optional[int] = None):
-        self.spec = spec
+    def __init__(self, spec: SweepSpec, settings: list[MethodSetting], attack_pool: Optional[int] = None):
+        self.spec, self.settings = spec, settings
         self.nodes: list[Node] = []
         self._seen: dict[str, Node] = {}
         dataset = as_dict(spec.dataset)
         attack_only = attack_only_fields(DATASETS.get(spec.dataset.name).config)
-        self.data = {
-            "dataset": {**dataset, "args": {k: v for k, v in dataset["args"].items() if k not in attack_only}},
-            "model": as_dict(spec.model),
-            "speed": as_dict(spec.speed),
-        }
+        trained_on = {**dataset, "args": {k: v for k, v in dataset["args"].items() if k not in attack_only}}
+        model = ModelRef(name=spec.model.name, args=dict(spec.model.args))
+        self.data = {"dataset": DatasetRef(**trained_on), "model": model, "speed": spec.speed}
         # Only attacks that train on the corrupted test copy see the fields that describe it.
-        self.attack_data = (
-            {**self.data, "dataset": dataset} if uses_corrupted_test(spec.relearn.relearn_set) else self.data
-        )
-        self.forget = as_dict(spec.forget)
-        self.relearn = {k: v for k, v in as_dict(spec.relearn).items() if k != "k"}
-        self.evaluation = {"evaluation": as_dict(spec.evaluation)}  # what the evaluate and relearn nodes score on
+        corrupted_test = uses_corrupted_test(spec.relearn.relearn_set)
+        self.attack_data = {**self.data, "dataset": DatasetRef(**dataset)} if corrupted_test else self.data
+        self.relearn = RelearnConfig(**{k: v for k, v in as_dict(spec.relearn).items() if k != "k"})
         # The k grid stops at the attack pool: k forget examples must exist to be given to the attacker.
         self.ks = usable_ks(spec.relearn.k, spec.relearn.relearn_set, attack_pool)
         self.memorization = self._memorization() if spec.forget.criterion != "random" else None
@@ -160,7 +179,7 @@ class DagBuilder:
     def add(
         self,
         kind: str,
-        config: dict,
+        config: DataNodeConfig,
         label: str,
         slot: str = "",
         about: Optional[dict] = None,
@@ -168,88 +187,76 @@ class DagBuilder:
     ) -> Node:
         inputs = {role: n for role, n in inputs.items() if n is not None}
         # The same job asked for twice (a chain's start that is also swept on its own) is one node.
-        identity = canonical_json([kind, config, {role: id(n) for role, n in inputs.items()}])
+        identity = canonical_json([kind, config.as_dict(), {role: id(n) for role, n in inputs.items()}])
         if identity not in self._seen:
             self._seen[identity] = Node(kind, config, inputs, label, slot, about=dict(about or {}))
             self.nodes.append(self._seen[identity])
         return self._seen[identity]
 
     def build(self) -> SweepDAG:
-        settings = [
-            s
-            for i, m in enumerate(self.spec.methods)
-            for s in expand_method(m, f"methods[{i}]", self.spec.method_overrides)
-        ]
         controls, results = {}, []
         for seed in self.spec.seeds:
             for task in self._tasks(seed):
                 seed_controls = self._controls(seed, task)
                 controls[seed if task.cell is None else (seed, task.cell)] = seed_controls
-                results.extend(self._result(setting, seed_controls, task) for setting in settings)
+                results.extend(self._result(setting, seed_controls, task) for setting in self.settings)
         return SweepDAG(self.nodes, self.memorization, controls, results)
 
     def _tasks(self, seed: int) -> list[Task]:
         """The sweep's one forget set, or every corruption x discovery rate of its task space."""
         corruption = self.spec.corruption
         if corruption is None:
-            return [Task(self.forget)]
+            return [Task(self.spec.forget)]
         pool_fraction = self.spec.forget.attack_pool_fraction
         analysed = corruption.discovery_rates if corruption.analysed_rates is None else corruption.analysed_rates
         return [
             Task(
-                {"discovery_rate": rate, "attack_pool_fraction": pool_fraction},
+                DiscoveredForget(discovery_rate=rate, attack_pool_fraction=pool_fraction),
                 section,
-                Cell(section["name"], rate),
-                int(pool_fraction * discovered_count(section["size"], rate)),
+                Cell(section.name, rate),
+                int(pool_fraction * discovered_count(section.size, rate)),
                 rate in analysed,
             )
-            for section in corruption_sections(corruption, seed)
+            for section in (CorruptionRef(**s) for s in corruption_sections(corruption, seed))
             for rate in corruption.discovery_rates
         ]
 
     def _memorization(self) -> Node:
         """The scores node; sharded, n nodes each train a contiguous block of the models and this one merges them."""
-        config = {**self.data, "memorization": as_dict(self.spec.memorization)}
-        shards = (
-            self.spec.memorization.shards if self.spec.memorization.scores_file is None else 1
-        )  # a file is read, never sharded
+        memorization = self.spec.memorization
+        shards = memorization.shards if memorization.scores_file is None else 1  # a file is read, never sharded
         parts = {
             f"shard_{i}": self.add(
-                "memorization", {**config, "shard": {"index": i, "count": shards}}, f"memorization shard {i}/{shards}"
+                "memorization",
+                MemorizationNodeConfig(**self.data, memorization=memorization, shard=Shard(index=i, count=shards)),
+                f"memorization shard {i}/{shards}",
             )
             for i in range(shards if shards > 1 else 0)
         }
+        config = MemorizationNodeConfig(**self.data, memorization=memorization)
         return self.add("memorization", config, "memorization", **parts)
 
     def _controls(self, seed: int, task: Task) -> SeedControls:
-        train = {**self.data, **task.training, "train": as_dict(self.spec.train), "seed": seed}
+        train = {**self.data, "corruption": task.corruption, "train": self.spec.train, "seed": seed}
         label = f"seed={seed}{task.where}"
         # Canaries are relabelled in the training set itself, so with them even the original reads the forget set.
-        canaries = {"forget": task.forget} if self.spec.forget.canary_fraction > 0 else {}
+        canaries = self.spec.forget.canary_fraction > 0
         # In a task space one original serves every rate: its label and record name the corruption only.
         shared = f"seed={seed}" + ("" if task.cell is None else f" {task.cell.corruption}")
         cell = {} if task.cell is None else task.cell.as_dict()
-        about = {
-            "original": {
-                "method": "original",
-                "seed": seed,
-                "setting": "original",
-                **{k: v for k, v in cell.items() if k == "corruption"},
-            },
-            "retrain": {"method": "retrain", "seed": seed, "setting": "retrain (control)", **cell},
-        }
+        original_about = {"method": "original", "seed": seed, "setting": "original"}
         original = self.add(
             "train_original",
-            {**train, **canaries},
+            TrainNodeConfig(**train, forget=task.forget if canaries else None),
             f"original {shared}",
-            about=about["original"],
+            about=original_about | {k: v for k, v in cell.items() if k == "corruption"},
             **(self.forget_inputs if canaries else {}),
         )
         retrain = self.add(
             "train_retrain",
-            {**train, "forget": task.forget},
+            TrainNodeConfig(**train, forget=task.forget),
             f"retrain {label}",
-            about=about["retrain"],
+            about={"method": "retrain", "seed": seed, "setting": "retrain (control)", **cell},
             **self.forget_inputs,
         )
         return SeedControls(
@@ -264,30 +271,19 @@ class DagBuilder:
             return ResultRow(setting, controls.seed, controls.retrain, task.cell)
         seed, original = controls.seed, controls.original.model
         unlearned = self._unlearned(setting, seed, original, task)
-        return ResultRow(
-            setting,
-            seed,
-            self._measured(
-                unlearned,
-                f"{setting.label} seed={seed}{task.where}",
-                seed,
-                task,
-                f"{setting.slot} seed={seed}{task.where}",
-                original,
-            ),
-            task.cell,
-        )
+        label, slot = f"{setting.label} seed={seed}{task.where}", f"{setting.slot} seed={seed}{task.where}"
+        return ResultRow(setting, seed, self._measured(unlearned, label, seed, task, slot, original), task.cell)
 
     def _unlearned(self, setting: MethodSetting, seed: int, original: Node, task: Task) -> Node:
         start = original if setting.start is None else self._unlearned(setting.start, seed, original, task)
-        config = {
+        config = UnlearnNodeConfig(
             **self.data,
-            **task.training,
-            "forget": task.forget,
-            "method": setting.name,
-            "hparams": setting.hparams,
-            "seed": seed,
-        }
+            corruption=task.corruption,
+            forget=task.forget,
+            method=setting.name,
+            hparams=setting.config,
+            seed=seed,
+        )
         about = about_setting(setting, seed) | (task.cell.as_dict() if task.cell else {})
         return self.add(
             "unlearn",
@@ -304,60 +300,43 @@ class DagBuilder:
         self, model: Node, label: str, seed: int, task: Task, slot: str = "", original: Optional[Node] = None
     ) -> ModelNodes:
         """Evaluation and relearning attacks of `model`; L2 and LMC to `original` when given."""
-        slot, about = slot or label, model.about
-        with_forget = {**self.data, **task.training, "forget": task.forget}
-        evaluate = self.add(
-            "evaluate",
-            {**with_forget, **self.evaluation},
-            f"evaluate {label}",
-            f"evaluate {slot}",
-            about,
-            model=model,
-            **self.forget_inputs,
-        )
+        named = Named(label, slot or label, model.about)
+        measured = {"corruption": task.corruption, "forget": task.forget}
+        config = EvaluateNodeConfig(**self.data, **measured, evaluation=self.spec.evaluation)
+        evaluate = self.add("evaluate", config, *named("evaluate"), model=model, **self.forget_inputs)
         if not task.analysed:
             return ModelNodes(model, evaluate, {})
-        ks = (
-            self.ks
-            if task.cell is None
-            else usable_ks(self.spec.relearn.k, self.spec.relearn.relearn_set, task.attack_pool)
-        )
-        relearn = {
-            k: self.add(
-                "relearn",
-                {
-                    **self.attack_data,
-                    **task.training,
-                    "forget": task.forget,
-                    "relearn": self.relearn,
-                    **self.evaluation,
-                    "k": k,
-                    "seed": seed,
-                },
-                f"relearn {label} k={k}",
-                f"relearn {slot} k={k}",
-                about,
-                model=model,
-                **self.forget_inputs,
-            )
-            for k in ks
-        }
+        relearn = self._attacks(model, named, seed, task)
         if original is None:
             return ModelNodes(model, evaluate, relearn)
-        distance = self.add(
-            "distance", dict(self.data), f"distance {label}", f"distance {slot}", about, a=original, b=model
-        )
-        lmc = self.add(
-            "interpolate",
-            {**with_forget, "lmc": as_dict(self.spec.lmc)},
-            f"lmc {label}",
-            f"lmc {slot}",
-            about,
-            a=original,
-            b=model,
-            **self.forget_inputs,
-        )
+        distance = self.add("distance", DistanceNodeConfig(**self.data), *named("distance"), a=original, b=model)
+        config = InterpolateNodeConfig(**self.data, **measured, lmc=self.spec.lmc)
+        lmc = self.add("interpolate", config, *named("lmc"), a=original, b=model, **self.forget_inputs)
         return ModelNodes(model, evaluate, relearn, distance, lmc)
+
+    def _attacks(self, model: Node, named: Named, seed: int, task: Task) -> dict[int, Node]:
+        """The relearning attack on `model` for each k the attack pool allows."""
+        spec = self.spec
+        ks = self.ks if task.cell is None else usable_ks(spec.relearn.k, spec.relearn.relearn_set, task.attack_pool)
+        section = {"corruption": task.corruption, "forget": task.forget, "relearn": self.relearn}
+        attacks = {}
+        for k in ks:
+            config = RelearnNodeConfig(**self.attack_data, **section, evaluation=spec.evaluation, seed=seed, k=k)
+            attacks[k] = self.add("relearn", config, *named("relearn", f" k={k}"), model=model, **self.forget_inputs)
+        return attacks
+
+
+@dataclass(frozen=True)
+class Named:
+    """How the nodes measuring one model are named: `evaluate <label>`, `relearn <label> k=5`, ..., in their slot."""
+
+    label: str
+    slot: str
+    about: dict
+
+    def __call__(self, word: str, suffix: str = "") -> tuple[str, str, dict]:
+        """(label, slot, about) of the node `word` names."""
+        return f"{word} {self.label}{suffix}", f"{word} {self.slot}{suffix}", self.about
 
 
 def about_setting(setting: MethodSetting, seed: int) -> dict:
@@ -371,5 +350,12 @@ def about_setting(setting: MethodSetting, seed: int) -> dict:
     }
 
 
-def build_dag(spec: SweepSpec, attack_pool: Optional[int] = None) -> SweepDAG:
-    return DagBuilder(spec, attack_pool).build()
+def method_settings(spec: SweepSpec) -> list[MethodSetting]:
+    """Every method's grid expanded and typed (`load_sweep` already did this for a sweep file)."""
+    return [s for i, m in enumerate(spec.methods) for s in expand_method(m, f"methods[{i}]", spec.method_overrides)]
+
+
+def build_dag(
+    spec: SweepSpec, attack_pool: Optional[int] = None, settings: Optional[list[MethodSetting]] = None
+) -> SweepDAG:
+    return DagBuilder(spec, method_settings(spec) if settings is None else list(settings), attack_pool).build()

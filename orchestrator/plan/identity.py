@@ -15,7 +15,7 @@ import torch
 
 from workloads.data import DATASETS, location_fields
 from workloads.forget import ForgetSet
-from workloads.nodes import NODE_KINDS
+from workloads.nodes import NODE_KINDS, DataNodeConfig
 
 
 def canonical(value: Any) -> Any:
@@ -114,11 +114,14 @@ def data_identity(config: dict, forget_set: Optional[ForgetSet]) -> dict:
     return identity
 
 
-def node_identity(kind: str, config: dict, input_keys: dict[str, str], forget_set: Optional[ForgetSet]) -> NodeIdentity:
+def node_identity(
+    kind: str, config: DataNodeConfig, input_keys: dict[str, str], forget_set: Optional[ForgetSet]
+) -> NodeIdentity:
     """The identity of a node of `kind`; `forget_set` is required exactly when the kind reads it for this config."""
     entry = NODE_KINDS.get(kind)
     if entry.reads_forget_set(config) != (forget_set is not None):
         raise ValueError(f"a {kind} node {'needs' if forget_set is None else 'does not read'} the forget set")
+    plain = config.as_dict()
     return NodeIdentity(
-        kind, entry.version, entry.key_view(key_view(config)), dict(input_keys), data_identity(config, forget_set)
+        kind, entry.version, entry.key_view(key_view(plain)), dict(input_keys), data_identity(plain, forget_set)
     )

@@ -3,7 +3,7 @@ this machine by the dataset's identity, so that planning or re-running a sweep w
 neither generates nor reads the data: the quickstart's MNIST-1D takes seconds to generate, CIFAR a disk read.
 
 The cache key is the dataset part of every content key (location fields hidden), so it promises no more than the
-keys do. `UNLEARN_SWEEP_CACHE` moves the cache folder (default ~/.cache/unlearn-sweep)."""
+keys do. It lives in this machine's cache folder (orchestrator/local_cache.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import torch
 
+from orchestrator.local_cache import cache_dir
 from orchestrator.plan.identity import canonical_json, key_view, sha256_hex
 from workloads.nodes import dataset_for
-
-CACHE_ENV = "UNLEARN_SWEEP_CACHE"
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,6 @@ class Labels:
     num_classes: int
     input_shape: tuple[int, ...]  # of one example
     test_size: int
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "unlearn-sweep")
 
 
 def training_labels(dataset: dict) -> tuple[Labels, bool]:

@@ -1,7 +1,7 @@
-"""Stage 5, the report: summary.json (per seed and over seeds), the results tables, the same results as flat rows
-(MLflow result runs and tables, `rows.py`), the figures (`figures.py`) and the self-contained HTML report
-(`html.py`, ordered by `ranking.py`), and `compare` of two sweeps, all read off a planned sweep's states or a
-summary.json; `reuse.py` prints and writes them for a re-run whose identical sweep already finished.
+"""Stage 5, the report: summary.json read off the run's state (`summary.py`), the results tables, the plan's tables,
+the same results as flat rows (MLflow result runs and tables, `rows.py`), the figures (`figures.py`) and the
+self-contained HTML report (`html.py`, ordered by `ranking.py`), and `compare` of two sweeps. Everything but
+`summary.py` reads a summary.json alone, never the run.
 
 Names are imported from their modules when first used (PEP 562): the tables import without torch, SciPy or
 matplotlib, so a re-run that computes nothing prints them fast."""

@@ -29,12 +29,12 @@ def publish_results(
         result_runs,
     )  # imports MLflow: write_atomic is also for runs that record nothing
 
-    tracker.sweeps.record_results(parent, summary["sweep_id"], result_runs(summary), dataset)
+    tracker.lineage.record_results(parent, summary["sweep_id"], result_runs(summary), dataset)
     if folder is None:
         return
     try:
         path = write_report(summary, folder, test_floor)
-        tracker.sweeps.log_report(parent, folder)
+        tracker.lineage.log_report(parent, folder)
         say(f"report: {path} (figures beside it; also under report/ on the sweep's run)")
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - the results are safe in summary.json already
         say(f"[yellow]warning:[/] report not written: {type(error).__name__}: {error}")

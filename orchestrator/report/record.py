@@ -17,7 +17,7 @@ def size(n: float) -> str:
 
 
 def status_table(statuses, where: str) -> Table:
-    """One row per sweep (track.sweeps.SweepStatus), newest first."""
+    """One row per sweep (track.stored_sweeps.SweepStatus), newest first."""
     table = Table(title=f"sweeps in {where}")
     for column in ("sweep", "sweep id", "state", "nodes done", "started", "by", "run"):
         table.add_column(column, justify="right" if column == "nodes done" else "left")

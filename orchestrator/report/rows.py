@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from orchestrator.report.seeds import over_seeds, setting_id, setting_name
-from orchestrator.track.store import flatten
+from orchestrator.track.params import flatten
 
 
 @dataclass

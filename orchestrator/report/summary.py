@@ -1,4 +1,5 @@
-"""summary.json: the machine-readable result of a sweep (schema in DESIGN.md), read off the planned sweep's states.
+"""summary.json: the machine-readable result of a sweep (its schema in README.md, "Design in one page"), read off
+the run's state of its plan.
 A corrupted-data task space adds its cell (`corruption`, `discovery_rate`) to every row and control, and the
 `task_space` section (per-cell means, heatmap data and averages over the space: task_space.py)."""
 
@@ -9,7 +10,8 @@ from typing import Optional
 
 from scipy.stats import spearmanr
 
-from orchestrator.plan import ModelNodes, Node, Sweep
+from orchestrator.execute import RunState, Status
+from orchestrator.plan import ModelNodes, Node
 from orchestrator.report.seeds import aggregate, recovery, setting_id
 from orchestrator.report.task_space import task_space
 from orchestrator.report.verdicts import verdicts
@@ -21,31 +23,31 @@ MODEL_METRICS = ("forget_acc", "heldout_forget_acc", "retain_acc", "test_acc", "
 EXTRA_METRICS = ("canary_acc", "utility", "healed", "utility_x_healed", "healed_trigger")
 
 
-def _result(sweep: Sweep, node: Optional[Node]) -> Optional[dict]:
-    return None if node is None else sweep.states[node].result
+def _result(run: RunState, node: Optional[Node]) -> Optional[dict]:
+    return None if node is None else run[node].result
 
 
-def _model_metrics(sweep: Sweep, nodes: ModelNodes) -> Optional[dict]:
-    result = _result(sweep, nodes.evaluate)
+def _model_metrics(run: RunState, nodes: ModelNodes) -> Optional[dict]:
+    result = _result(run, nodes.evaluate)
     if result is None:
         return None
     extra = {m: result[m] for m in EXTRA_METRICS if m in result}
-    return {**{m: result[m] for m in MODEL_METRICS}, **extra, "run_id": sweep.states[nodes.model].run_id}
+    return {**{m: result[m] for m in MODEL_METRICS}, **extra, "run_id": run[nodes.model].run_id}
 
 
-def _relearned(sweep: Sweep, attacks: dict[int, Node]) -> dict:
+def _relearned(run: RunState, attacks: dict[int, Node]) -> dict:
     """Per k: means of the last `report_last` evaluations, as the reference's figures plot them, the final values,
     and the curve of held-out forget accuracy (the controls' curves are the references of the relearning figure)."""
     out = {}
     for k, node in attacks.items():
-        result = _result(sweep, node)
+        result = _result(run, node)
         if result is not None:
             out[str(k)] = {**{m: result[m] for m in RELEARN_METRICS if m in result}, "curve": result["curve"]}
     return out
 
 
-def _lmc(sweep: Sweep, node: Optional[Node]) -> Optional[dict]:
-    result = _result(sweep, node)
+def _lmc(run: RunState, node: Optional[Node]) -> Optional[dict]:
+    result = _result(run, node)
     if result is None:
         return None
     return {
@@ -57,32 +59,32 @@ def _lmc(sweep: Sweep, node: Optional[Node]) -> Optional[dict]:
     }
 
 
-def _l2(sweep: Sweep, node: Optional[Node]) -> Optional[float]:
-    result = _result(sweep, node)
+def _l2(run: RunState, node: Optional[Node]) -> Optional[float]:
+    result = _result(run, node)
     return None if result is None else result["l2"]
 
 
-def _controls(sweep: Sweep) -> list[dict]:
+def _controls(run: RunState) -> list[dict]:
     controls = []
-    for seed_nodes in sweep.dag.controls.values():
-        retrain = _model_metrics(sweep, seed_nodes.retrain)
+    for seed_nodes in run.plan.dag.controls.values():
+        retrain = _model_metrics(run, seed_nodes.retrain)
         if retrain is not None:
             retrain |= {
-                "relearned": _relearned(sweep, seed_nodes.retrain.relearn),
-                "l2_to_original": _l2(sweep, seed_nodes.retrain.distance),
-                "lmc": _lmc(sweep, seed_nodes.retrain.interpolate),
+                "relearned": _relearned(run, seed_nodes.retrain.relearn),
+                "l2_to_original": _l2(run, seed_nodes.retrain.distance),
+                "lmc": _lmc(run, seed_nodes.retrain.interpolate),
             }
-        original = _model_metrics(sweep, seed_nodes.original)
+        original = _model_metrics(run, seed_nodes.original)
         if original is not None:
-            original["relearned"] = _relearned(sweep, seed_nodes.original.relearn)
+            original["relearned"] = _relearned(run, seed_nodes.original.relearn)
         cell = seed_nodes.cell.as_dict() if seed_nodes.cell is not None else {}
         controls.append({"seed": seed_nodes.seed, **cell, "original": original, "retrain": retrain})
     return controls
 
 
-def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: float) -> dict:
-    dag, counts = sweep.dag, sweep.counts()
-    controls = _controls(sweep)
+def build_summary(run: RunState, executor: str, wall_seconds: float) -> dict:
+    dag, counts, spec = run.plan.dag, run.counts(), run.plan.spec
+    controls = _controls(run)
     results = [
         {
             "method": row.setting.name,
@@ -90,38 +92,38 @@ def build_summary(sweep: Sweep, sweep_id: str, executor: str, wall_seconds: floa
             "seed": row.seed,
             **(row.cell.as_dict() if row.cell is not None else {}),
             "start_from": None if row.setting.start is None else row.setting.start.as_dict(),
-            "run_id": sweep.states[row.nodes.model].run_id,
-            "unlearned": _model_metrics(sweep, row.nodes),
-            "relearned": _relearned(sweep, row.nodes.relearn),
-            "l2_to_original": _l2(sweep, row.nodes.distance),
-            "lmc": _lmc(sweep, row.nodes.interpolate),
+            "run_id": run[row.nodes.model].run_id,
+            "unlearned": _model_metrics(run, row.nodes),
+            "relearned": _relearned(run, row.nodes.relearn),
+            "l2_to_original": _l2(run, row.nodes.distance),
+            "lmc": _lmc(run, row.nodes.interpolate),
         }
         for row in dag.results
     ]
     # The oracle's rows are the retrained control itself: not an unlearned model whose resistance is predicted.
     unlearned = [result for row, result in zip(dag.results, results) if not row.setting.is_oracle]
     summary = {
-        "sweep": sweep.spec.name,
-        "sweep_id": sweep_id,
+        "sweep": spec.name,
+        "sweep_id": run.sweep_id,
         "executor": executor,
         "wall_seconds": round(wall_seconds, 3),
         "nodes": {
             "total": len(dag.nodes),
-            "executed": counts["executed"],
-            "cached": counts["cached"],
-            "failed": counts["failed"] + counts["skipped"],
+            "executed": counts[Status.EXECUTED],
+            "cached": counts[Status.CACHED],
+            "failed": counts[Status.FAILED] + counts[Status.SKIPPED],
         },
-        "method_overrides": dict(sweep.spec.method_overrides),  # hparams set for every method alike
+        "method_overrides": dict(spec.method_overrides),  # hparams set for every method alike
         "original": controls[0]["original"],
         "retrain": controls[0]["retrain"],
         "seeds": controls,  # every seed's controls; "original"/"retrain" above are the first seed's
         "results": results,
         # every setting and control: mean, sd, n over seeds (in a task space per cell; its controls in `task_space`)
-        "over_seeds": aggregate(results, [] if sweep.spec.corruption else controls),
+        "over_seeds": aggregate(results, [] if spec.corruption else controls),
         "correlations": correlations(unlearned),
     }
     summary["verdicts"] = verdicts(summary)  # looks clean / recovers / the control stays put, per setting
-    if sweep.spec.corruption is not None:
+    if spec.corruption is not None:
         summary["task_space"] = task_space(summary)
     return summary
 

@@ -91,44 +91,37 @@ def seeds_table(summary: dict) -> Optional[Table]:
             if name.startswith("relearned.")
         }
     )
-    table = Table(
-        title=f"{summary['sweep']}: mean ± sd over seeds (%), held-out forget accuracy before and after relearning"
-    )
-    shared = summary.get("method_overrides", {})
-    for column in [
-        "model",
-        "n",
-        "held-out",
-        *[f"relearn k={k}" for k in ks],
-        "test",
-        "test after k=0" if 0 in ks else None,
-        "L2 to orig",
-        "reading",
-    ]:
-        if column:
-            table.add_column(column, justify="left" if column in ("model", "reading") else "right")
-
-    def row(name: str, entry: dict, model_key: str, reading: str = ""):
-        l2 = mean_of(entry, "l2_to_original")
-        table.add_row(
-            name,
-            str(len(entry["seeds"])),
-            _mean_sd(entry, f"{model_key}.heldout_forget_acc"),
-            *[_mean_sd(entry, f"relearned.k{k}.heldout_forget_acc") for k in ks],
-            _mean_sd(entry, f"{model_key}.test_acc"),
-            *([_mean_sd(entry, "relearned.k0.test_acc")] if 0 in ks else []),
-            "-" if l2 is None else f"{l2:.2f}",
-            reading,
-        )
-
+    title = f"{summary['sweep']}: mean ± sd over seeds (%), held-out forget accuracy before and after relearning"
+    table = Table(title=title)
+    relearned = [f"relearn k={k}" for k in ks]
+    for column in ["model", "n", "held-out", *relearned, "test", *(["test after k=0"] if 0 in ks else [])]:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_column("L2 to orig", justify="right")
+    table.add_column("reading")
     verdicts = summary.get("verdicts") or {}
     readings = verdicts.get("settings") or [None] * len(over["settings"])
     margin = verdicts.get("criteria", {}).get("test_margin", 0.0)
-    row("original", over["original"], "original")
-    row("retrain (control)", over["retrain"], "retrain")
+    shared = summary.get("method_overrides", {})
+    table.add_row(*_seeds_row("original", over["original"], "original", ks))
+    table.add_row(*_seeds_row("retrain (control)", over["retrain"], "retrain", ks))
     for entry, verdict in zip(over["settings"], readings):
-        row(_setting_name(entry, shared), entry, "unlearned", _reading(verdict, margin))
+        name = _setting_name(entry, shared)
+        table.add_row(*_seeds_row(name, entry, "unlearned", ks, _reading(verdict, margin)))
     return table
+
+
+def _seeds_row(name: str, entry: dict, model_key: str, ks: list[int], reading: str = "") -> list[str]:
+    l2 = mean_of(entry, "l2_to_original")
+    return [
+        name,
+        str(len(entry["seeds"])),
+        _mean_sd(entry, f"{model_key}.heldout_forget_acc"),
+        *[_mean_sd(entry, f"relearned.k{k}.heldout_forget_acc") for k in ks],
+        _mean_sd(entry, f"{model_key}.test_acc"),
+        *([_mean_sd(entry, "relearned.k0.test_acc")] if 0 in ks else []),
+        "-" if l2 is None else f"{l2:.2f}",
+        reading,
+    ]
 
 
 def _reading(verdict: Optional[dict], test_margin: float) -> str:

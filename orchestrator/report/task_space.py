@@ -68,34 +68,37 @@ def task_space(summary: dict) -> Optional[dict]:
         {"model": model, "corruption": c, "discovery_rate": r, **{m: describe(v) for m, v in found.items()}}
         for (model, c, r), found in per_cell.items()
     ]
-
-    def mean_at(model: str, corruption: str, rate: float, measure: str) -> Optional[float]:
-        values = per_cell.get((model, corruption, rate), {}).get(measure)
-        return statistics.fmean(values) if values else None
-
-    heatmaps = {
-        model: {
-            measure: [[mean_at(model, c, r, measure) for r in rates] for c in corruptions]
-            for measure in MEASURES
-            if any(mean_at(model, c, r, measure) is not None for c in corruptions for r in rates)
-        }
-        for model in models
-    }
-    averages = {}
-    for model in models:
-        seeds = [found for (m, _), found in per_seed.items() if m == model]
-        averages[model] = {
-            measure: describe([statistics.fmean(found[measure]) for found in seeds if measure in found])
-            for measure in MEASURES
-            if any(measure in found for found in seeds)
-        }
-        averages[model]["cells"] = len({(c, r) for (m, c, r) in per_cell if m == model})
     return {
         "corruptions": corruptions,
         "regularity": {c: _regularity(c) for c in corruptions},
         "discovery_rates": rates,
         "models": models,
         "cells": cells,
-        "heatmaps": heatmaps,
-        "averages": averages,
+        "heatmaps": {model: _heatmaps(per_cell, model, corruptions, rates) for model in models},
+        "averages": {model: _averages(per_cell, per_seed, model) for model in models},
     }
+
+
+def _heatmaps(per_cell: dict, model: str, corruptions: list[str], rates: list[float]) -> dict:
+    """measure -> [[the model's mean over seeds per rate] per corruption], for the measures it has."""
+
+    def mean_at(corruption: str, rate: float, measure: str) -> Optional[float]:
+        values = per_cell.get((model, corruption, rate), {}).get(measure)
+        return statistics.fmean(values) if values else None
+
+    return {
+        measure: [[mean_at(c, r, measure) for r in rates] for c in corruptions]
+        for measure in MEASURES
+        if any(mean_at(c, r, measure) is not None for c in corruptions for r in rates)
+    }
+
+
+def _averages(per_cell: dict, per_seed: dict, model: str) -> dict:
+    """The model's mean of each measure over the task space, per seed, described over the seeds."""
+    seeds = [found for (m, _), found in per_seed.items() if m == model]
+    averages = {
+        measure: describe([statistics.fmean(found[measure]) for found in seeds if measure in found])
+        for measure in MEASURES
+        if any(measure in found for found in seeds)
+    }
+    return averages | {"cells": len({(c, r) for (m, c, r) in per_cell if m == model})}

@@ -12,7 +12,7 @@ __getattr__, __all__ = lazy_exports(
     {
         "orchestrator.spec.errors": ("SpecError", "checked"),
         "orchestrator.spec.files": ("CONFIG_DIR",),
-        "orchestrator.spec.load": ("load_spec",),
+        "orchestrator.spec.load": ("LoadedSweep", "load_spec", "load_sweep"),
         "orchestrator.spec.defaults": ("changed_hparams", "method_defaults"),
         "orchestrator.spec.methods": ("MethodSetting", "check_method_name", "expand_method"),
         "orchestrator.spec.schema": (

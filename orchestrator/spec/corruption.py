@@ -24,7 +24,7 @@ def corruption_sections(corruption: CorruptionSpec, seed: int) -> list[dict]:
 
 def check_corruption(spec: SweepSpec, where: str) -> None:
     """Everything about a task space that can be known wrong without the data (sizes against the data's classes
-    are checked when the plan first reads the labels: orchestrator/plan/sweep.py)."""
+    are checked when the plan first reads the labels: orchestrator/plan/plan.py)."""
     corruption = spec.corruption
     if corruption is None:
         return

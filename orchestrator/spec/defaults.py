@@ -1,6 +1,6 @@
 """A method's defaults file, configs/methods/<name>.yaml (over the files it starts from with `base:`), and a
 setting named by what differs from it. YAML only, no torch: the report names settings with it, and a sweep re-run
-that finds its twin finished prints the report without importing torch (orchestrator/report/reuse.py)."""
+that finds its twin finished prints the report without importing torch (orchestrator/app/rerun.py)."""
 
 from __future__ import annotations
 

@@ -4,37 +4,40 @@ grid over them, and chains (`start_from`, an initial safeguard) -> fully resolve
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
-import json
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
 from orchestrator.spec.defaults import changed_hparams, method_defaults
 from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.schema import MethodSpec
+from workloads.config import plain
 from workloads.methods import METHODS
 
 
 @dataclass(frozen=True)
 class MethodSetting:
-    """One point of a method's grid, fully resolved, and the setting it starts from (None: the original)."""
+    """One point of a method's grid, fully resolved and typed by the method's own config class (once, when the sweep
+    is loaded: the DAG builds unlearn nodes with it, the cost estimate reads it, the method runs with it), and the
+    setting it starts from (None: the original)."""
 
     name: str
-    hparams: dict
+    config: Any  # the method's Config dataclass
     start: Optional[MethodSetting] = None
     shared: dict = field(default_factory=dict, compare=False)  # the sweep's method_overrides, left out of the label
 
+    @property
+    def hparams(self) -> dict:
+        """The hparams as plain data (summary.json, labels, MLflow params)."""
+        return plain(self.config)
+
     def as_dict(self) -> dict:
         """For summary.json: the method, its hparams and, for a chain, what it started from."""
-        return {
-            "method": self.name,
-            "hparams": self.hparams,
-            "start_from": None if self.start is None else self.start.as_dict(),
-        }
+        start = None if self.start is None else self.start.as_dict()
+        return {"method": self.name, "hparams": self.hparams, "start_from": start}
 
     @property
     def label(self) -> str:
@@ -63,9 +66,8 @@ def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None
     method = METHODS.get(spec.name)
     starts: list[Optional[MethodSetting]] = [None]
     if spec.start_from is not None:
-        starts = expand_method(
-            checked(MethodSpec, spec.start_from, f"{where}.start_from"), f"{where}.start_from", overrides
-        )
+        start = checked(MethodSpec, spec.start_from, f"{where}.start_from")
+        starts = expand_method(start, f"{where}.start_from", overrides)
     elif method.requires_start_model:
         raise SpecError(
             f"{where}: {spec.name} needs an initial safeguard model to start from; "
@@ -79,27 +81,11 @@ def expand_method(spec: MethodSpec, where: str, overrides: Optional[dict] = None
     forced = {k: v for k, v in (overrides or {}).items() if k in fields}
     settings = []
     for point in points:
-        hparams = _typed_hparams(method.Config, spec.name, spec.hparams, point, forced, f"{where}.hparams")
-        for name in (
-            "epochs",
-            "batch_size",
-            "lr",
-        ):  # every method has them; zero trains nothing or never yields a batch
-            if hparams[name] <= 0:
-                raise SpecError(f"{where}.hparams.{name}: must be positive, got {hparams[name]}")
-        settings.extend(MethodSetting(spec.name, hparams, start, dict(overrides or {})) for start in starts)
+        merged = OmegaConf.merge(method_defaults(spec.name), spec.hparams, point, forced)
+        config = checked(method.Config, merged, f"{where}.hparams")
+        # Every method has them; at zero a method trains nothing or its streams never yield a batch.
+        for name in ("epochs", "batch_size", "lr"):
+            if getattr(config, name) <= 0:
+                raise SpecError(f"{where}.hparams.{name}: must be positive, got {getattr(config, name)}")
+        settings.extend(MethodSetting(spec.name, config, start, dict(overrides or {})) for start in starts)
     return settings
-
-
-_TYPED: dict[str, dict] = {}  # validation and the DAG both expand every method: each grid point is typed once
-
-
-def _typed_hparams(config_class, name: str, hparams: dict, point: dict, forced: dict, where: str) -> dict:
-    """A grid point's hparams over the method's defaults, checked against its config class (SpecError names `where`)."""
-    key = json.dumps(
-        [name, OmegaConf.to_container(OmegaConf.create(hparams)), point, forced], sort_keys=True, default=str
-    )
-    if key not in _TYPED:
-        config = checked(config_class, OmegaConf.merge(method_defaults(name), hparams, point, forced), where)
-        _TYPED[key] = OmegaConf.to_container(OmegaConf.structured(config))
-    return copy.deepcopy(_TYPED[key])

@@ -6,7 +6,7 @@ import torch
 
 from orchestrator.spec.corruption import check_corruption
 from orchestrator.spec.errors import SpecError, checked
-from orchestrator.spec.methods import expand_method
+from orchestrator.spec.methods import MethodSetting, expand_method
 from orchestrator.spec.resources import check_resources
 from orchestrator.spec.schema import Component, SweepSpec
 from orchestrator.spec.search import check_search
@@ -21,46 +21,31 @@ from workloads.train import OPTIMIZERS
 from workloads.weightspace import interpolation_points
 
 
-def validate(spec: SweepSpec, where: str) -> None:
+def validate(spec: SweepSpec, where: str) -> list[MethodSetting]:
+    """Raises SpecError naming the key of the first problem; returns the method settings it typed on the way."""
     for section, registry in (("dataset", DATASETS), ("model", MODELS)):
         component: Component = getattr(spec, section)
         if component.name not in registry:
-            raise SpecError(
-                f"{where}: {section}.name: unknown {section} {component.name!r}; known: {', '.join(registry.names())}"
-            )
+            known = ", ".join(registry.names())
+            raise SpecError(f"{where}: {section}.name: unknown {section} {component.name!r}; known: {known}")
         checked(registry.get(component.name).config, component.args, f"{where}: {section}.args")
     if not spec.methods and not spec.search:
         raise SpecError(f"{where}: methods: the sweep lists no unlearning method")
     for i, search in enumerate(spec.search):
         check_search(search, f"{where}: search[{i}]")
     model = checked(MODELS.get(spec.model.name).config, spec.model.args, f"{where}: model.args")
+    settings = []
     for i, method in enumerate(spec.methods):
         for setting in expand_method(method, f"{where}: methods[{i}]", spec.method_overrides):
-            _check_method_setting(setting.name, setting.hparams, model, f"{where}: methods[{i}]")
+            _check_method_setting(setting.name, setting.config, model, f"{where}: methods[{i}]")
+            settings.append(setting)
     _check_positive(spec, where)
     _check_device(spec.device, where)
-    if spec.speed.precision not in PRECISIONS:
-        raise SpecError(
-            f"{where}: speed.precision: must be one of {', '.join(PRECISIONS)}, got {spec.speed.precision!r}"
-        )
     _check_forget(spec, where)
     _check_model(model, where)
     check_corruption(spec, where)
-    for section, train in (("train", spec.train), ("memorization.train", spec.memorization.train)):
-        allowed = OPTIMIZERS if section == "train" else ("adam",)  # the subset models train with Adam only
-        if train.optimizer not in allowed:
-            raise SpecError(
-                f"{where}: {section}.optimizer: must be one of {', '.join(allowed)}, got {train.optimizer!r}"
-            )
-    dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
-    target_class = None if spec.corruption is not None else spec.forget.target_class  # a task space: every class
-    relearn_problem = relearn_set_problem(spec.relearn.relearn_set, target_class, spec.dataset.name, dataset_args)
-    if (
-        relearn_problem is not None
-    ):  # unknown set; +retain_cls without a target class; corrupted_test* without corrupted data
-        raise SpecError(f"{where}: relearn.relearn_set: {relearn_problem}")
-    if any(k < 0 for k in spec.relearn.k):
-        raise SpecError(f"{where}: relearn.k: values must be >= 0, got {spec.relearn.k}")
+    _check_training(spec, where)
+    _check_relearn(spec, where)
     try:
         interpolation_points(spec.lmc.stride)
     except ValueError as error:
@@ -68,6 +53,29 @@ def validate(spec: SweepSpec, where: str) -> None:
     if not spec.seeds:
         raise SpecError(f"{where}: seeds: at least one seed is needed")
     check_resources(spec.resources, where)
+    return settings
+
+
+def _check_training(spec: SweepSpec, where: str) -> None:
+    if spec.speed.precision not in PRECISIONS:
+        choices = ", ".join(PRECISIONS)
+        raise SpecError(f"{where}: speed.precision: must be one of {choices}, got {spec.speed.precision!r}")
+    for section, train in (("train", spec.train), ("memorization.train", spec.memorization.train)):
+        allowed = OPTIMIZERS if section == "train" else ("adam",)  # the subset models train with Adam only
+        if train.optimizer not in allowed:
+            choices = ", ".join(allowed)
+            raise SpecError(f"{where}: {section}.optimizer: must be one of {choices}, got {train.optimizer!r}")
+
+
+def _check_relearn(spec: SweepSpec, where: str) -> None:
+    dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
+    target_class = None if spec.corruption is not None else spec.forget.target_class  # a task space: every class
+    # An unknown set; +retain_cls without a target class; corrupted_test* without corrupted data.
+    problem = relearn_set_problem(spec.relearn.relearn_set, target_class, spec.dataset.name, dataset_args)
+    if problem is not None:
+        raise SpecError(f"{where}: relearn.relearn_set: {problem}")
+    if any(k < 0 for k in spec.relearn.k):
+        raise SpecError(f"{where}: relearn.k: values must be >= 0, got {spec.relearn.k}")
 
 
 def _check_forget(spec: SweepSpec, where: str) -> None:
@@ -97,11 +105,10 @@ def _check_model(model, where: str) -> None:
             raise SpecError(f"{where}: {error}") from None
 
 
-def _check_method_setting(name: str, hparams: dict, model, where: str) -> None:
-    if "optimizer" in hparams and hparams["optimizer"] not in OPTIMIZERS:
-        raise SpecError(
-            f"{where}.hparams.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {hparams['optimizer']!r}"
-        )
+def _check_method_setting(name: str, config, model, where: str) -> None:
+    optimizer = getattr(config, "optimizer", None)
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise SpecError(f"{where}.hparams.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     needs_spare = getattr(METHODS.get(name), "needs_spare_channels", lambda: False)()
     if needs_spare and getattr(model, "generalisation", 1.0) >= 1:
         raise SpecError(

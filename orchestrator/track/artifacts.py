@@ -20,16 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 
-from orchestrator.track.store import Store, chunks, sha256_bytes
-
-MANIFEST = "manifest.json"
-RESULT = "result.json"
-CHECKPOINT = "model.pt"
-TENSORS = "tensors.pt"
+from orchestrator.track.params import chunks
+from orchestrator.track.results import (
+    CHECKPOINT,
+    FINISHED,
+    LOOKUP_DEPTH,
+    MANIFEST,
+    RESULT,
+    TENSORS,
+    files_complete,
+    first_result,
+    manifest_entries,
+    verifies,
+)
+from orchestrator.track.store import Store, sha256_bytes
 
 
 class CorruptArtifact(ValueError):
@@ -56,25 +63,20 @@ class Artifacts:
         self._roots: dict[str, str] = {}  # run id -> artifact URI, from the search that found it (no get_run each)
 
     def find(self, key: str) -> Optional[CachedRun]:
-        """The newest FINISHED run of this key whose artifacts verify."""
+        """The run holding the result of this key, by the one rule (results.py), or None."""
         runs = self.client.search_runs(
             [self.store.experiment_id],
-            f"tags.node_key = '{key}' and attributes.status = 'FINISHED'",
-            max_results=5,
+            f"tags.node_key = '{key}' and {FINISHED}",
+            max_results=LOOKUP_DEPTH,
             order_by=["attributes.start_time DESC"],
         )
         for run in runs:
             self._roots[run.info.run_id] = run.info.artifact_uri
-            try:
-                if self._complete(run.info.run_id):
-                    return CachedRun(
-                        run.info.run_id,
-                        json.loads(self._verified(run.info.run_id, RESULT).read_text()),
-                        run.data.tags.get("sweep_id", ""),
-                    )
-            except (OSError, ValueError, KeyError, MlflowException):
-                continue  # missing or tampered artifacts: not a result
-        return None
+        found = first_result(runs, lambda run: self.recorded(run.info.run_id))
+        if found is None:
+            return None
+        result = json.loads(self._verified(found.info.run_id, RESULT).read_text())
+        return CachedRun(found.info.run_id, result, found.data.tags.get("sweep_id", ""))
 
     def is_result(self, run_id: str) -> bool:
         """Whether the run still counts as a result (a corrupt checkpoint found on loading turns it FAILED)."""
@@ -119,6 +121,8 @@ class Artifacts:
             for name, obj in ((CHECKPOINT, output.state), (TENSORS, output.tensors or None)):
                 if obj is not None:
                     path = Path(folder) / name
+                    import torch  # only where a checkpoint is written or read: the record's readers load no torch
+
                     torch.save(obj, path)
                     files[name] = path.read_bytes()
             manifest = {name: {"sha256": sha256_bytes(data), "size": len(data)} for name, data in files.items()}
@@ -148,13 +152,9 @@ class Artifacts:
         return Path(self.client.download_artifacts(run_id, name, str(target)))
 
     def _manifest(self, run_id: str) -> dict[str, dict]:
-        """name -> {"sha256", "size"}; manifests written before sizes were recorded give size None."""
+        """name -> {"sha256", "size"}."""
         if run_id not in self._manifests:
-            entries = json.loads(self._download(run_id, MANIFEST).read_text())
-            self._manifests[run_id] = {
-                name: entry if isinstance(entry, dict) else {"sha256": entry, "size": None}
-                for name, entry in entries.items()
-            }
+            self._manifests[run_id] = manifest_entries(self._download(run_id, MANIFEST).read_text())
         return self._manifests[run_id]
 
     def listing(self, run_id: str, artifact_uri: Optional[str] = None) -> dict[str, int]:
@@ -192,16 +192,13 @@ class Artifacts:
 
     def _complete(self, run_id: str) -> bool:
         """Every file of the manifest is in the artifact listing with its recorded size (nothing downloaded)."""
-        listed = self.listing(run_id)
-        return all(
-            name in listed and entry["size"] in (None, listed[name]) for name, entry in self._manifest(run_id).items()
-        )
+        return files_complete(self._manifest(run_id), self.listing(run_id))
 
     def _verified(self, run_id: str, name: str) -> Path:
         """The artifact's local path, after checking its bytes against the sha256 recorded when it was written."""
         if (run_id, name) not in self._verified_paths:
             path = self._download(run_id, name)
-            if sha256_bytes(path.read_bytes()) != self._manifest(run_id)[name]["sha256"]:
+            if not verifies(self._manifest(run_id), name, path.read_bytes()):
                 raise CorruptArtifact(run_id, f"artifact {name} of run {run_id} does not match its recorded sha256")
             self._verified_paths[(run_id, name)] = path
         return self._verified_paths[(run_id, name)]
@@ -211,6 +208,8 @@ class Artifacts:
         checkpoint, raise CorruptArtifact."""
         path = self._verified(run_id, name)
         try:
+            import torch
+
             return torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
             why = f"refused by torch.load(weights_only=True): {str(error).splitlines()[0][:200]}"

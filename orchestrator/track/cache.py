@@ -16,7 +16,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from orchestrator.track.artifacts import Artifacts
 from orchestrator.track.store import Store, StoreError
-from orchestrator.track.sweeps import RUN_ID, all_runs
+from orchestrator.track.stored_sweeps import RUN_ID, all_runs
 
 
 @dataclass
@@ -84,7 +84,7 @@ def find_garbage(store: Store) -> Garbage:
 def collect(store: Store, garbage: Garbage) -> None:
     """Deletes for good what `find_garbage` found: the deleted runs (as `mlflow gc` does, through the backend store;
     a tracking server cannot), then the orphaned folders, which hold the deleted runs' artifacts too."""
-    backend = store.client._tracking_client.store
+    backend = store.client._tracking_client.store  # noqa: SLF001 - hard deletes have no public client API
     if garbage.deleted_runs and not hasattr(backend, "_hard_delete_run"):
         raise StoreError(
             f"cache gc: {store.uri} cannot delete runs for good (a tracking server); "
@@ -94,7 +94,7 @@ def collect(store: Store, garbage: Garbage) -> None:
     for run in garbage.deleted_runs:
         if run.info.run_id not in garbage.orphans:  # its artifacts live outside the experiment's root
             get_artifact_repository(run.info.artifact_uri).delete_artifacts()
-        backend._hard_delete_run(run.info.run_id)
+        backend._hard_delete_run(run.info.run_id)  # noqa: SLF001
     repo = get_artifact_repository(location)
     for name in garbage.orphans:
         repo.delete_artifacts(name)

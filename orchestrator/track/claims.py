@@ -7,37 +7,23 @@ finished instead: nothing recorded is thrown away. Both windows can be moved by 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Optional
 
 from orchestrator.track.artifacts import Artifacts
 from orchestrator.track.drivers import driver_tags, proven_dead
-from orchestrator.track.store import Store, dataset_input, flatten, system_tags
+from orchestrator.track.inputs import dataset_input
+from orchestrator.track.node import TrackedNode
+from orchestrator.track.params import flatten
+from orchestrator.track.store import Store, system_tags
+from orchestrator.track.tags import HEARTBEAT, STALE_SECONDS
 
-HEARTBEAT = "heartbeat"
-HEARTBEAT_SECONDS = float(os.environ.get("UNLEARN_SWEEP_HEARTBEAT_SECONDS", 10))
-STALE_SECONDS = float(os.environ.get("UNLEARN_SWEEP_STALE_SECONDS", 60))
 # Two claims of one key made at the same moment: a run's start time is stamped before its row is written, and on a
 # busy store the write can wait for a lock, so a claim stamped earlier may become visible only after another claimant
 # looked. When another sweep is live, a claimant waits this long before looking, so every claim stamped before its
 # own is there to be seen (the earliest then wins everywhere). Alone, nobody can race it and it does not wait.
 SETTLE_SECONDS = 1.0
-
-
-class TrackedNode(Protocol):
-    """What the record needs of a planned node (orchestrator.plan.Node is one)."""
-
-    key: str
-    kind: str
-    slot: str  # the node's place regardless of hyperparameters: earlier runs in it explain why this one is new
-    label: str
-    config: dict
-    about: dict  # the model it makes or measures: method, hparams, seed, start (params of its run, not of its key)
-
-    @property
-    def input_keys(self) -> dict[str, str]: ...
 
 
 @dataclass
@@ -88,8 +74,7 @@ class Claims:
             self.client.delete_run(run.info.run_id)
             return Claim(None, first.info.run_id if finished is None else finished.run_id)
         self.store.log_params(run.info.run_id, run_params(node))
-        if "dataset" in node.config:
-            self.client.log_inputs(run.info.run_id, [dataset_input(node.config["dataset"], node.kind)])
+        self.client.log_inputs(run.info.run_id, [dataset_input(node.config.as_dict()["dataset"], node.kind)])
         return Claim(run.info.run_id, None)
 
     def holder_alive(self, run_id: str) -> bool:
@@ -143,4 +128,4 @@ def run_params(node: TrackedNode) -> dict[str, str]:
     """A node run's params: its config, and what it is about (method, hparams, seed, start) under the same names
     on every kind, so evaluations and attacks of all methods line up in the runs table and its charts. The config
     wins where both name a field (an unlearn node's method and hparams are both)."""
-    return flatten("", node.about, {}) | flatten("", node.config, {})
+    return flatten("", node.about, {}) | flatten("", node.config.as_dict(), {})

@@ -2,9 +2,9 @@
 
 Its parent run carries the same fingerprint (orchestrator/spec/fingerprint.py), ended FINISHED, and logged
 `nodes.json`, the key and run of every node it used. It still stands only if each of those runs is still the result
-a lookup (`Artifacts.find`) would return for its key: FINISHED and not deleted (`cache verify` turns a bad one FAILED),
-no newer finished run of the key ahead of it, and every file of its manifest there with its recorded size and
-result.json matching its sha256. Anything else reads as "not found", and the run plans in full.
+of its key by the one rule every lookup follows (results.py): FINISHED and not deleted (`cache verify` turns a bad
+one FAILED), no newer run of the key holding the result ahead of it, every file of its manifest there with its
+recorded size and result.json matching its sha256. Anything else reads as "not found", and the run plans in full.
 
 A sqlite store whose artifacts are on this file system (the embedded default) is read with Python's sqlite3:
 importing MLflow and its SQLAlchemy store and checking the schema take about 3 s on a 2-core EPYC, ten times the
@@ -15,7 +15,6 @@ through MLflow, with `Artifacts.find` itself."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import urllib.parse
@@ -25,10 +24,19 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Optional
 
+from orchestrator.track.results import (
+    FINISHED,
+    MANIFEST,
+    RESULT,
+    files_complete,
+    first_result,
+    manifest_entries,
+    verifies,
+)
+
 FINGERPRINT = "sweep.fingerprint"  # tag of the sweep's parent run
 NODES = "nodes.json"  # artifact of the sweep's parent run: {node key: the run holding its result}
-SUMMARY, MANIFEST, RESULT = "summary.json", "manifest.json", "result.json"
-LOOKUP_DEPTH = 5  # runs of one key a lookup considers, newest first (as Artifacts.find)
+SUMMARY = "summary.json"  # artifact of the sweep's parent run
 
 
 @dataclass
@@ -111,12 +119,10 @@ class LocalRecord:
 
     @staticmethod
     def _still_found(lookup: tuple[str, list[tuple[str, str]]]) -> bool:
-        """Whether the lookup of a key would return the run the sweep recorded: the first complete one of the newest."""
+        """Whether the lookup of a key would return the run the sweep recorded."""
         recorded, runs = lookup
-        for run_id, artifact_uri in runs[:LOOKUP_DEPTH]:
-            if _complete(_folder(artifact_uri)):
-                return run_id == recorded
-        return False
+        found = first_result(runs, lambda run: _holds_result(_folder(run[1])))
+        return found is not None and found[0] == recorded
 
 
 def _folder(artifact_uri: str) -> Path:
@@ -125,16 +131,12 @@ def _folder(artifact_uri: str) -> Path:
     return Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path))
 
 
-def _complete(folder: Path) -> bool:
-    """As Artifacts.find: the manifest's files all there with their sizes, and result.json matching its sha256."""
+def _holds_result(folder: Path) -> bool:
+    """The rule of results.py, read from the run's artifact folder."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        for name, entry in manifest.items():
-            size = entry.get("size") if isinstance(entry, dict) else None
-            if not (folder / name).is_file() or size not in (None, (folder / name).stat().st_size):
-                return False
-        sha = manifest[RESULT]["sha256"] if isinstance(manifest[RESULT], dict) else manifest[RESULT]
-        return hashlib.sha256((folder / RESULT).read_bytes()).hexdigest() == sha
+        manifest = manifest_entries((folder / MANIFEST).read_bytes())
+        listing = {path.name: path.stat().st_size for path in folder.iterdir() if path.is_file()}
+        return files_complete(manifest, listing) and verifies(manifest, RESULT, (folder / RESULT).read_bytes())
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -150,7 +152,7 @@ def through_mlflow(uri: str, experiment: str, fingerprint: str) -> Optional[Fini
         store = Store.existing(uri, experiment)
         runs = store.client.search_runs(
             [store.experiment_id],
-            f"tags.`{FINGERPRINT}` = '{fingerprint}' and attributes.status = 'FINISHED'",
+            f"tags.`{FINGERPRINT}` = '{fingerprint}' and {FINISHED}",
             max_results=1,
             order_by=["attributes.start_time DESC"],
         )

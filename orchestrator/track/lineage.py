@@ -15,18 +15,20 @@ from typing import Optional
 
 from mlflow.entities import Metric, RunTag
 
-from orchestrator.track.claims import HEARTBEAT, TrackedNode
 from orchestrator.track.drivers import driver_tags
 from orchestrator.track.finished import FINGERPRINT, NODES
-from orchestrator.track.store import Store, dataset_input, flatten, system_tags
+from orchestrator.track.inputs import dataset_input
+from orchestrator.track.node import TrackedNode
+from orchestrator.track.params import flatten
+from orchestrator.track.store import Store, system_tags
+from orchestrator.track.tags import HEARTBEAT, LINK, RESULT, SWEEP
 from orchestrator.track.ui import RESULTS_VIEW
 
-SWEEP, LINK, RESULT = "sweep", "link", "result"  # node_kind of runs that are not nodes
 # A view of the runs table kept in an experiment tag, opened by `?viewStateShareKey=<name>` (MLflow 3's shared views).
 VIEW_TAG = "mlflow.sharedViewState."
 
 
-class SweepRuns:
+class SweepLineage:
     def __init__(self, store: Store):
         self.store, self.client = store, store.client
 
@@ -186,7 +188,7 @@ class SweepRuns:
         )
         if not runs:
             return "never run"
-        now = {k: v[:6000] for k, v in flatten("", node.config, {}).items()}
+        now = {k: v[:6000] for k, v in flatten("", node.config.as_dict(), {}).items()}
         about = flatten("", node.about, {})  # what the run is about, not its config: no reason for it to be new
         before = {k: v for k, v in runs[0].data.params.items() if k in now or k not in about}
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from orchestrator.track.claims import Claims
-from orchestrator.track.lineage import SWEEP
+from orchestrator.track.tags import SWEEP
 
 
 def resume_reason(name: str) -> str:

@@ -93,7 +93,7 @@ class RetryingClient:
         while True:
             try:
                 result = method(*args, **kwargs)
-            except Exception as error:
+            except Exception as error:  # only the unreachable kind is retried (the rest re-raised)
                 if not unreachable(error):
                     raise
                 now = time.monotonic()

@@ -7,25 +7,23 @@ from __future__ import annotations
 import functools
 import getpass
 import hashlib
-import json
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
+from orchestrator.track.params import chunks
 from orchestrator.track.resilient import RetryingClient, http_defaults, is_http, probe
 from orchestrator.track.ui import absolute
-from workloads.data import DATASETS, location_fields
+from orchestrator.version import git_commit
 
 EMBEDDED_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "")
 # MLflow 3's experiment page reads this tag to open a model-training experiment on its runs table instead of a GenAI
 # overview. MLflow 3.17's UI decides by its GenAI / Model training switch instead (the address ui.ui_path gives).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 class StoreError(LookupError):
@@ -99,52 +97,6 @@ def system_tags() -> dict[str, str]:
     if (commit := git_commit()) is not None:
         tags["mlflow.source.git.commit"] = commit
     return tags
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> Optional[str]:
-    """The commit of the checkout this code runs from; None for an installed package or without git."""
-    if not (PACKAGE_ROOT / ".git").exists():
-        return None
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def dataset_input(dataset: dict, context: str) -> DatasetInput:
-    """The sweep's dataset as an MLflow dataset input (shown in the run's Datasets column): its registry name and
-    arguments, digested without the fields that only say where the files live, so copies in different folders are
-    one dataset, as they are one in content keys."""
-    hidden = location_fields(DATASETS.get(dataset["name"]).config) if dataset["name"] in DATASETS else ()
-    what = {**dataset, "args": {k: v for k, v in dataset.get("args", {}).items() if k not in hidden}}
-    digest = sha256_bytes(json.dumps(what, sort_keys=True, default=str).encode())[:16]
-    entity = Dataset(
-        name=dataset["name"],
-        digest=digest,
-        source_type="code",
-        source=json.dumps({"tags": {"registry": "workloads.data", "config": json.dumps(what, default=str)}}),
-        profile=json.dumps(what, default=str),
-    )
-    return DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])
-
-
-def flatten(prefix: str, value: Any, out: dict[str, str]) -> dict[str, str]:
-    """A nested config as MLflow params: dotted names, lists and None as JSON."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = json.dumps(value) if isinstance(value, (list, bool)) or value is None else str(value)
-    return out
-
-
-def chunks(items: list, size: int):
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def sha256_bytes(data: bytes) -> str:

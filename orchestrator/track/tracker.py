@@ -7,7 +7,7 @@ from typing import Optional
 
 from orchestrator.track.artifacts import Artifacts
 from orchestrator.track.claims import Claims
-from orchestrator.track.lineage import SweepRuns
+from orchestrator.track.lineage import SweepLineage
 from orchestrator.track.store import Store
 
 
@@ -17,4 +17,4 @@ class Tracker:
         self.uri, self.args = self.store.uri, self.store.args
         self.artifacts = Artifacts(self.store)
         self.claims = Claims(self.store, self.artifacts)
-        self.sweeps = SweepRuns(self.store)
+        self.lineage = SweepLineage(self.store)

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 
+import pytest
 import ray
 import torch
 from ray._private import ray_constants
@@ -18,6 +19,8 @@ from orchestrator.cli import main
 from tests.conftest import REPO
 
 from .helpers import assert_same_results, finished_once, node_runs, running, small_sweep
+
+pytestmark = pytest.mark.fault
 
 
 def busy_actor_pids() -> set[int]:

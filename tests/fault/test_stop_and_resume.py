@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -18,6 +19,8 @@ from orchestrator.track import Tracker, take_over_dead_sweeps
 from orchestrator.track.drivers import HOST, driver_tags, proven_dead
 
 from .helpers import Driver, assert_same_results, finished_once, node_runs, running, small_sweep, sweep_runs
+
+pytestmark = pytest.mark.fault
 
 NODES = 17  # the small sweep: memorization, original, retrain and one method's nodes
 
@@ -108,7 +111,7 @@ def test_a_driver_is_proven_dead_only_on_this_machine_once_its_process_is_gone()
         stdout=subprocess.PIPE,
         text=True,
     )
-    tags = eval(child.stdout.readline())
+    tags = eval(child.stdout.readline())  # noqa: S307 - our own child's repr of a dict of strings
     assert not proven_dead(tags)  # alive
     child.kill()
     child.wait()
@@ -119,7 +122,7 @@ def test_a_driver_is_proven_dead_only_on_this_machine_once_its_process_is_gone()
 
 def test_resume_takes_over_an_earlier_run_of_the_same_sweep_on_another_machine(tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unlearn-sweep", str(tmp_path / "artifacts"))
-    parent = tracker.sweeps.start("quickstart", "quickstart-1", {}, "ray")
+    parent = tracker.lineage.start("quickstart", "quickstart-1", {}, "ray")
     client = tracker.store.client
     node = client.create_run(
         tracker.store.experiment_id, tags={"sweep_id": "quickstart-1", "node_key": "k", "node_kind": "unlearn"}
@@ -140,6 +143,7 @@ def test_resume_takes_over_an_earlier_run_of_the_same_sweep_on_another_machine(t
 GRACEFUL = """
 import sys, time
 from orchestrator.execute.stop import GracefulStop
+
 with GracefulStop() as stop:
     try:
         print("working", flush=True)

@@ -13,12 +13,15 @@ import pickle
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 
 from .helpers import assert_same_results, finished_once, node_runs, small_sweep
+
+pytestmark = pytest.mark.fault
 
 
 def run(tmp_path, sweep, uri, name, *overrides):

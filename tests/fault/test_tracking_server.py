@@ -8,11 +8,14 @@ import os
 import signal
 from contextlib import contextmanager
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.servers import free_port, mlflow_command, server
 
 from .helpers import Driver, finished_once, node_runs, small_sweep, sweep_runs, under_way
+
+pytestmark = pytest.mark.fault
 
 NODES = 14  # the small sweep, relearning with k = 0 only
 

@@ -14,6 +14,8 @@ from torch import nn
 from workloads.checkpoint import TrainingCheckpoint
 from workloads.train import TrainConfig, train_classifier
 
+pytestmark = pytest.mark.fault
+
 CFG = TrainConfig(epochs=6, batch_size=16, lr=1e-2, weight_decay=1e-4, augment=False)
 
 

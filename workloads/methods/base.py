@@ -104,7 +104,7 @@ class UnlearningMethod:
         self.cfg = cfg
 
     @classmethod
-    def batches_per_step(cls, hparams: dict) -> int:
+    def batches_per_step(cls, cfg: MethodConfig) -> int:
         """Forward-backward passes of one batch per loop step, for the plan's compute estimate: a retain and a forget
         batch on the joint schedule, one on the alternating schedule or without a forget stream."""
         return 2 if cls.uses_forget_set and cls.schedule == "joint" else 1

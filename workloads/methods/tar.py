@@ -61,10 +61,8 @@ class TARConfig(MethodConfig):
 @register_method("tar")
 class TAR(UnlearningMethod):
     @classmethod
-    def batches_per_step(
-        cls, hparams: dict
-    ) -> int:  # each adversary step: a cross-entropy step and an entropy gradient
-        return super().batches_per_step(hparams) + 2 * hparams["adversaries"] * hparams["adversary_steps"]
+    def batches_per_step(cls, cfg: TARConfig) -> int:  # per adversary step: a cross-entropy step, an entropy gradient
+        return super().batches_per_step(cfg) + 2 * cfg.adversaries * cfg.adversary_steps
 
     Config = TARConfig
     requires_start_model = True

@@ -5,21 +5,49 @@ import importlib
 import pkgutil
 
 from workloads.nodes.base import NODE_KINDS, DataSize, InputNode, NodeKind, NodeOutput, RunContext, Work, register_kind
-from workloads.nodes.common import dataset_for, speed_of
+from workloads.nodes.common import dataset_for, load_data
+from workloads.nodes.configs import (
+    CorruptionRef,
+    DataNodeConfig,
+    DatasetRef,
+    DiscoveredForget,
+    DistanceNodeConfig,
+    EvaluateNodeConfig,
+    InterpolateNodeConfig,
+    MemorizationNodeConfig,
+    ModelRef,
+    RelearnNodeConfig,
+    Shard,
+    TrainNodeConfig,
+    UnlearnNodeConfig,
+)
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("base", "common"):
+    if _module.name not in ("base", "common", "configs"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "NODE_KINDS",
+    "CorruptionRef",
+    "DataNodeConfig",
     "DataSize",
+    "DatasetRef",
+    "DiscoveredForget",
+    "DistanceNodeConfig",
+    "EvaluateNodeConfig",
     "InputNode",
+    "InterpolateNodeConfig",
+    "MemorizationNodeConfig",
+    "ModelRef",
     "NodeKind",
     "NodeOutput",
+    "RelearnNodeConfig",
     "RunContext",
+    "Shard",
+    "TrainNodeConfig",
+    "UnlearnNodeConfig",
     "Work",
     "dataset_for",
+    "load_data",
     "register_kind",
-    "speed_of",
 ]

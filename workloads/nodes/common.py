@@ -13,25 +13,15 @@ from workloads.config import keyed_section, typed
 from workloads.data import DATASETS, Dataset, load_dataset
 from workloads.models import MODELS, build_model
 from workloads.nodes.base import DataSize, NodeOutput, RunContext, Work
+from workloads.nodes.configs import DataNodeConfig, DatasetRef, ModelRef, TrainNodeConfig
 from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model
 from workloads.train import TrainConfig, evaluate, steps_for, train_classifier
 
 
-def speed_of(config: dict) -> SpeedConfig:
-    return typed(SpeedConfig, config.get("speed", {}), "speed")
-
-
-def dataset_for(config: dict, device: torch.device | str = "cpu", speed: Optional[SpeedConfig] = None) -> Dataset:
-    """The node's dataset on `device` (memoised per process), from the `dataset` section of its config."""
-    spec = config["dataset"]
-    entry = DATASETS.get(spec["name"])
-    data = load_dataset(
-        spec["name"],
-        typed(entry.config, spec["args"], "dataset.args"),
-        device,
-        spec.get("limit_train"),
-        spec.get("limit_test"),
-    )
+def load_data(dataset: DatasetRef, device: torch.device | str = "cpu", speed: Optional[SpeedConfig] = None) -> Dataset:
+    """The dataset on `device` (memoised per process), in the memory format of the speed settings."""
+    args = typed(DATASETS.get(dataset.name).config, dataset.args, "dataset.args")
+    data = load_dataset(dataset.name, args, device, dataset.limit_train, dataset.limit_test)
     if speed is not None and speed.channels_last and data.x_train.dim() == 4:
         data = dataclasses.replace(
             data, x_train=prepare_images(data.x_train, speed), x_test=prepare_images(data.x_test, speed)
@@ -39,16 +29,26 @@ def dataset_for(config: dict, device: torch.device | str = "cpu", speed: Optiona
     return data
 
 
-def new_model(config: dict, data: Dataset, seed: int, device: torch.device) -> torch.nn.Module:
-    """The node's architecture, initialised from `seed`, on `device`, set up by its speed config."""
-    entry = MODELS.get(config["model"]["name"])
-    args = typed(entry.config, config["model"]["args"], "model.args")
-    model = build_model(config["model"]["name"], args, data.input_shape, data.num_classes, seed).to(device)
-    return prepare_model(model, speed_of(config), device)
+def dataset_for(config: dict, device: torch.device | str = "cpu") -> Dataset:
+    """The dataset a sweep's `dataset` section names (`{"dataset": {name, args, limit_train, limit_test}}`)."""
+    return load_data(DatasetRef(**config["dataset"]), device)
 
 
-def load_model(config: dict, data: Dataset, state: dict, device: torch.device) -> torch.nn.Module:
-    model = new_model(config, data, 0, device)
+def new_model(model: ModelRef, speed: SpeedConfig, data: Dataset, seed: int, device: torch.device) -> torch.nn.Module:
+    """The architecture, initialised from `seed`, on `device`, set up by the speed settings."""
+    args = typed(MODELS.get(model.name).config, model.args, "model.args")
+    built = build_model(model.name, args, data.input_shape, data.num_classes, seed).to(device)
+    return prepare_model(built, speed, device)
+
+
+def node_model(config: DataNodeConfig, data: Dataset, device: torch.device, seed: int = 0) -> torch.nn.Module:
+    """The node's architecture, freshly initialised from `seed`."""
+    return new_model(config.model, config.speed, data, seed, device)
+
+
+def load_model(config: DataNodeConfig, data: Dataset, state: dict, device: torch.device) -> torch.nn.Module:
+    """The node's architecture holding the weights `state`."""
+    model = node_model(config, data, device)
     model.load_state_dict(state)
     return model
 
@@ -74,13 +74,12 @@ def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor
     return splits
 
 
-def train_model(config: dict, ctx: RunContext, index: Optional[torch.Tensor]) -> NodeOutput:
+def train_model(config: TrainNodeConfig, ctx: RunContext, index: Optional[torch.Tensor]) -> NodeOutput:
     """A model trained from the config's seed by its `train` recipe on the training examples `index` (None: all),
     for the steps of the recipe's epochs over the *full* training set, as the reference counts every schedule;
     resumed from, and saved periodically to, the context's checkpoint when it has one."""
-    cfg = typed(TrainConfig, config["train"], "train")
-    d = ctx.data
-    model = new_model(config, d, config["seed"], ctx.device)
+    cfg, d = config.train, ctx.data
+    model = node_model(config, d, ctx.device, config.seed)
     if index is None:  # the full training set as it is on the device: no copy of it
         x, y, ids = d.x_train, d.y_train, torch.arange(len(d.y_train), device=ctx.device)
     else:
@@ -91,20 +90,19 @@ def train_model(config: dict, ctx: RunContext, index: Optional[torch.Tensor]) ->
         x,
         y,
         cfg,
-        seed=config["seed"],
+        seed=config.seed,
         augment=d.augment,
         epoch_size=len(d.y_train),
         ids=ids,
         checkpoint=ctx.checkpoint,
     )
     test = evaluate(model, d.x_test, d.y_test, d.num_classes)
-    precision = effective_precision(speed_of(config), ctx.device)
     return NodeOutput(
         result={
             "train_examples": len(y),
             "steps": steps_for(cfg.epochs, len(d.y_train), cfg.batch_size),
             "test_acc": test["acc"],
-            "precision": precision,
+            "precision": effective_precision(config.speed, ctx.device),
         },
         state=model.state_dict(),
         metrics={"test_acc": test["acc"], "test_loss": test["loss"]},
@@ -118,12 +116,12 @@ def training_key_view(config: dict) -> dict:
     return keyed_section(config, "train", TrainConfig)
 
 
-def training_work(config: dict, size: DataSize) -> Work:
+def training_work(config: TrainNodeConfig, size: DataSize) -> Work:
     """`train_original` / `train_retrain`: the recipe's steps over the training set, then the test set scored."""
-    cfg = typed(TrainConfig, config["train"], "train")
+    cfg = config.train
     return Work(steps_for(cfg.epochs, size.train, cfg.batch_size), cfg.batch_size, size.test)
 
 
-def scoring_work(passes: int = 1) -> Callable[[dict, DataSize], Work]:
+def scoring_work(passes: int = 1) -> Callable[[DataNodeConfig, DataSize], Work]:
     """Nodes that only pass every training and test example forward, `passes` times."""
     return lambda config, size: Work(forward_examples=passes * (size.train + size.test))

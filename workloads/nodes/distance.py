@@ -4,11 +4,12 @@ included, running statistics excluded), with a per-layer breakdown (workloads/we
 import torch
 
 from workloads.nodes.base import NodeOutput, register_kind
-from workloads.nodes.common import new_model
+from workloads.nodes.common import node_model
+from workloads.nodes.configs import DistanceNodeConfig
 from workloads.weightspace import l2_distance
 
 
-@register_kind("distance", reads=("a", "b"))
-def run_distance(config, inputs, ctx):
-    out = l2_distance(new_model(config, ctx.data, 0, torch.device("cpu")), inputs["a"].state, inputs["b"].state)
+@register_kind("distance", DistanceNodeConfig, reads=("a", "b"))
+def run_distance(config: DistanceNodeConfig, inputs, ctx):
+    out = l2_distance(node_model(config, ctx.data, torch.device("cpu")), inputs["a"].state, inputs["b"].state)
     return NodeOutput(result=out, metrics={"l2": out["l2"]})

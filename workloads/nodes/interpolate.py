@@ -3,22 +3,28 @@ buffers too, batch-norm recalibrated only if configured), evaluated on retain, f
 and error barriers on test (workloads/weightspace.py). The error barrier is derived from the stored test accuracies,
 so results stored before it was reported gain it without recomputing (the summary derives it the same way)."""
 
-from workloads.config import typed
 from workloads.nodes.base import NodeOutput, Work, register_kind
-from workloads.nodes.common import new_model, split_tensors
-from workloads.weightspace import LMCConfig, interpolation_points, linear_mode_connectivity
+from workloads.nodes.common import node_model, split_tensors
+from workloads.nodes.configs import InterpolateNodeConfig
+from workloads.weightspace import interpolation_points, linear_mode_connectivity
 
 
-def interpolation_work(config, size):
-    points = len(interpolation_points(typed(LMCConfig, config["lmc"], "lmc").stride))
+def interpolation_work(config: InterpolateNodeConfig, size):
+    points = len(interpolation_points(config.lmc.stride))
     return Work(forward_examples=points * (size.train + size.test))
 
 
-@register_kind("interpolate", reads=("a", "b", "forget_scores"), reads_forget_set=True, work=interpolation_work)
-def run_interpolate(config, inputs, ctx):
-    model = new_model(config, ctx.data, 0, ctx.device)
+@register_kind(
+    "interpolate",
+    InterpolateNodeConfig,
+    reads=("a", "b", "forget_scores"),
+    reads_forget_set=True,
+    work=interpolation_work,
+)
+def run_interpolate(config: InterpolateNodeConfig, inputs, ctx):
+    model = node_model(config, ctx.data, ctx.device)
     splits = {k: v for k, v in split_tensors(ctx).items() if k != "heldout_forget"}
-    lmc = typed(LMCConfig, config["lmc"], "lmc")
+    lmc = config.lmc
     recalibrate = splits["retain"][0] if lmc.recompute_bn else None
     out = linear_mode_connectivity(
         model,

@@ -5,28 +5,24 @@ rows, and the memorization node (inputs shard_0 ... shard_{n-1}) concatenates th
 
 import torch
 
-from workloads.config import keyed_section, typed
+from workloads.config import keyed_section
 from workloads.memorization import (
-    MemorizationConfig,
     estimate_memorization,
     memorization_from,
     memorization_from_cscores,
     shard_models,
 )
 from workloads.nodes.base import NodeOutput, Work, register_kind
-from workloads.nodes.common import new_model
+from workloads.nodes.common import node_model
+from workloads.nodes.configs import MemorizationNodeConfig
 from workloads.train import TrainConfig, steps_for
 
 
-def memorization_work(config, size):
-    cfg = typed(MemorizationConfig, config["memorization"], "memorization")
-    if cfg.scores_file is not None or ("shard" not in config and cfg.shards > 1):  # read, or assembled from shards
+def memorization_work(config: MemorizationNodeConfig, size):
+    cfg, shard = config.memorization, config.shard
+    if cfg.scores_file is not None or (shard is None and cfg.shards > 1):  # read, or assembled from shards
         return Work()
-    models = (
-        len(shard_models(cfg.num_models, config["shard"]["count"], config["shard"]["index"]))
-        if "shard" in config
-        else cfg.num_models
-    )
+    models = cfg.num_models if shard is None else len(shard_models(cfg.num_models, shard.count, shard.index))
     subset = round(cfg.subset_fraction * size.train)
     return Work(
         models * steps_for(cfg.train.epochs, subset, cfg.train.batch_size), cfg.train.batch_size, models * size.train
@@ -38,13 +34,14 @@ def memorization_key_view(config):
     return {**config, "memorization": keyed_section(config["memorization"], "train", TrainConfig)}
 
 
-@register_kind("memorization", reads=("shard_*",), work=memorization_work, key_view=memorization_key_view)
-def run_memorization(config, inputs, ctx):
-    cfg = typed(MemorizationConfig, config["memorization"], "memorization")
-    d = ctx.data
-    new = lambda seed: new_model(config, d, seed, ctx.device)
-    if "shard" in config:
-        models = shard_models(cfg.num_models, config["shard"]["count"], config["shard"]["index"])
+@register_kind(
+    "memorization", MemorizationNodeConfig, reads=("shard_*",), work=memorization_work, key_view=memorization_key_view
+)
+def run_memorization(config: MemorizationNodeConfig, inputs, ctx):
+    cfg, d = config.memorization, ctx.data
+    new = lambda seed: node_model(config, d, ctx.device, seed)
+    if config.shard is not None:
+        models = shard_models(cfg.num_models, config.shard.count, config.shard.index)
         out = estimate_memorization(new, d.x_train, d.y_train, cfg, d.augment, models)
         return NodeOutput(
             result={"models": [models.start, models.stop], "mode": out["mode"], "message": out["message"]},
@@ -54,19 +51,7 @@ def run_memorization(config, inputs, ctx):
     if cfg.scores_file is not None:
         scores = memorization_from_cscores(cfg.scores_file, d.y_train)
     elif inputs:
-        shards = [inputs[f"shard_{i}"] for i in range(len(inputs))]
-        parts = [shard.load_tensors() for shard in shards]
-        included, correct = (torch.cat([part[name] for part in parts]) for name in ("included", "correct"))
-        if len(included) != cfg.num_models:
-            raise ValueError(
-                f"memorization.shards: the shards hold {len(included)} models, not num_models={cfg.num_models}"
-            )
-        scores = memorization_from(included, correct)
-        how = {
-            "mode": "+".join(dict.fromkeys(shard.result["mode"] for shard in shards)),
-            "message": f"{len(shards)} shards: "
-            + "; ".join(dict.fromkeys(shard.result["message"] for shard in shards)),
-        }
+        scores, how = merged_shards([inputs[f"shard_{i}"] for i in range(len(inputs))], cfg.num_models)
     else:
         out = estimate_memorization(new, d.x_train, d.y_train, cfg, d.augment)
         scores = out["scores"].cpu()
@@ -76,3 +61,16 @@ def run_memorization(config, inputs, ctx):
         metrics={"mean_memorization": scores.mean().item(), "frac_above_0.5": (scores > 0.5).float().mean().item()},
         tensors={"scores": scores},
     )
+
+
+def merged_shards(shards: list, num_models: int) -> tuple[torch.Tensor, dict]:
+    """The scores of the shards' models together, and how they were computed."""
+    parts = [shard.load_tensors() for shard in shards]
+    included, correct = (torch.cat([part[name] for part in parts]) for name in ("included", "correct"))
+    if len(included) != num_models:
+        raise ValueError(f"memorization.shards: the shards hold {len(included)} models, not num_models={num_models}")
+    how = {
+        "mode": "+".join(dict.fromkeys(shard.result["mode"] for shard in shards)),
+        "message": f"{len(shards)} shards: " + "; ".join(dict.fromkeys(shard.result["message"] for shard in shards)),
+    }
+    return memorization_from(included, correct), how

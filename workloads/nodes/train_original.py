@@ -5,14 +5,16 @@ discovered yet (so the corruption enters its key, and no discovery rate does: on
 
 from workloads.nodes.base import register_kind
 from workloads.nodes.common import train_model, training_key_view, training_work
+from workloads.nodes.configs import TrainNodeConfig
 
 
 @register_kind(
     "train_original",
+    TrainNodeConfig,
     reads=("forget_scores",),
-    reads_forget_set=lambda config: "forget" in config or "corruption" in config,
+    reads_forget_set=lambda config: config.forget is not None or config.corruption is not None,
     work=training_work,
     key_view=training_key_view,
 )
-def run_train_original(config, inputs, ctx):
+def run_train_original(config: TrainNodeConfig, inputs, ctx):
     return train_model(config, ctx, None)

@@ -5,15 +5,17 @@ them); version 1 counted epochs of the retain set, a few steps fewer."""
 
 from workloads.nodes.base import register_kind
 from workloads.nodes.common import train_model, training_key_view, training_work
+from workloads.nodes.configs import TrainNodeConfig
 
 
 @register_kind(
     "train_retrain",
+    TrainNodeConfig,
     version=2,
     reads=("forget_scores",),
     reads_forget_set=True,
     work=training_work,
     key_view=training_key_view,
 )
-def run_train_retrain(config, inputs, ctx):
+def run_train_retrain(config: TrainNodeConfig, inputs, ctx):
     return train_model(config, ctx, ctx.forget_set.retain)

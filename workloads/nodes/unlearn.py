@@ -4,20 +4,21 @@ are forgotten together with the forget set."""
 
 import torch
 
-from workloads.config import keyed, typed
+from workloads.config import keyed
 from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
 from workloads.nodes.base import NodeOutput, Work, register_kind
 from workloads.nodes.common import load_model, split_tensors
+from workloads.nodes.configs import UnlearnNodeConfig
 from workloads.train import steps_for
 
 
-def unlearn_work(config, size):
-    method_cls = METHODS.get(config["method"])
-    hparams = config["hparams"]
-    if "epochs" not in hparams:  # a weight edit: no steps, a pass or two over the data
+def unlearn_work(config: UnlearnNodeConfig, size):
+    hparams = config.hparams
+    if not hasattr(hparams, "epochs"):  # a weight edit: no steps, a pass or two over the data
         return Work(forward_examples=size.train)
-    steps = steps_for(hparams["epochs"], size.train, hparams["batch_size"])
-    return Work(method_cls.batches_per_step(hparams) * steps, hparams["batch_size"], size.train + size.test)
+    steps = steps_for(hparams.epochs, size.train, hparams.batch_size)
+    batches = METHODS.get(config.method).batches_per_step(hparams)
+    return Work(batches * steps, hparams.batch_size, size.train + size.test)
 
 
 def unlearn_key_view(config):
@@ -29,14 +30,14 @@ def unlearn_key_view(config):
 
 @register_kind(
     "unlearn",
+    UnlearnNodeConfig,
     reads=("start", "original", "forget_scores"),
     reads_forget_set=True,
     work=unlearn_work,
     key_view=unlearn_key_view,
 )
-def run_unlearn(config, inputs, ctx):
-    method_cls = METHODS.get(config["method"])
-    method = method_cls(typed(method_cls.Config, config["hparams"], f"{config['method']}.hparams"))
+def run_unlearn(config: UnlearnNodeConfig, inputs, ctx):
+    method = METHODS.get(config.method)(config.hparams)
     d, splits = ctx.data, split_tensors(ctx)
     model = load_model(config, d, inputs["start"].state, ctx.device)
     original = frozen_copy(load_model(config, d, inputs["original"].state, ctx.device))
@@ -50,7 +51,7 @@ def run_unlearn(config, inputs, ctx):
         forget_y,
         d.num_classes,
         len(d.y_train),
-        config["seed"],
+        config.seed,
         augment=d.augment if method.cfg.augment else None,
         retain_ids=ctx.forget_set.retain.to(ctx.device),
     )

@@ -15,9 +15,8 @@ from typing import Optional
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from orchestrator.track.claims import HEARTBEAT, STALE_SECONDS
-from orchestrator.track.lineage import SWEEP
 from orchestrator.track.store import Store, StoreError
+from orchestrator.track.tags import HEARTBEAT, STALE_SECONDS, SWEEP
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -46,7 +45,7 @@ def sweep_runs(store: Store) -> list[Run]:
     return all_runs(store, f"tags.node_kind = '{SWEEP}'")
 
 
-def find_sweep(store: Store, ref: str) -> Run:
+def sweep_run(store: Store, ref: str) -> Run:
     """The parent run of a sweep, by sweep id or run id (StoreError names what was looked for)."""
     if RUN_ID.match(ref):
         try:

@@ -1,0 +1,54 @@
+"""`unlearn-sweep plan`: the DAG without running it. Which nodes the store already holds, which would run and why
+(what differs from the newest finished run in the same slot), what the expensive parents are shared by, and the
+compute the nodes to run would take on this machine."""
+
+from __future__ import annotations
+
+from orchestrator.app.output import Output
+from orchestrator.app.requests import SweepRequest
+from orchestrator.app.tracking import open_tracker, tracking_uri
+from orchestrator.execute import RunState, Status
+from orchestrator.plan import plan_sweep
+from orchestrator.plan.cost import estimate
+from orchestrator.plan.sharing import sharing
+from orchestrator.report.plan_tables import estimate_table, kind_counts_line, plan_table
+from orchestrator.spec import SpecError, load_sweep
+from workloads.train import pick_device
+
+
+def plan(request: SweepRequest, estimate_compute: bool, out: Output) -> int:
+    loaded = load_sweep(request.config, list(request.overrides))
+    where = loaded.path.name
+    tracker = open_tracker(tracking_uri(request.tracking_uri, where, loaded.spec.tracking.uri), loaded.spec.tracking)
+    state = RunState(plan_sweep(loaded.spec, list(loaded.settings)), tracker.artifacts)
+    if state.plan.input_error:
+        raise SpecError(f"{where}: {state.plan.input_error}")
+    if state.plan.data_error:
+        out.say(f"[yellow]note:[/] {state.plan.data_error}; `run` needs it (keys that depend on the data stay unknown)")
+    state.refresh()
+    dag, cached = state.plan.dag, {node for node in state.plan.dag if state[node].status == Status.CACHED}
+    out.show(plan_table(loaded.spec.name, [row(node, node in cached, tracker) for node in dag]))
+    by_kind: dict[str, list[int]] = {}
+    for node in dag:
+        by_kind.setdefault(node.kind, [0, 0])[node in cached] += 1
+    out.show(kind_counts_line({kind: (run, done) for kind, (run, done) in by_kind.items()}))
+    out.show(f"[bold]{len(dag.nodes)} nodes: {len(cached)} cached, {len(dag.nodes) - len(cached)} to run")
+    for line in sharing(dag):
+        out.show(f"shared: {line}")
+    to_run = [node for node in dag if node not in cached]
+    if estimate_compute and to_run and state.plan.labels is not None:
+        found = estimate(to_run, state.plan.labels, pick_device(loaded.spec.device))
+        out.show(estimate_table(found))
+        out.show(
+            f"about {found.seconds / 3600:.2f} device-hours on this machine, one node at a time "
+            "(step costs measured here once per model and batch size; see BENCHMARKS.md for other devices)"
+        )
+    return 0
+
+
+def row(node, cached: bool, tracker) -> tuple[str, str, str, str, str]:
+    if cached:
+        return ("cached", node.kind, node.label, node.short, "")
+    if node.key is None:
+        return ("run", node.kind, node.label, "-", "key known once its inputs exist")
+    return ("run", node.kind, node.label, node.short, tracker.lineage.why_new(node))

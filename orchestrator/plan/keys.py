@@ -1,0 +1,58 @@
+"""Content keys as they become known. A node's key needs its inputs' keys and, if it reads the forget set, the
+forget set it reads: the sweep's (chosen by the memorization scores when its criterion needs them, so known only
+once that node is done) or, in a task space, its cell's view of the corrupted training set. Each forget set is
+drawn once per plan and kept; a key, once set on its node, never changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Optional
+
+import torch
+
+from orchestrator.plan.dag import Node
+from orchestrator.plan.identity import canonical_json, node_identity
+from orchestrator.plan.plan import Plan
+from workloads.corruptions import forget_set_for
+from workloads.forget import ForgetSet, select_forget_set
+
+Scores = Callable[[], Optional[torch.Tensor]]  # the memorization scores, or None while they are not known
+
+
+class ForgetSets:
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self._sweep: Optional[ForgetSet] = None
+        self._views: dict[str, ForgetSet] = {}  # a task space's forget sets, by corruption and discovery rate
+
+    def of(self, node: Node, scores: Scores) -> Optional[ForgetSet]:
+        """The forget set `node` reads, or None while it cannot be known (scores not computed, data missing)."""
+        if self.plan.data_error is not None:
+            return None
+        config = node.config
+        if config.corruption is None:
+            return self._of_sweep(scores)
+        which = canonical_json([config.as_dict().get(section) for section in ("corruption", "forget")])
+        if which not in self._views:
+            labels = self.plan.labels
+            self._views[which] = forget_set_for(config.as_dict(), labels.y_train, labels.num_classes)
+        return self._views[which]
+
+    def _of_sweep(self, scores: Scores) -> Optional[ForgetSet]:
+        if self._sweep is None:
+            found = scores() if self.plan.dag.memorization is not None else None
+            if self.plan.dag.memorization is not None and found is None:
+                return None
+            labels, spec = self.plan.labels, self.plan.spec
+            self._sweep = select_forget_set(labels.y_train, spec.forget, found, labels.num_classes)
+        return self._sweep
+
+
+def resolve_key(node: Node, forget_sets: ForgetSets, scores: Scores) -> Optional[str]:
+    """Sets the node's key once its inputs' keys and its forget set are known; returns it (None: not yet)."""
+    if node.key is None and all(inp.key for inp in node.inputs.values()):
+        forget_set = forget_sets.of(node, scores) if node.reads_forget_set else None
+        if node.reads_forget_set and forget_set is None:
+            return None
+        node.key = node_identity(node.kind, node.config, node.input_keys, forget_set).key
+    return node.key
