@@ -17,7 +17,7 @@ from workloads.models import MODELS, TiedDropoutOptions
 from workloads.models.tied_dropout import check_options
 from workloads.relearn_sets import relearn_set_problem
 from workloads.speed import PRECISIONS
-from workloads.train import OPTIMIZERS
+from workloads.train import OPTIMIZERS, check_recipe
 from workloads.weightspace import interpolation_points
 
 
@@ -52,6 +52,10 @@ def validate(spec: SweepSpec, where: str) -> None:
             raise SpecError(
                 f"{where}: {section}.optimizer: must be one of {', '.join(allowed)}, got {train.optimizer!r}"
             )
+    try:
+        check_recipe(spec.train)  # the schedule, the checkpoint choice, the retrained baseline's departures
+    except ValueError as error:
+        raise SpecError(f"{where}: {error}") from None
     dataset_args = checked(DATASETS.get(spec.dataset.name).config, spec.dataset.args, f"{where}: dataset.args")
     target_class = (
         None if spec.corruption is not None else spec.forget.target_class
