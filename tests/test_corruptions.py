@@ -18,6 +18,7 @@ from workloads.corruptions import (
     CORRUPTIONS,
     RandomSwap,
     RandomSwapConfig,
+    StampAfterAugment,
     discovered_forget_set,
     draw_corruption,
     forget_set_for,
@@ -223,7 +224,11 @@ def stamped(data, corruption_section, augment):
     return corruption, after, after.augment(after.x_train, torch.Generator().manual_seed(7))
 
 
-def test_stamped_after_augmentation_the_patch_is_always_bottom_right_and_clean_rows_are_untouched():
+@pytest.mark.parametrize("every_row", [False, True], ids=["cpu-way", "gpu-way"])
+def test_stamped_after_augmentation_the_patch_is_always_bottom_right_and_clean_rows_are_untouched(
+    every_row, monkeypatch
+):
+    monkeypatch.setattr(StampAfterAugment, "hash_every_row", every_row)
     data = labelled_data(images=True)
     data.x_train[5, :, -3:, -3:] = data.x_train.max()  # a clean image whose corner already holds the patch value
     flip_and_crop = crop_flip(padding=2)
