@@ -72,7 +72,9 @@ def test_the_summary_holds_the_healed_measures_and_the_table_is_the_hand_compute
     assert list(named) == ["original", "retrain", "rem", "npo"]
     for row in summary["results"]:
         u = row["unlearned"]
-        assert u["utility"] == u["test_acc"] and u["utility_x_healed"] == pytest.approx(u["utility"] * u["healed"])
+        if row["corruption"] != "interclass_swap":  # the swap's utility is test accuracy on its other classes
+            assert u["utility"] == u["test_acc"]
+        assert u["utility_x_healed"] == pytest.approx(u["utility"] * u["healed"])
         assert ("healed_trigger" in u) == (row["corruption"] == "poison_trigger")
     for method in ("rem", "npo"):
         cells = [r["unlearned"]["utility_x_healed"] for r in summary["results"] if r["method"] == method]

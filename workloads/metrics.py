@@ -1,7 +1,8 @@
 """Evaluation metrics, registered by name: pure functions of a model's logits on the evaluation splits.
 
 Two scopes. A `split` metric is f(logits, labels, num_classes) -> value, computed on every split (retain, forget,
-held-out forget, test, canaries, a corrupted-data task's `corrupted` and `triggered_test`) and reported as
+held-out forget, test, canaries, a corrupted-data task's `corrupted`, `triggered_test` or `patched_test` and
+`test_unswapped`) and reported as
 `<split>_<name>`. A `model` metric is f(scored, results) -> dict, computed once from every split's logits (`scored`:
 split -> (logits, labels)) and the split metrics already in `results`. The `evaluate` node runs the split metrics, then
 the model metrics, in name order; the model is run once per split, whatever the number of metrics.
@@ -83,15 +84,21 @@ def membership_inference(scored: Scored, results: dict) -> dict:
 
 @register_metric("healed", "model")
 def healed(scored: Scored, results: dict) -> dict:
-    """A corrupted-data task's measures (REM): `utility` = test accuracy; `healed` = accuracy on the corrupted
-    training examples against their true labels; their product; for a trigger also `healed_trigger`, the share of
-    triggered test images of the other classes no longer sent to the target class. Nothing without a corruption."""
+    """A corrupted-data task's measures (REM): `utility` = test accuracy (on the classes an inter-class swap leaves
+    alone when the corruption gives `test_unswapped`, as the reference's tables do); `healed` = accuracy on the
+    corrupted training examples against their true labels; their product; for a trigger also `healed_trigger`: the
+    share of triggered test images of the other classes no longer sent to the target (`triggered_test`), or the
+    accuracy on every patched test image against its true label (`patched_test`, the reference's "Healed (Test)").
+    Nothing without a corruption (workloads/corruptions.py makes the splits)."""
     if "corrupted" not in scored:
         return {}
-    out = {"utility": results["test_acc"], "healed": results["corrupted_acc"]}
+    utility = results["test_unswapped_acc"] if "test_unswapped" in scored else results["test_acc"]
+    out = {"utility": utility, "healed": results["corrupted_acc"]}
     out["utility_x_healed"] = out["utility"] * out["healed"]
     if "triggered_test" in scored:
         out["healed_trigger"] = 1.0 - results["triggered_test_acc"]
+    elif "patched_test" in scored:
+        out["healed_trigger"] = results["patched_test_acc"]
     return out
 
 

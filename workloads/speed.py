@@ -4,7 +4,9 @@ precision that actually ran is reported, because on a CPU or an older GPU bf16 f
 
 `bf16` autocasts on CUDA GPUs only (what it always meant, so stored results keep their meaning);
 `bf16_everywhere` also autocasts on CPUs that compute bf16 natively (AVX-512-BF16 or AMX), where it is about 2x
-faster for convolutions. Neither is a default: bf16 changes the numbers (BENCHMARKS.md)."""
+faster for convolutions. `fp16` autocasts to float16 on CUDA GPUs only, as the REM reference trains and evaluates
+(src/methods.py: `torch.amp.autocast` around every step, with a GradScaler); `train.fit` scales the loss for it, the
+unlearning methods' loops do not yet. None is a default: each changes the numbers (BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-PRECISIONS = ("fp32", "bf16", "bf16_everywhere")
+PRECISIONS = ("fp32", "bf16", "bf16_everywhere", "fp16")
 
 
 @dataclass
 class SpeedConfig:
-    precision: str = "fp32"  # fp32 | bf16 (autocast on CUDA GPUs that support it) | bf16_everywhere (native-bf16 CPUs)
+    # fp32 | bf16 (autocast on CUDA GPUs that support it) | bf16_everywhere (and native-bf16 CPUs) | fp16 (CUDA only)
+    precision: str = "fp32"
     channels_last: bool = False  # NHWC memory for 4-D image batches
     compile: bool = False  # torch.compile the model in place
 
@@ -28,6 +31,8 @@ def effective_precision(cfg: SpeedConfig, device: torch.device) -> str:
         raise ValueError(f"speed.precision must be one of {PRECISIONS}, got {cfg.precision!r}")
     if cfg.precision == "fp32":
         return "fp32"
+    if cfg.precision == "fp16":
+        return "fp16" if device.type == "cuda" else "fp32"
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if cfg.precision == "bf16_everywhere" and device.type == "cpu" and cpu_computes_bf16() else "fp32"
@@ -39,12 +44,13 @@ def cpu_computes_bf16() -> bool:
 
 
 def prepare_model(model: nn.Module, cfg: SpeedConfig, device: torch.device) -> nn.Module:
-    """In place, so state_dict keys stay those of the plain module. bf16 runs the forward pass under autocast
+    """In place, so state_dict keys stay those of the plain module. bf16 and fp16 run the forward pass under autocast
     (models.Blocks returns float32 outputs, so losses and backward stay outside it, as autocast recommends)."""
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    if effective_precision(cfg, device) == "bf16":
-        model.autocast_dtype = torch.bfloat16
+    precision = effective_precision(cfg, device)
+    if precision in ("bf16", "fp16"):
+        model.autocast_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     if cfg.compile:
         model.compile()
     return model

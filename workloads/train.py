@@ -1,7 +1,13 @@
 """The training loop every node shares: tensors already on the device, shuffling and augmentation on the device,
-Adam (or SGD with momentum, `train.optimizer`) with cosine decay. One step of the quickstart's 1D CNN at batch 128
-takes about 2 ms on two CPU cores. A model with example-tied dropout trains with each example's own mask: `fit` hands
-the layers the training-set indices of every batch (workloads/models/tied_dropout.py)."""
+Adam (or SGD with momentum, `train.optimizer`) with cosine decay, or the REM reference's warmup and linear decay
+(`train.schedule`). One step of the quickstart's 1D CNN at batch 128 takes about 2 ms on two CPU cores. A model with
+example-tied dropout trains with each example's own mask: `fit` hands the layers the training-set indices of every
+batch (workloads/models/tied_dropout.py). Under fp16 autocast (workloads/speed.py) `fit` scales the loss.
+
+The REM reference's recipe (if-loops/rem, src/methods.py `Naive.__init__`, `Naive.train_one_epoch`, `Naive.unlearn`;
+src/utils.py `LinearLR`) as options of TrainConfig: `schedule: warmup_linear`, `iterations` (steps instead of epochs),
+`overshoot` (its loop's one extra step) and `select: best_test` (its checkpoint of best test accuracy: off by
+default, since it selects on the test set). `retrain` holds the retrained baseline's departures from the recipe."""
 
 from __future__ import annotations
 
@@ -21,6 +27,25 @@ from workloads.metrics import accuracy, mean_loss, per_class_accuracy
 from workloads.models.tied_dropout import tied_layers, tied_to
 
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "warmup_linear")
+SELECTIONS = ("last", "best_test")
+INITS = ("original", "fresh")
+TIED_MODES = ("masks", "drop")
+
+
+@dataclass
+class RetrainConfig:
+    """How the retrained baseline departs from the original's recipe (`train.retrain`). The REM reference retrains
+    (its `EU` method: src/main.py builds `ApplyK`, which re-initialises through src/utils.py `unlearn_func`) from a
+    fresh init, at its unlearning lr, in drop mode, for the original's number of steps."""
+
+    lr: Optional[float] = None  # None: the original's lr
+    # original: the original's initial weights; fresh: drawn anew (from the seed + 1,000,003) with conv and linear
+    # biases zero, as the reference's `initialize_weights` leaves them.
+    init: str = "original"
+    # How a model with example-tied dropout trains: masks (each example its own, as the original) or drop (no masks,
+    # every memorisation channel off: the reference trains its retrained baseline so).
+    tied_dropout: str = "masks"
 
 
 @dataclass
@@ -36,6 +61,35 @@ class TrainConfig:
     # Added for the REM study's recipe (SGD); at Adam they stay out of content keys, so stored models keep theirs.
     optimizer: str = added_later("adam")  # adam | sgd (with `momentum`, Nesterov off)
     momentum: float = added_later(0.9)
+    # Added for the REM reference's recipe; at these values they stay out of content keys.
+    schedule: str = added_later("cosine")  # cosine (to lr * final_lr_fraction) | warmup_linear (lr_factor)
+    warmup_fraction: float = added_later(0.01)  # warmup_linear: floor(steps * this) warmup steps (the reference: 1%)
+    linear_horizon: float = added_later(1.25)  # warmup_linear: the lr would reach 0 after this many x steps
+    iterations: Optional[int] = added_later(None)  # the steps (the reference's train_iters) instead of `epochs`
+    overshoot: bool = added_later(False)  # one step past the steps unless a pass ends there, as the reference's loop
+    select: str = added_later("last")  # last | best_test: the weights of best test accuracy (BestOnTest)
+    select_every: int = added_later(5)  # best_test: test accuracy after every this-many-th pass
+    retrain: Optional[RetrainConfig] = added_later(None)  # the retrained baseline's departures; None: the same recipe
+
+
+def check_recipe(cfg: TrainConfig, where: str = "train") -> None:
+    """ValueError naming the key of a value the recipe cannot run with."""
+    for key, value, allowed in (("schedule", cfg.schedule, SCHEDULES), ("select", cfg.select, SELECTIONS)):
+        if value not in allowed:
+            raise ValueError(f"{where}.{key}: must be one of {', '.join(allowed)}, got {value!r}")
+    if cfg.iterations is not None and cfg.iterations < 1:
+        raise ValueError(f"{where}.iterations: must be at least 1, got {cfg.iterations}")
+    if not 0 <= cfg.warmup_fraction < 1 or cfg.linear_horizon <= 0 or cfg.select_every < 1:
+        raise ValueError(f"{where}: warmup_fraction must be in [0, 1), linear_horizon > 0 and select_every >= 1")
+    if cfg.retrain is not None:
+        for key, value, allowed in (
+            ("init", cfg.retrain.init, INITS),
+            ("tied_dropout", cfg.retrain.tied_dropout, TIED_MODES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{where}.retrain.{key}: must be one of {', '.join(allowed)}, got {value!r}")
+        if cfg.retrain.lr is not None and cfg.retrain.lr <= 0:
+            raise ValueError(f"{where}.retrain.lr: must be above 0, got {cfg.retrain.lr}")
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -46,6 +100,28 @@ def pick_device(preference: str = "auto") -> torch.device:
 
 def steps_for(epochs: float, num_examples: int, batch_size: int) -> int:
     return max(1, round(epochs * math.ceil(num_examples / batch_size)))
+
+
+def recipe_steps(cfg: TrainConfig, epoch_size: int, trained_on: int) -> tuple[int, int]:
+    """(the steps the schedule is laid out over, the steps taken). The first is `iterations`, or `epochs` passes over
+    `epoch_size` examples; the second adds the reference's extra step with `overshoot`: its loop (src/methods.py,
+    `Naive.train_one_epoch`) counts a step and breaks once the count exceeds train_iters, which only a pass over the
+    `trained_on` examples ending exactly there prevents."""
+    nominal = cfg.iterations if cfg.iterations is not None else steps_for(cfg.epochs, epoch_size, cfg.batch_size)
+    per_pass = math.ceil(trained_on / cfg.batch_size)
+    return nominal, nominal + int(cfg.overshoot and nominal % per_pass != 0)
+
+
+def lr_factor(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """The schedule as LambdaLR's factor of the lr for the step after `e` scheduler steps (e = 0: the first).
+    warmup_linear is the reference's LinearLR(t = horizon * steps, warmup = steps // 100) from its first get_lr on:
+    (e + 1) / (W + 1) while e < W, then 1 - (e - W) / t (at 4,000 steps: 1/41 first, 1 at step 41, 0.208 at the
+    last). Floored at 0, which the reference never reaches (its t is longer than the run)."""
+    if cfg.schedule == "warmup_linear":
+        warmup, horizon = math.floor(total_steps * cfg.warmup_fraction + 1e-9), cfg.linear_horizon * total_steps
+        return lambda e: (e + 1) / (warmup + 1) if e < warmup else max(0.0, 1 - (e - warmup) / horizon)
+    final = cfg.final_lr_fraction
+    return lambda e: final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(e, total_steps) / total_steps))
 
 
 class BatchStream:
@@ -112,6 +188,40 @@ def with_cosine(optimizer: torch.optim.Optimizer, total_steps: int, final_lr_fra
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
 
+class BestOnTest:
+    """`select: best_test`, the reference's checkpoint (src/methods.py: `Naive.unlearn` scores the test set after
+    every pass whose 0-based index is a positive multiple of 5, the last, partial, pass included; `Naive.eval` keeps a
+    copy whenever accuracy beats every earlier one, and `compute_and_save_results` stores and scores that copy). It
+    chooses on the test set, so the test accuracy it reports is optimistic; off by default. No evaluation beating 0
+    keeps the last weights."""
+
+    def __init__(self, x_test: torch.Tensor, y_test: torch.Tensor, every: int, per_pass: int, total_steps: int):
+        self.x, self.y, self.every, self.per_pass, self.total = x_test, y_test, every, per_pass, total_steps
+        self.best_acc, self.best_step = 0.0, 0
+        self.best: Optional[dict] = None
+
+    def observe(self, step: int, model: nn.Module) -> None:
+        if step % self.per_pass and step != self.total:
+            return
+        index = math.ceil(step / self.per_pass) - 1  # of the pass that just ended
+        if index == 0 or index % self.every:
+            return
+        acc = accuracy(predict(model, self.x), self.y, 0)
+        if acc > self.best_acc:
+            self.best_acc, self.best_step = acc, step
+            self.best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model: nn.Module) -> None:
+        if self.best is not None:
+            model.load_state_dict(self.best)
+
+    def state_dict(self) -> dict:
+        return {"best_acc": self.best_acc, "best_step": self.best_step, "best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_acc, self.best_step, self.best = state["best_acc"], state["best_step"], state["best"]
+
+
 def adam_with_cosine(model: nn.Module, lr: float, weight_decay: float, total_steps: int, final_lr_fraction: float):
     return with_cosine(
         torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay), total_steps, final_lr_fraction
@@ -127,18 +237,26 @@ def fit(
     after_step: Optional[Callable[[int], None]] = None,
     ids: Optional[torch.Tensor] = None,
     checkpoint: Optional[TrainingCheckpoint] = None,
+    selector: Optional[BestOnTest] = None,
 ) -> list[tuple[int, float]]:
     """Cross-entropy steps; returns the loss curve as (step, mean loss over the last pass of the stream). `ids`:
     the training-set index of each row of the stream, for the masks of a model with example-tied dropout. With a
-    `checkpoint`, resumes from it if one was saved for these steps, and saves one whenever it is due."""
+    `checkpoint`, resumes from it if one was saved for these steps, and saves one whenever it is due. A `selector`
+    sees the model after every step and puts the weights it chose back at the end."""
     curve, running = [], torch.zeros((), device=stream.y.device)
     tied = ids is not None and bool(tied_layers(model))
+    # fp16 autocast needs its loss scaled, as the reference's GradScaler does; any other precision runs unscaled.
+    scaler = torch.amp.GradScaler(stream.y.device.type, enabled=getattr(model, "autocast_dtype", None) == torch.float16)
     first = 1
     if checkpoint is not None and (saved := checkpoint.load()) is not None and saved["total_steps"] == total_steps:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         stream.load_state_dict(saved["stream"])
+        if "scaler" in saved:
+            scaler.load_state_dict(saved["scaler"])
+        if selector is not None:
+            selector.load_state_dict(saved["selector"])
         curve, running, first = (
             [tuple(point) for point in saved["curve"]],
             saved["running"].to(running.device),
@@ -150,8 +268,9 @@ def fit(
         with tied_to(model, ids[stream.last_index]) if tied else nullcontext():
             loss = F.cross_entropy(model(xb), yb)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         schedule.step()
         running += loss.detach()
         if step % stream.batches_per_pass == 0 or step == total_steps:
@@ -160,6 +279,8 @@ def fit(
             running.zero_()
         if after_step is not None:
             after_step(step)
+        if selector is not None:
+            selector.observe(step, model)
         if checkpoint is not None and step < total_steps and checkpoint.due(step):
             checkpoint.save(
                 {
@@ -171,8 +292,12 @@ def fit(
                     "stream": stream.state_dict(),
                     "curve": curve,
                     "running": running.cpu(),
+                    **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
+                    **({"selector": selector.state_dict()} if selector is not None else {}),
                 }
             )
+    if selector is not None:
+        selector.restore(model)
     return curve
 
 
@@ -186,16 +311,27 @@ def train_classifier(
     epoch_size: Optional[int] = None,
     ids: Optional[torch.Tensor] = None,
     checkpoint: Optional[TrainingCheckpoint] = None,
+    test: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    selector_out: Optional[list] = None,
 ) -> list[tuple[int, float]]:
-    """The original/retrain recipe: Adam (or SGD), cosine decay to lr * final_lr_fraction, on-device augmentation. An
-    epoch is one pass over `epoch_size` examples (default: the set trained on), so a model trained on a subset can
-    take the steps, and the cosine length, of the full set's schedule. `ids`: the rows' training-set indices.
-    `checkpoint`: resume from / save to it (fit)."""
-    total = steps_for(cfg.epochs, len(y) if epoch_size is None else epoch_size, cfg.batch_size)
+    """The original/retrain recipe: Adam (or SGD), the schedule (cosine decay to lr * final_lr_fraction, or the
+    reference's warmup and linear decay), on-device augmentation. An epoch is one pass over `epoch_size` examples
+    (default: the set trained on), so a model trained on a subset can take the steps, and the schedule's length, of
+    the full set's recipe. `ids`: the rows' training-set indices. `checkpoint`: resume from / save to it (fit).
+    `test`: the test set `select: best_test` scores; the BestOnTest used is appended to `selector_out`."""
+    check_recipe(cfg)
+    nominal, total = recipe_steps(cfg, len(y) if epoch_size is None else epoch_size, len(y))
     stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), augment if cfg.augment else None)
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-    optimizer, schedule = with_cosine(optimizer, total, cfg.final_lr_fraction)
-    return fit(model, stream, optimizer, schedule, total, ids=ids, checkpoint=checkpoint)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, nominal))
+    selector = None
+    if cfg.select == "best_test":
+        if test is None:
+            raise ValueError("train.select: best_test scores the test set, which this training was not given")
+        selector = BestOnTest(*test, cfg.select_every, stream.batches_per_pass, total)
+        if selector_out is not None:
+            selector_out.append(selector)
+    return fit(model, stream, optimizer, schedule, total, ids=ids, checkpoint=checkpoint, selector=selector)
 
 
 @torch.no_grad()

@@ -27,10 +27,13 @@ def sharing(dag: SweepDAG) -> list[str]:
     baselines = fmean(sum(1 for c in controls if c.original.model is o) for o in originals)
     compared = fmean(sum(1 for n in dag.nodes if n.kind == "distance" and n.inputs.get("a") is o) for o in originals)
     where = f"{rates:g} discovery rates x " if per != "seed" else ""
+    # train.retrain.init: fresh (workloads/train.py RetrainConfig) draws the baselines' initial weights anew.
+    fresh = any(getattr(c.retrain.model.config.train.retrain, "init", None) == "fresh" for c in controls)
+    init = "start from a fresh init" if fresh else "share its initial weights"
     lines.append(
         f"{len(originals)} originals, one per {per}, each shared by {where}{settings} method settings: "
         f"{unlearn:g} unlearn "
-        f"nodes start from it and {baselines:g} retrained baseline(s) share its initial weights; it is the L2/LMC "
+        f"nodes start from it and {baselines:g} retrained baseline(s) {init}; it is the L2/LMC "
         f"reference of {compared:g} of those models"
     )
     return lines

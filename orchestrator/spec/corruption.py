@@ -1,11 +1,12 @@
 """The `corruption` section: a corrupted-data task space checked before any job starts, and resolved into the
-`corruption` section every node of one corruption carries (its registry name, size, seed and typed args)."""
+`corruption` section every node of one corruption carries (its registry name, size, seed and typed args, without the
+args added later at their old value, so stored keys stay: workloads.config.added_later)."""
 
 from __future__ import annotations
 
 from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.schema import CorruptionSpec, SweepSpec
-from workloads.config import as_dict
+from workloads.config import as_dict, keyed
 from workloads.corruptions import CORRUPTIONS, discovered_count
 
 
@@ -16,7 +17,10 @@ def corruption_sections(corruption: CorruptionSpec, seed: int) -> list[dict]:
             "name": kind.name,
             "size": kind.size if kind.size is not None else corruption.size,
             "seed": seed if corruption.seed is None else corruption.seed,
-            "args": as_dict(checked(CORRUPTIONS.get(kind.name).Config, kind.args, f"corruption.kinds[{i}].args")),
+            "args": keyed(
+                CORRUPTIONS.get(kind.name).Config,
+                as_dict(checked(CORRUPTIONS.get(kind.name).Config, kind.args, f"corruption.kinds[{i}].args")),
+            ),
         }
         for i, kind in enumerate(corruption.kinds)
     ]

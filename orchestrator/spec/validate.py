@@ -17,7 +17,7 @@ from workloads.models import MODELS, TiedDropoutOptions
 from workloads.models.tied_dropout import check_options
 from workloads.relearn_sets import relearn_set_problem
 from workloads.speed import PRECISIONS
-from workloads.train import OPTIMIZERS
+from workloads.train import OPTIMIZERS, check_recipe
 from workloads.weightspace import interpolation_points
 
 
@@ -65,6 +65,10 @@ def _check_training(spec: SweepSpec, where: str) -> None:
         if train.optimizer not in allowed:
             choices = ", ".join(allowed)
             raise SpecError(f"{where}: {section}.optimizer: must be one of {choices}, got {train.optimizer!r}")
+    try:
+        check_recipe(spec.train)  # the schedule, the checkpoint choice, the retrained baseline's departures
+    except ValueError as error:
+        raise SpecError(f"{where}: {error}") from None
 
 
 def _check_relearn(spec: SweepSpec, where: str) -> None:

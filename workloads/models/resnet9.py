@@ -1,4 +1,6 @@
-"""ResNet-9, registered as `resnet9`: the CIFAR model of the REM study (the DAWNBench "ResNet-9" of Page, 2018).
+"""ResNet-9, registered as `resnet9`: the DAWNBench "ResNet-9" of Page (2018). Not the REM study's model, whose
+reference code builds another ResNet-9 (CELU, 64-128-256-128 channels: `resnet9_rem`, resnet9_rem.py); this one stays
+as it was, so keys that name it keep their meaning.
 
 prep: conv3x3(w) BN ReLU; layer 1: conv3x3(2w) BN ReLU, max-pool 2, then a residual pair of conv3x3(2w) BN ReLU;
 layer 2: conv3x3(4w) BN ReLU, max-pool 2; layer 3: conv3x3(8w) BN ReLU, max-pool 2, a residual pair; global max-pool

@@ -3,7 +3,8 @@ the first `generalisation` share of its channels is always on; the rest are memo
 each example keeps its own fixed `memorisation` share of them (its mask, a function of the example's index in the
 training set and the mask seed, so it is the same in every epoch and on every device); every other memorisation
 channel is zeroed. At test time (eval mode), and in train mode whenever no example indices are given, every
-memorisation channel is dropped: the model that is scored is the generalisation part alone.
+memorisation channel is dropped: the model that is scored is the generalisation part alone. `drop_scale` says whether
+drop mode rescales the always-on channels, and by what (DROP_SCALES; the reference does not: `drop_no_scaling=True`).
 
 `generalisation: 1.0` (the default) adds no layer at all, so plain models keep their structure and checkpoints.
 `generalisation: 0.5, memorisation: 0.0` is a half-capacity base model with dormant channels beside it: what REM
@@ -25,6 +26,12 @@ import torch
 from torch import nn
 
 SHARED_EXAMPLE = -1
+# Drop mode's factor on the always-on channels. `none`: 1, the reference's (`drop_no_scaling = True` in src/config.py,
+# used by `ExampleTiedDropout.forward` of src/methods.py in its "drop" branch). `kept_share`: (fixed + memorisation *
+# spare) / fixed, the channels an example kept on average while training (this project's choice before; 1.2 at 50 % /
+# 20 %). `reference_p_mem`: (generalisation + memorisation) / generalisation, the reference's branch with
+# drop_no_scaling=False (1.4 at 50 % / 20 %; 1 when memorisation is 0 or 1).
+DROP_SCALES = ("none", "kept_share", "reference_p_mem")
 _PRIME = 2_147_483_647  # 2^31 - 1: products of two residues stay below 2^62, exact in int64
 
 
@@ -38,6 +45,9 @@ class TiedDropoutOptions:
     # Hidden layers before this one (counting the first as 0) stay plain. On MNIST-1D's small CNN masks after every
     # layer cost half the test accuracy (49% against 87% plain, 30 epochs); after the last one alone, 82%.
     first_tied_layer: int = 0
+    # DROP_SCALES. Model args enter content keys as written, so this default keeps what stored keys of the models
+    # before it meant; the REM study's configs set `none`, the reference's.
+    drop_scale: str = "kept_share"
 
 
 def check_options(options: TiedDropoutOptions) -> None:
@@ -47,6 +57,18 @@ def check_options(options: TiedDropoutOptions) -> None:
         raise ValueError(f"model.args.memorisation: must be in [0, 1], got {options.memorisation}")
     if options.first_tied_layer < 0:
         raise ValueError(f"model.args.first_tied_layer: must be >= 0, got {options.first_tied_layer}")
+    if options.drop_scale not in DROP_SCALES:
+        raise ValueError(f"model.args.drop_scale: must be one of {', '.join(DROP_SCALES)}, got {options.drop_scale!r}")
+
+
+def drop_factor(options: TiedDropoutOptions, channels: int, fixed: int) -> float:
+    """What drop mode multiplies the always-on channels by (DROP_SCALES)."""
+    g, m = options.generalisation, options.memorisation
+    if options.drop_scale == "kept_share":
+        return (fixed + m * (channels - fixed)) / fixed
+    if options.drop_scale == "reference_p_mem":
+        return (g + m) / g if 0 < m < 1 else 1.0
+    return 1.0
 
 
 def _mix(x: torch.Tensor) -> torch.Tensor:
@@ -70,6 +92,7 @@ class ExampleTiedDropout(nn.Module):
         super().__init__()
         self.channels, self.fixed = channels, max(1, round(options.generalisation * channels))
         self.share, self.seed = options.memorisation, options.mask_seed * 1_000 + layer
+        self.drop_factor = drop_factor(options, channels, self.fixed)
         self.ids: Optional[torch.Tensor] = None  # set by tied_to for one forward pass
         self.share_override: Optional[float] = None
 
@@ -86,9 +109,7 @@ class ExampleTiedDropout(nn.Module):
             keep[:, : self.fixed] = 1.0
             keep[:, self.fixed :] = memorisation_masks(self.ids.to(h.device), self.spare, share, self.seed).to(h.dtype)
         else:
-            # Drop mode: the fixed channels carry what the dropped ones carried on average while training (the
-            # reference's (p_fixed + p_mem) / p_fixed), so the next layer sees activations of the scale it learnt.
-            keep[:, : self.fixed] = (self.fixed + self.share * self.spare) / self.fixed
+            keep[:, : self.fixed] = self.drop_factor  # drop mode: memorisation channels off, fixed ones scaled
         return h * keep.view(len(h), self.channels, *[1] * (h.dim() - 2))
 
 
