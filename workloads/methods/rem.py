@@ -134,6 +134,7 @@ class REM(UnlearningMethod):
         untrained = any(layer.share == 0 for layer in tied_layers(model))
         self.share = cfg.mask_share if cfg.share_override or untrained else None
         self.reference = masked_copy(model) if cfg.npo_reference == "masked" else None
+        self.full, self.ids = self.full_stream()
         self.charged, self.taken, self.curve = 0, 0, []
         start = self.score(0, 0) if cfg.select == "beat_start" else None
         best_score, best, rounds = (start["score"] if start else -1.0), None, []
@@ -173,8 +174,7 @@ class REM(UnlearningMethod):
 
     def repair_and_redirect(self) -> None:
         """One pass over the full training set (cut where the budget ends), one step per batch."""
-        ctx, cfg = self.ctx, self.cfg
-        stream, ids = self.full_stream()
+        ctx, cfg, stream = self.ctx, self.cfg, self.full
         # The reference counts a step, then stops once the count is above the budget: where a pass crosses the budget it
         # takes one step more. Charging the flush (the earlier choice) stops at the budget.
         limit = self.total if cfg.charge_flush else self.total + 1
@@ -183,7 +183,7 @@ class REM(UnlearningMethod):
             if self.charged >= limit:
                 break
             x, y = next(stream)
-            running += self.step(self.repair_step_loss(x, y, ids[stream.last_index]), charged=True)
+            running += self.step(self.repair_step_loss(x, y, self.ids[stream.last_index]), charged=True)
             steps += 1
         self.log(running, steps)
 
@@ -246,12 +246,10 @@ class REM(UnlearningMethod):
     def full_stream(self) -> tuple[BatchStream, torch.Tensor]:
         """Batches of the full training set, and each row's mask id: its own, or the shared one if discovered."""
         ctx = self.ctx
-        if not hasattr(self, "_full"):
-            retain_ids = ctx.retain_ids if ctx.retain_ids is not None else torch.arange(len(ctx.retain_y))
-            x, y = torch.cat([ctx.retain_x, ctx.forget_x]), torch.cat([ctx.retain_y, ctx.forget_y])
-            ids = torch.cat([retain_ids.to(y.device), torch.full_like(ctx.forget_y, SHARED_EXAMPLE)])
-            self._full = BatchStream(x, y, self.cfg.batch_size, ctx.generator, ctx.augment), ids
-        return self._full
+        retain_ids = ctx.retain_ids if ctx.retain_ids is not None else torch.arange(len(ctx.retain_y))
+        x, y = torch.cat([ctx.retain_x, ctx.forget_x]), torch.cat([ctx.retain_y, ctx.forget_y])
+        ids = torch.cat([retain_ids.to(y.device), torch.full_like(ctx.forget_y, SHARED_EXAMPLE)])
+        return BatchStream(x, y, self.cfg.batch_size, ctx.generator, ctx.augment), ids
 
     def step(self, loss: torch.Tensor, charged: bool) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
