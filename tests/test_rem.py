@@ -353,6 +353,9 @@ def test_rounds_must_beat_the_starts_score_and_without_one_the_last_round_stays(
     assert weights == 3 and report["chosen"] == 3
     weights, report = scripted_rem([0.6, 0.3, 0.4], select="best_round")  # the earlier rule: no start score
     assert weights == 1 and report["chosen"] == 1 and "start" not in report
+    start_bias = memorised_context()[0].head[-1].bias[0].item()
+    weights, report = scripted_rem([0.9, 0.3, 0.6, 0.4], select="best_or_start")  # the start when none beats it
+    assert weights == start_bias and report["chosen"] == 0
 
 
 def test_the_selection_rule_and_the_round_rem_keeps():

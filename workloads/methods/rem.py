@@ -62,7 +62,9 @@ class REMConfig(OptimizerConfig):
     removal_forward: str = MISSING  # batch: drop-mode forward of the whole batch | discovered: of its discovered rows
     npo_reference: str = MISSING  # masked: the start's copy, mask mode, BN eval | original: drop mode, BN train
     reference_mask: str = MISSING  # other: the copy's discovered rows through another shared mask | same
-    select: str = MISSING  # beat_start: best round above the start's score, else the last | best_round
+    # beat_start: the best round above the start's score, else the last round | best_round | best_or_start: as
+    # beat_start, but the start when no round beats it (what the reference's "init" comment intends)
+    select: str = MISSING
     score_on: str = MISSING  # augmented | clean: what the flush's check and the score see (proxy.py)
     share_override: bool = MISSING  # false: a model trained with masks keeps its share | true: mask_share always
 
@@ -77,7 +79,7 @@ CHOICES = {
     "removal_forward": ("batch", "discovered"),
     "npo_reference": ("masked", "original"),
     "reference_mask": ("other", "same"),
-    "select": ("beat_start", "best_round"),
+    "select": ("beat_start", "best_round", "best_or_start"),
     "score_on": SCORE_ON,
 }
 
@@ -136,7 +138,7 @@ class REM(UnlearningMethod):
         self.reference = masked_copy(model) if cfg.npo_reference == "masked" else None
         self.full, self.ids = self.full_stream()
         self.charged, self.taken, self.curve = 0, 0, []
-        start = self.score(0, 0) if cfg.select == "beat_start" else None
+        start = self.score(0, 0) if cfg.select != "best_round" else None
         best_score, best, rounds = (start["score"] if start else -1.0), None, []
         while self.charged < total:
             flushed = self.flush()
@@ -151,6 +153,9 @@ class REM(UnlearningMethod):
         if best is not None:
             chosen = best[0]
             model.load_state_dict(best[1])
+        elif cfg.select == "best_or_start":
+            chosen = 0
+            model.load_state_dict(ctx.start.state_dict())
         ctx.report["rem"] = {"rounds": rounds, "chosen": chosen, **({"start": start} if start else {})}
         return self.curve
 
