@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workloads.methods import UnlearnContext, frozen_copy
+from workloads.methods import UnlearnContext, frozen_copy, unlearn
 from workloads.methods.circuit_breakers import coefficients, hidden_cosine, hidden_mse
 from workloads.methods.l1_sparse import mean_abs
 from workloads.methods.mode_connectivity import mixed_state
@@ -235,3 +235,22 @@ def test_retrain_reinitialises_to_the_seeded_initial_weights():
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), build(5).state_dict().values()))
     reinitialise(model, 6)
     assert not torch.equal(model.stem[0].weight, build(5).stem[0].weight)
+
+
+def test_ssd_fine_tunes_its_first_steps_in_eval_mode_as_the_reference():
+    """The reference's Fisher passes leave the model in eval mode until its first evaluation (step 100): its first 99
+    fine-tuning steps see batch-norm's running statistics and do not update them. `eval_mode_steps: 0` trains in train
+    mode from the first step (version 1)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(24, 4), torch.randint(0, 2, (24,))
+    seen = []  # (train mode, batches tracked) at each batch-norm forward
+    for eval_steps, expected in ((3, [False, False, False, True, True]), (0, [True] * 5)):
+        model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+        ctx = UnlearnContext(frozen_copy(model), x[4:], y[4:], x[:4], y[:4], num_classes=2, train_size=24, seed=0)
+        seen.clear()
+        model[1].register_forward_pre_hook(lambda m, args: seen.append((m.training, m.num_batches_tracked.item())))
+        config = SSDConfig(lr=1e-2, weight_decay=0.0, epochs=1, batch_size=4, eps=1e-6, eval_mode_steps=eval_steps)
+        unlearn(SSD(config), model, ctx, max_steps=5)
+        steps = seen[-5:]  # the Fisher passes' forwards come first
+        assert [mode for mode, _ in steps] == expected
+        assert [tracked for _, tracked in steps] == [max(0, i - eval_steps) for i in range(5)]  # no update in eval mode

@@ -86,6 +86,11 @@ def test_the_reference_methods_are_all_registered():
         "rem",
         "rem_npo_only",
         "rem_no_redirect",
+        # the project's earlier forms and the reference's SalUn (issue 24)
+        "npo_retain",
+        "bad_teacher_joint",
+        "salun_reference",
+        "potion_reconstructed",
     }
     assert [n for n in METHODS.names() if METHODS.get(n).requires_start_model] == ["tar"]
     assert [n for n in METHODS.names() if METHODS.get(n).is_oracle] == ["retrain"]

@@ -2,7 +2,10 @@
 
 A method is a small class: optional one-off `edit_weights`, a `retain_loss` and/or a `forget_loss` (pure functions
 of the model and a batch), and a `schedule`: `joint` sums both losses every step; `alternating` makes one full pass
-over the forget set minimising the forget loss, then one over the retain set minimising the retain loss, and so on.
+over the forget set minimising the forget loss, then one over the retain set minimising the retain loss, and so on;
+`full` draws batches of the full training set (retain and forget rows shuffled together, as the REM study's reference
+feeds Bad Teacher and SalUn) and minimises `full_loss(model, x, y, discovered, ctx)`, `discovered` flagging the
+forget rows.
 Epochs follow the reference convention: one epoch is the number of steps of one pass over the full training set.
 
 Two hooks serve the methods whose step is not a sum of per-batch losses; their defaults leave the loop as above:
@@ -11,6 +14,8 @@ Two hooks serve the methods whose step is not a sum of per-batch losses; their d
 - `after_backward(model, ctx)`: runs after the step's loss is backpropagated and before the optimiser step, and may
   add to the parameters' `.grad` (gradients that are not the gradient of a loss of the model's own weights). It may
   draw extra forget batches from `ctx.forget_batches`.
+- `before_step(model, ctx)`: runs before each step's batches are drawn (the REM study's reference loop sets the
+  step's learning rate and keeps its checkpoint there: reference_loop.py).
 - `after_step(model, ctx)`: runs after the optimiser step (SalUn puts back the weights outside its saliency mask).
 A method whose unlearning is not one loop of such steps (REM's rounds, Potion's search) overrides `run(model, ctx,
 optimizer, total)` instead, within the same budget of `total` steps. `optimizer` (adam | sgd) and `momentum` are
@@ -41,7 +46,7 @@ import torch
 from omegaconf import MISSING
 from torch import nn
 
-from workloads.config import added_later
+from workloads.config import ConfigError, added_later
 from workloads.registry import Registry
 from workloads.train import BatchStream, generator_for, make_optimizer, steps_for
 
@@ -65,6 +70,13 @@ class OptimizerConfig(MethodConfig):
 
     optimizer: str = MISSING  # adam | sgd
     momentum: float = MISSING  # SGD only
+
+
+def check_choice(cfg: Any, field: str, choices: tuple[str, ...]) -> None:
+    """For a config's `__post_init__`: a string option outside `choices` fails when the sweep is checked, naming it."""
+    value = getattr(cfg, field)
+    if value not in choices:
+        raise ConfigError(f"{field}: must be one of {', '.join(choices)}, got {value!r}")
 
 
 @dataclass
@@ -134,8 +146,17 @@ class UnlearningMethod:
             terms.append(self.forget_loss(model, *forget_batch, ctx))
         return sum(t for t in terms if t is not None)
 
+    def full_loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, discovered: torch.Tensor, ctx: UnlearnContext
+    ) -> torch.Tensor:
+        """The loss of one `full` step: a batch of the full training set, `discovered` True on its forget rows."""
+        raise NotImplementedError(f"{type(self).__name__} has no loss on full-set batches")
+
     def after_backward(self, model: nn.Module, ctx: UnlearnContext) -> None:
         """Adds extra gradients to the parameters' `.grad` before the optimiser step; none by default."""
+
+    def before_step(self, model: nn.Module, ctx: UnlearnContext) -> None:
+        """Runs at the start of each step, `ctx.step` set; nothing by default."""
 
     def after_step(self, model: nn.Module, ctx: UnlearnContext) -> None:
         """Runs after each optimiser step; nothing by default."""
@@ -180,6 +201,12 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return original
 
 
+def full_set_stream(ctx: UnlearnContext, batch_size: int, generator: torch.Generator) -> BatchStream:
+    """Batches of the retain rows and the forget rows together; `last_index >= len(ctx.retain_y)` marks forget rows."""
+    x, y = torch.cat([ctx.retain_x, ctx.forget_x]), torch.cat([ctx.retain_y, ctx.forget_y])
+    return BatchStream(x, y, batch_size, generator, ctx.augment)
+
+
 def unlearn(
     method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max_steps: Optional[int] = None
 ) -> list[tuple[int, float]]:
@@ -199,6 +226,8 @@ def unlearn(
         else None
     )
     ctx.forget_batches = forget
+    full = full_set_stream(ctx, cfg.batch_size, generator) if method.schedule == "full" else None
+    log_every = (full if full is not None else retain).batches_per_pass
     alternating = method.schedule == "alternating"
     phase, left_in_phase = (
         "forget",
@@ -214,6 +243,7 @@ def unlearn(
     curve, running, since_log = [], torch.zeros((), device=ctx.retain_x.device), 0
     for step in range(total):
         ctx.step = step
+        method.before_step(model, ctx)
         if alternating:
             if left_in_phase == 0:
                 phase = "retain" if phase == "forget" else "forget"
@@ -224,6 +254,9 @@ def unlearn(
                 if phase == "forget"
                 else method.retain_loss(model, *next(retain), ctx)
             )
+        elif full is not None:
+            x, y = next(full)
+            loss = method.full_loss(model, x, y, full.last_index >= len(ctx.retain_y), ctx)
         else:
             retain_batch = next(retain)  # drawn before the forget batch, as both streams share one generator
             loss = method.joint_loss(model, retain_batch, next(forget) if forget is not None else None, ctx)
@@ -234,7 +267,7 @@ def unlearn(
         method.after_step(model, ctx)
         running += loss.detach()
         since_log += 1
-        if since_log == retain.batches_per_pass or step == total - 1:
+        if since_log == log_every or step == total - 1:
             curve.append((step + 1, running.item() / since_log))  # one host sync per pass
             running.zero_()
             since_log = 0

@@ -1,8 +1,12 @@
 """`ssd` (selective synaptic dampening): scale down the parameters that matter more to the forget set than to the
 retain set, by beta = clamp(F_r / (F_f + eps), 0, 1) with F the diagonal Fisher (sum over batches of squared CE
 gradients), then fine-tune on retain like `finetune`. The Fisher passes run in eval mode (batch-norm on its running
-statistics, as the reference's); the fine-tuning after them in train mode from its first step. With `augment`
-the Fisher sees augmented batches too, as the reference's loaders do."""
+statistics), as the reference's (`compute_fisher_information_matrix_diagonal` in vision_relearning's
+`model_utils.py`). That function leaves the model in eval mode, and the reference's unlearning loop switches back to
+train mode only after its first evaluation, at step `--eval-after-steps` (100 in scripts/train.sh): its first 99
+fine-tuning steps run in eval mode, batch-norm on the running statistics and not updating them. `eval_mode_steps`
+holds that count (99, the reference's); 0 trains in train mode from the first step (the project's earlier choice).
+With `augment` the Fisher sees augmented batches too, as the reference's loaders do."""
 
 from dataclasses import dataclass
 
@@ -38,11 +42,17 @@ def dampening(retain_fisher: torch.Tensor, forget_fisher: torch.Tensor, eps: flo
 @dataclass
 class SSDConfig(MethodConfig):
     eps: float = MISSING
+    eval_mode_steps: int = MISSING  # the first fine-tuning steps that run in eval mode (the reference's 99)
 
 
 @register_method("ssd")
 class SSD(Finetune):
     Config = SSDConfig
+    version = 2  # 1: fine-tuning in train mode from its first step
+
+    def retain_loss(self, model, x, y, ctx):
+        model.train(ctx.step >= self.cfg.eval_mode_steps)
+        return super().retain_loss(model, x, y, ctx)
 
     def edit_weights(self, model, ctx):
         retain = fisher_diagonal(model, ctx.retain_x, ctx.retain_y, self.cfg.batch_size, ctx.augment, ctx.generator)
