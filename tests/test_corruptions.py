@@ -141,15 +141,19 @@ def key(kind, config, y):
     return node_identity(kind, config, {}, forget_set_for(config.as_dict(), y, CLASSES)).key
 
 
+# The data, model, speed, recipe and seed of the training nodes whose keys the tests below compare.
+BASE = {
+    "dataset": DatasetRef(name="mnist1d", args={}),
+    "model": ModelRef(name="cnn1d", args={}),
+    "speed": SpeedConfig(),
+    "train": TrainConfig(epochs=1, batch_size=8, lr=0.01),
+    "seed": 1,
+}
+
+
 def test_the_corruption_is_in_the_key_of_the_original_and_the_rate_in_the_key_of_the_retrained_baseline():
     y = labelled_data().y_train
-    base = {
-        "dataset": DatasetRef(name="mnist1d", args={}),
-        "model": ModelRef(name="cnn1d", args={}),
-        "speed": SpeedConfig(),
-        "train": TrainConfig(epochs=1, batch_size=8, lr=0.01),
-        "seed": 1,
-    }
+    base = BASE
     original = lambda corruption: TrainNodeConfig(**base, corruption=CorruptionRef(**corruption))
     originals = [
         key("train_original", original(c), y)
@@ -328,8 +332,5 @@ def test_new_arguments_at_their_old_values_leave_the_node_sections_and_keys_as_t
     )
     assert reference[0]["args"]["draw"] == "all_classes"
     y = labelled_data().y_train
-    base = {"dataset": {"name": "mnist1d", "args": {}}, "model": {"name": "cnn1d", "args": {}}, "seed": 1}
-    base["train"] = {"epochs": 1, "batch_size": 8, "lr": 0.01}
-    assert key("train_original", {**base, "corruption": old[0] | {"size": 40}}, y) != key(
-        "train_original", {**base, "corruption": reference[0] | {"size": 40}}, y
-    )
+    original = lambda section: TrainNodeConfig(**BASE, corruption=CorruptionRef(**(section | {"size": 40})))
+    assert key("train_original", original(old[0]), y) != key("train_original", original(reference[0]), y)

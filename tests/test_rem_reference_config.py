@@ -2,6 +2,7 @@
 resolves every key with the reference's ResNet-9 (its parameter count checked on a planned node's config), its recipe
 and its retrained baseline; the CPU task space sets the reference's options where they apply to its model."""
 
+import pytest
 from torch import nn
 
 from orchestrator.cli import main
@@ -15,6 +16,7 @@ from workloads.nodes.common import node_model
 SWEEPS = REPO / "configs" / "sweeps"
 
 
+@pytest.mark.e2e
 def test_plan_of_the_cifar10_task_space_resolves_its_keys_with_the_reference_model_and_recipe(
     tmp_path, capsys, monkeypatch
 ):

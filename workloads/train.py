@@ -228,6 +228,44 @@ def adam_with_cosine(model: nn.Module, lr: float, weight_decay: float, total_ste
     )
 
 
+@dataclass
+class Training:
+    """What a training loop's state is made of, saved to and resumed from a training checkpoint together."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: object
+    stream: BatchStream
+    scaler: torch.amp.GradScaler
+    selector: Optional[BestOnTest] = None
+
+    def save(self, step: int, total_steps: int, curve: list, running: torch.Tensor) -> dict:
+        return {
+            "step": step,
+            "total_steps": total_steps,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "stream": self.stream.state_dict(),
+            "curve": curve,
+            "running": running.cpu(),
+            **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
+            **({"selector": self.selector.state_dict()} if self.selector is not None else {}),
+        }
+
+    def resume(self, saved: dict, device: torch.device) -> tuple[list, torch.Tensor, int]:
+        """Loads a saved state; returns (curve, running loss, the first step still to take)."""
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        self.stream.load_state_dict(saved["stream"])
+        if "scaler" in saved:
+            self.scaler.load_state_dict(saved["scaler"])
+        if self.selector is not None:
+            self.selector.load_state_dict(saved["selector"])
+        return [tuple(point) for point in saved["curve"]], saved["running"].to(device), saved["step"] + 1
+
+
 def fit(
     model: nn.Module,
     stream: BatchStream,
@@ -243,25 +281,13 @@ def fit(
     the training-set index of each row of the stream, for the masks of a model with example-tied dropout. With a
     `checkpoint`, resumes from it if one was saved for these steps, and saves one whenever it is due. A `selector`
     sees the model after every step and puts the weights it chose back at the end."""
-    curve, running = [], torch.zeros((), device=stream.y.device)
+    curve, running, first = [], torch.zeros((), device=stream.y.device), 1
     tied = ids is not None and bool(tied_layers(model))
     # fp16 autocast needs its loss scaled, as the reference's GradScaler does; any other precision runs unscaled.
     scaler = torch.amp.GradScaler(stream.y.device.type, enabled=getattr(model, "autocast_dtype", None) == torch.float16)
-    first = 1
+    training = Training(model, optimizer, schedule, stream, scaler, selector)
     if checkpoint is not None and (saved := checkpoint.load()) is not None and saved["total_steps"] == total_steps:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        stream.load_state_dict(saved["stream"])
-        if "scaler" in saved:
-            scaler.load_state_dict(saved["scaler"])
-        if selector is not None:
-            selector.load_state_dict(saved["selector"])
-        curve, running, first = (
-            [tuple(point) for point in saved["curve"]],
-            saved["running"].to(running.device),
-            saved["step"] + 1,
-        )
+        curve, running, first = training.resume(saved, running.device)
     for step in range(first, total_steps + 1):
         model.train()
         xb, yb = next(stream)
@@ -282,20 +308,7 @@ def fit(
         if selector is not None:
             selector.observe(step, model)
         if checkpoint is not None and step < total_steps and checkpoint.due(step):
-            checkpoint.save(
-                {
-                    "step": step,
-                    "total_steps": total_steps,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "stream": stream.state_dict(),
-                    "curve": curve,
-                    "running": running.cpu(),
-                    **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
-                    **({"selector": selector.state_dict()} if selector is not None else {}),
-                }
-            )
+            checkpoint.save(training.save(step, total_steps, curve, running))
     if selector is not None:
         selector.restore(model)
     return curve

@@ -214,25 +214,11 @@ def unlearn(
     cfg = method.cfg
     total = steps_for(cfg.epochs, ctx.train_size, cfg.batch_size) if max_steps is None else max_steps
     ctx.total_steps = total
-    generator = generator_for(ctx.seed, ctx.retain_x.device)
-    ctx.generator = generator
+    ctx.generator = generator_for(ctx.seed, ctx.retain_x.device)
     ctx.start = frozen_copy(model)
-    method.edit_weights(model, ctx)
+    method.edit_weights(model, ctx)  # before the streams: a weight edit may draw from the generator first
     optimizer = method.make_optimizer(model)
-    retain = BatchStream(ctx.retain_x, ctx.retain_y, cfg.batch_size, generator, ctx.augment)
-    forget = (
-        BatchStream(ctx.forget_x, ctx.forget_y, cfg.batch_size, generator, ctx.augment)
-        if method.uses_forget_set
-        else None
-    )
-    ctx.forget_batches = forget
-    full = full_set_stream(ctx, cfg.batch_size, generator) if method.schedule == "full" else None
-    log_every = (full if full is not None else retain).batches_per_pass
-    alternating = method.schedule == "alternating"
-    phase, left_in_phase = (
-        "forget",
-        forget.batches_per_pass if alternating else 0,
-    )  # the reference starts with a forget pass
+    batches = Batches(method, ctx)
     model.train()
     # The teacher runs in train mode too, as in the reference: with batch-norm, eval-mode statistics would make its
     # outputs differ from the (identical) student's at step 0.
@@ -244,22 +230,7 @@ def unlearn(
     for step in range(total):
         ctx.step = step
         method.before_step(model, ctx)
-        if alternating:
-            if left_in_phase == 0:
-                phase = "retain" if phase == "forget" else "forget"
-                left_in_phase = (retain if phase == "retain" else forget).batches_per_pass
-            left_in_phase -= 1
-            loss = (
-                method.forget_loss(model, *next(forget), ctx)
-                if phase == "forget"
-                else method.retain_loss(model, *next(retain), ctx)
-            )
-        elif full is not None:
-            x, y = next(full)
-            loss = method.full_loss(model, x, y, full.last_index >= len(ctx.retain_y), ctx)
-        else:
-            retain_batch = next(retain)  # drawn before the forget batch, as both streams share one generator
-            loss = method.joint_loss(model, retain_batch, next(forget) if forget is not None else None, ctx)
+        loss = batches.loss(model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         method.after_backward(model, ctx)
@@ -267,8 +238,43 @@ def unlearn(
         method.after_step(model, ctx)
         running += loss.detach()
         since_log += 1
-        if since_log == log_every or step == total - 1:
+        if since_log == batches.log_every or step == total - 1:
             curve.append((step + 1, running.item() / since_log))  # one host sync per pass
             running.zero_()
             since_log = 0
     return curve
+
+
+class Batches:
+    """The batches of a method's schedule and the loss it makes of each step's: `joint` (a retain and a forget batch),
+    `alternating` (a pass over the forget set, then one over the retain set, starting with the forget pass as the
+    reference does) or `full` (batches of the full training set, discovered rows marked). The streams are made in
+    this order from the context's generator, so the same seed draws the same batches."""
+
+    def __init__(self, method: UnlearningMethod, ctx: UnlearnContext):
+        self.method, self.ctx, size, generator = method, ctx, method.cfg.batch_size, ctx.generator
+        self.retain = BatchStream(ctx.retain_x, ctx.retain_y, size, generator, ctx.augment)
+        forget = (
+            BatchStream(ctx.forget_x, ctx.forget_y, size, generator, ctx.augment) if method.uses_forget_set else None
+        )
+        self.forget = ctx.forget_batches = forget
+        self.full = full_set_stream(ctx, size, generator) if method.schedule == "full" else None
+        self.log_every = (self.full if self.full is not None else self.retain).batches_per_pass
+        self.alternating = method.schedule == "alternating"
+        self.phase, self.left_in_phase = "forget", forget.batches_per_pass if self.alternating else 0
+
+    def loss(self, model: nn.Module) -> torch.Tensor:
+        method, ctx = self.method, self.ctx
+        if self.alternating:
+            if self.left_in_phase == 0:
+                self.phase = "retain" if self.phase == "forget" else "forget"
+                self.left_in_phase = (self.retain if self.phase == "retain" else self.forget).batches_per_pass
+            self.left_in_phase -= 1
+            if self.phase == "forget":
+                return method.forget_loss(model, *next(self.forget), ctx)
+            return method.retain_loss(model, *next(self.retain), ctx)
+        if self.full is not None:
+            x, y = next(self.full)
+            return method.full_loss(model, x, y, self.full.last_index >= len(ctx.retain_y), ctx)
+        retain_batch = next(self.retain)  # drawn before the forget batch, as both streams share one generator
+        return method.joint_loss(model, retain_batch, next(self.forget) if self.forget is not None else None, ctx)
