@@ -311,7 +311,7 @@ def study_projection(args, device: torch.device, found: dict) -> None:
     print("| node kind | nodes | training images, millions | forward images, millions | GPU-hours |")
     print("|---|---:|---:|---:|---:|")
     # TAR's adversaries are most of the study's compute: their nodes get a row of their own.
-    group = lambda n: n.kind + (" (tar)" if "adversaries" in n.config.get("hparams", {}) else "")
+    group = lambda n: n.kind + (" (tar)" if n.method == "tar" else "")
     for kind in dict.fromkeys(map(group, dag.nodes)):
         nodes = [n for n in dag.nodes if group(n) == kind]
         print(

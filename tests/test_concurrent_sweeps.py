@@ -71,13 +71,22 @@ def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path):
 
     from orchestrator.plan.dag import Node
     from orchestrator.track.claims import SETTLE_SECONDS
+    from workloads.memorization import MemorizationConfig
+    from workloads.nodes import DatasetRef, MemorizationNodeConfig, ModelRef
+    from workloads.speed import SpeedConfig
 
     assert SETTLE_SECONDS > 0.25  # B's row lands 0.25 s after A's claim starts, inside the wait
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unlearn-sweep", str(tmp_path / "artifacts"))
     parent_a = tracker.lineage.start("a", "sweep-a", {}, "local")
     tracker.lineage.start("b", "sweep-b", {}, "local")  # a second live sweep
-    node = Node("memorization", {}, label="memorization")
+    config = MemorizationNodeConfig(
+        dataset=DatasetRef(name="digits", args={}),
+        model=ModelRef(name="mlp", args={}),
+        speed=SpeedConfig(),
+        memorization=MemorizationConfig(),
+    )
+    node = Node("memorization", config, label="memorization")
     node.key = "k" * 64
     stamped_before_a = int(time.time() * 1000) - 5
     late = threading.Timer(

@@ -22,6 +22,9 @@ def test_plan_of_the_cifar10_task_space_resolves_its_keys_with_the_reference_mod
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLUMNS", "250")
+    # Its own label cache: these 500 tiny images have the identity of CIFAR-10 (where the data lives is no part of it),
+    # and other tests plan the real CIFAR-10's sweeps without its data.
+    monkeypatch.setenv("UNLEARN_SWEEP_CACHE", str(tmp_path / "cache"))
     write_tiny_cifar10(tmp_path / "cifar", per_batch=100)  # 500 images, 50 a class: 100 corrupted per corruption
     config = SWEEPS / "cifar10_rem_task_space.yaml"
     overrides = [
