@@ -20,7 +20,8 @@ TITLES = {
     "utility_x_healed": "utility × healed",
     "healed": "healed",
     "utility": "utility (test accuracy)",
-    "healed_trigger": "triggered test images not sent to the target",
+    # test_split not_target: the share no longer sent to the target; true_label: accuracy against the true labels
+    "healed_trigger": "triggered test images healed",
 }
 
 
