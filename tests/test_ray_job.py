@@ -77,10 +77,10 @@ def test_a_ray_job_refuses_a_store_in_its_working_directory_before_any_job(ray_h
     project = tmp_path / "project"
     project.mkdir()
     tiny_quickstart(project / "sweep.yaml")
-    done = submit(ray_head, project)  # the embedded default: sqlite:///mlflow.db in the job's working directory
+    done = submit(ray_head, project)  # the quickstart's sqlite:///mlflow.db, in the job's working directory
     out = done.stdout
     assert done.returncode != 0 and "failed" in out, out[-3000:]
-    assert "the default tracking URI: sqlite:///mlflow.db is in this Ray Job's working directory" in out, out[-3000:]
+    assert "sweep.yaml: tracking.uri: sqlite:///mlflow.db is in this Ray Job's working directory" in out, out[-3000:]
     assert "Pass a store that outlives the job: --tracking-uri sqlite:////" in out
     assert "exit code 2" in out or "exited with code 2" in out, out[-3000:]
     assert "sweep quickstart (" not in out  # refused before the sweep started: no parent run, no node
