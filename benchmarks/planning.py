@@ -4,6 +4,7 @@
 - the same re-run told to record itself as a new sweep (`--record-again`: plan, 175 lookups, a link run per node, a
   result run per model and seed, the report drawn), the path every cached re-run took before;
 - `plan` of the quickstart, and of the 229-node CIFAR-10 study;
+- the quick commands that only read the record: `--version`, `status`, `cache ls`, `compare`;
 
 against the floor a process that plans pays here, `python -c "import torch, mlflow.tracking"`. Interleaved repeats,
 median wall time.
@@ -93,6 +94,12 @@ def main() -> None:
         "quickstart re-run, recorded anew (--record-again)": cli
         + ["run", str(sweep), "--tracking-uri", uri, "--summary", str(folder / "anew.json"), "--record-again"],
         "quickstart, plan": cli + ["plan", str(sweep), "--tracking-uri", uri, "--no-estimate"],
+        # The quick commands: on a local sqlite store none imports torch or MLflow (tests/test_rerun.py).
+        "--version": cli + ["--version"],
+        "status": cli + ["status", "--tracking-uri", uri],
+        "cache ls": cli + ["cache", "ls", "--tracking-uri", uri],
+        "compare (a sweep with itself)": cli
+        + ["compare", str(folder / "anew.json"), str(folder / "anew.json"), "--tracking-uri", uri],
         "study (229 nodes), plan": study,
     }
     wall(study, folder, env)  # the first plan reads the data once and caches its labels; users pay that once

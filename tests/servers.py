@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,8 @@ def server(command: list[str], ready_url: str, log: Path, env: dict | None = Non
         while True:
             try:
                 urllib.request.urlopen(ready_url, timeout=2)
+                break
+            except urllib.error.HTTPError:  # it answers, if not to everyone (a Ray dashboard with token auth)
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:

@@ -2,6 +2,7 @@
 sweep file and the key (or the file itself), and leaves nothing in the store. The base is the tiny quickstart, so a
 case that slipped through would start training at once and fail the 'nothing in the store' check."""
 
+import json
 import sqlite3
 
 import pytest
@@ -163,3 +164,28 @@ def test_an_unreachable_tracking_server_is_one_line_before_any_job(tmp_path, cap
         and not (tmp_path / "summary.json").exists()
         and not (tmp_path / "mlflow.db").exists()
     )
+
+
+def test_a_ray_jobs_entrypoint_refuses_a_store_that_goes_with_the_job(tmp_path, capsys, monkeypatch):
+    """The entrypoint's environment as Ray's job supervisor sets it (ray/dashboard/modules/job/job_supervisor.py:
+    RAY_JOB_CONFIG_JSON_ENV_VAR holding the job's runtime_env), run in the job's working directory.
+    tests/test_ray_job.py does the same through a real `ray start --head` and `ray job submit` (a deploy test)."""
+    job = tmp_path / "_ray_pkg_0123"
+    job.mkdir()
+    monkeypatch.chdir(job)
+    monkeypatch.setenv(
+        "RAY_JOB_CONFIG_JSON_ENV_VAR",
+        json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_0123.zip"}, "metadata": {}}),
+    )
+    sweep = tiny_quickstart(job / "sweep.yaml")
+    assert main(["run", str(sweep)]) == 2  # the quickstart's sqlite:///mlflow.db, here
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    said = " ".join(" ".join(lines).split())
+    assert "sweep.yaml: tracking.uri: sqlite:///mlflow.db is in this Ray Job's working directory" in said, said
+    assert "--tracking-uri sqlite:////ABSOLUTE/PATH/mlflow.db" in said and "Traceback" not in said
+    outside = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    sweep = tiny_quickstart(job / "sweep.yaml", tracking__artifact_location="mlartifacts")
+    assert main(["run", str(sweep), "--tracking-uri", outside]) == 2  # a store outside, checkpoints inside
+    said = " ".join(capsys.readouterr().err.split())
+    assert "sweep.yaml: tracking.artifact_location: mlartifacts is in this Ray Job's working directory" in said, said
+    assert not list(tmp_path.rglob("mlflow.db")) and not list(tmp_path.rglob("mlartifacts"))  # nothing written

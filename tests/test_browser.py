@@ -89,25 +89,31 @@ def test_the_html_report_shows_its_ranked_table_and_every_figure(chromium, repor
     report = reported_sweeps["folder"] / "a" / "report" / "report.html"
     shot, dom = browse(chromium, report.as_uri(), tmp_path, "report", size=(1400, 1400), budget_ms=3000)
     assert 'id="ranked"' in dom and all(m in dom for m in METHODS) and "retrain (control)" in dom
+    # The controls are references above the ranking, not ranked among the settings.
+    references, ranked = (dom.split(f'id="{name}"')[1].split("</table>")[0] for name in ("references", "ranked"))
+    assert "retrain (control)" in references and "original" in references
+    assert "retrain (control)" not in ranked and all(m in ranked for m in METHODS)
+    assert "looks clean" in dom or "damaged" in dom or "forgets too little" in dom  # the readings' words
+    assert "test %" in dom and "recovery k=10 (points)" in dom
     assert dom.count("data:image/svg+xml;base64,") == 5 and "Spearman" in dom
     assert drawn(shot, 0.05, 0.45) and drawn(shot, 0.6, 0.95)  # the tables, then the first figure
     keep(shot, "report")
 
 
 def test_the_reports_tables_sort_on_a_click(chromium, reported_sweeps, tmp_path):
-    """A copy of the report with a script that clicks the `test` header of the ranked table and writes the model
+    """A copy of the report with a script that clicks the `test %` header of the ranked table and writes the model
     order it then shows into the page, read back from the DOM."""
     report = (reported_sweeps["folder"] / "a" / "report" / "report.html").read_text()
     click = (
         "<script>const t=document.querySelector('#ranked');"
-        "const th=[...t.tHead.rows[0].cells].find(c=>c.textContent==='test');"
-        "th.click();document.body.dataset.order=[...t.tBodies[0].rows].map(r=>r.cells[3].dataset.v).join(',');</script>"
+        "const th=[...t.tHead.rows[0].cells].find(c=>c.textContent==='test %');"
+        "th.click();document.body.dataset.order=[...t.tBodies[0].rows].map(r=>r.cells[4].dataset.v).join(',');</script>"
     )
     page = tmp_path / "clicked.html"
     page.write_text(report.replace("</body>", click + "</body>"))
     _, dom = browse(chromium, page.as_uri(), tmp_path, "clicked", budget_ms=2000)
     order = [float(v) for v in dom.split('data-order="')[1].split('"')[0].split(",")]
-    assert len(order) == 2 + len(METHODS) and order == sorted(order)  # by test accuracy, ascending
+    assert len(order) == len(METHODS) and order == sorted(order)  # the settings by test accuracy, ascending
 
 
 @pytest.fixture(scope="module")

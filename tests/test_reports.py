@@ -15,6 +15,7 @@ from orchestrator.cli import main
 from orchestrator.report.figures import DPI, FIGURES
 from orchestrator.report.ranking import default_floor, resistance_order
 from orchestrator.report.rows import Model, models
+from orchestrator.report.verdicts import reading
 from orchestrator.track.store import EXPERIMENT_KIND
 from tests.conftest import REPORT_SETTINGS
 
@@ -69,8 +70,24 @@ def test_every_figure_has_one_series_per_model_and_decodes_at_its_size(sweeps):
     relearning = FIGURES["relearning_curves"](summary).axes[0]
     styles = {bars.get_label(): bars.lines[0].get_linestyle() for bars in relearning.containers}  # each curve's line
     assert styles["retrain (control)"] == "--" and styles["original"] == ":"  # control dashed, original dotted
-    rho = summary["correlations"]["l2_to_original_vs_recovery_k0"]["spearman"]
-    assert f"ρ = {rho:.2f}" in FIGURES["weightspace_vs_recovery"](summary).axes[0].get_title()
+    curves = {bars.get_label(): bars.lines[0] for bars in relearning.containers}
+    assert {line.get_xdata()[0] for line in curves.values()} == {0}  # from the model before the attack
+    assert len({str(line.get_color()) for line in curves.values()}) == len(curves)  # a colour per model
+    assert max(max(line.get_ydata()) for line in curves.values()) > 1  # in %, as the tables print it
+    found = summary["correlations"]["l2_to_original_vs_recovery_k0"]
+    title = FIGURES["weightspace_vs_recovery"](summary).axes[0].get_title()
+    assert f"ρ = {found['spearman']:.2f} (p " in title and f"n = {found['n']})" in title
+    assert FIGURES["recovery_vs_k"](only_k(summary, "10")) is None  # one k: a column of points, not a figure
+
+
+def only_k(value, k: str):
+    """The summary as if its relearning grid were k alone."""
+    if isinstance(value, dict):
+        return {
+            key: ({k: only_k(v[k], k)} if key == "relearned" and isinstance(v, dict) and k in v else only_k(v, k))
+            for key, v in value.items()
+        }
+    return [only_k(v, k) for v in value] if isinstance(value, list) else value
 
 
 @pytest.mark.e2e
@@ -103,30 +120,37 @@ def model(name: str, test: float, after, role: str = "unlearned", k0: float = 0.
     return Model(name, role, name, rows=[row])
 
 
-def test_usable_models_come_first_ranked_by_what_the_strongest_attack_gets_back():
-    retrain = model("retrain", 0.90, 0.30, role="retrain")
+def test_usable_settings_come_first_ranked_by_what_the_strongest_attack_gets_back_and_controls_are_not_ranked():
     shown = [
+        model("original", 0.93, 0.90, role="original"),
         model("broken", 0.50, 0.05),
-        model("resists", 0.85, 0.20),
-        retrain,
+        model("resists", 0.91, 0.20),
+        model("retrain", 0.90, 0.30, role="retrain"),
         model("relearns", 0.95, 0.80, k0=0.1),
         model("tie-better-test", 0.92, 0.20),
+        model("damaged", 0.89, 0.01),
         model("no numbers", 0.9, None),
     ]
+    # Usable = not damaged in the readings' sense (verdicts.py): within 3 test points of the original's.
     floor = default_floor(shown)
-    assert floor == pytest.approx(0.81)  # 90% of the retrained control's test accuracy
+    assert floor == pytest.approx(0.90)
+    summary = {"verdicts": {"criteria": {"test_margin": 0.05}}}
+    assert default_floor(shown, summary) == pytest.approx(0.88)  # the margin the sweep's readings used
     order = resistance_order(shown, 10, floor)
     assert [r.model.name for r in order] == [
         "tie-better-test",
         "resists",
-        "retrain",
         "relearns",
+        "damaged",
         "broken",
         "no numbers",
-    ]
-    assert [r.usable for r in order] == [True, True, True, True, False, False]
-    assert [r.model.name for r in resistance_order(shown, 10, None)][0] == "broken"  # without a floor: lowest first
+    ]  # the original and the retrained control are references, not ranked
+    assert [r.usable for r in order] == [True, True, True, False, False, False]
+    assert [r.model.name for r in resistance_order(shown, 10, None)][0] == "damaged"  # without a floor: lowest first
     assert resistance_order(shown, 0, floor)[0].model.name == "relearns"  # k chooses the attack
+    assert reading({"looks_clean": False, "test_drop": 0.04, "recovery": 0.2, "recovers": True}, 0.03) == (
+        "damaged; relearns +20"
+    )  # the word every table and the runs' `reading` tag use for what falls below the floor
 
 
 # -- MLflow runs -----------------------------------------------------------------------------------------------------
@@ -146,10 +170,20 @@ def test_results_are_runs_comparable_by_method_with_the_tables_numbers(sweeps):
     )
     assert scrub.data.metrics["l2_to_original"] == pytest.approx(row["l2_to_original"])
     assert scrub.data.metrics["loss_barrier"] == pytest.approx(row["lmc"]["loss_barrier"])
-    assert (
-        scrub.data.params["hparams.lr"] == str(row["hparams"]["lr"]) and scrub.data.params["start_from"] == "original"
-    )
+    assert scrub.data.params["start_from"] == "original" and json.loads(scrub.data.tags["hparams"]) == row["hparams"]
+    assert all(
+        scrub.data.params[f"hparams.{k}"] == str(v)
+        for k, v in row["hparams"].items()
+        if f"hparams.{k}" in scrub.data.params
+    )  # the hparams that tell the settings apart are params (columns)
     assert scrub.data.tags["model_run_id"] == row["run_id"] and scrub.data.tags["mlflow.user"]
+    # Tags a researcher filters and groups by, in the readings' words.
+    assert scrub.data.tags["role"] == "method" and scrub.data.tags["setting"]
+    assert {r.data.tags["role"] for r in results} == {"original", "control", "method"}
+    assert {r.data.tags["reading"] for r in results if r.data.tags["role"] != "method"} == {"reference"}
+    # The relearning curve from step 0: the model before the attack, then the attack's evaluations.
+    curve = client.get_metric_history(scrub.info.run_id, "curve_k10_heldout_forget_acc")
+    assert min(m.step for m in curve) == 0 and len(curve) >= 2
     assert [d.dataset.name for d in scrub.inputs.dataset_inputs] == ["mnist1d"]
     # Node runs carry what they measure under the same names, whatever their kind.
     for kind in ("evaluate", "relearn", "unlearn", "interpolate"):
@@ -176,7 +210,9 @@ def test_results_are_runs_comparable_by_method_with_the_tables_numbers(sweeps):
     assert (
         view["searchFilter"] == f"tags.node_kind = 'result' and tags.sweep_id = '{sweeps['b']['sweep_id']}'"
     )  # the latest
-    assert "metrics.`recovery_k10`" in view["selectedColumns"] and view["columnOrder"][0] == "params.`method`"
+    assert "metrics.`recovery_k10`" in view["selectedColumns"] and view["columnOrder"][0] == "attributes.`Run Name`"
+    assert {"tags.`role`", "tags.`reading`"} <= set(view["selectedColumns"])
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "setting"}]  # a row per setting
 
 
 @pytest.mark.e2e

@@ -73,12 +73,10 @@ def test_a_finished_sweep_run_again_computes_records_and_imports_nothing(finishe
     assert "accuracy (%) on held-out forget examples" in done.stdout and "finetune" in done.stdout  # the results table
     again, first = json.loads((tmp_path / "again.json").read_text()), finished["summary"]
     total = first["nodes"]["total"]
-    assert again["nodes"] == {"total": total, "executed": 0, "cached": total, "failed": 0}
-    assert (
-        again["sweep_id"] == first["sweep_id"]
-        and again["results"] == first["results"]
-        and again["retrain"] == first["retrain"]
-    )
+    rerun = again.pop("rerun")  # that sweep's summary, unchanged, and this run noted beside it
+    assert again == first
+    assert rerun["nodes"] == {"total": total, "executed": 0, "cached": total, "failed": 0}
+    assert rerun["sweep_run_id"] and rerun["wall_seconds"] < first["wall_seconds"]
     assert the_store(finished["uri"]) == before  # no parent, link or result run added, none changed
     assert {p.name: p.stat().st_mtime_ns for p in report.iterdir()} == drawn  # the report kept, not drawn again
 
@@ -86,10 +84,11 @@ def test_a_finished_sweep_run_again_computes_records_and_imports_nothing(finishe
 @pytest.mark.parametrize(
     "command, args, allowed",
     [
-        ("status", [], {"mlflow", "scipy"}),  # MLflow's own imports include SciPy
-        ("cache", ["ls"], {"mlflow", "scipy"}),
-        ("cache", ["gc"], {"mlflow", "scipy"}),
-        ("compare", ["SUMMARY", "SUMMARY"], {"mlflow", "scipy"}),
+        # A sqlite store on this machine is read without MLflow (orchestrator/track/sqlite_record.py).
+        ("status", [], set()),
+        ("cache", ["ls"], set()),
+        ("compare", ["SUMMARY", "SUMMARY"], set()),
+        ("cache", ["gc"], {"mlflow", "scipy"}),  # MLflow's own imports include SciPy
         # Drawn from the summary alone (a store that does not exist), so the sweep's own run keeps its report.
         ("report", ["SUMMARY", "--out", "REPORT", "--tracking-uri", "NOSTORE"], {"mlflow", "scipy", "matplotlib"}),
     ],
@@ -126,6 +125,67 @@ def test_its_report_is_copied_from_the_sweeps_run_or_drawn_for_another_floor(fin
     done = cli(finished, "--summary", str(tmp_path / "summary.json"), "--test-floor", "0.2")
     assert done.returncode == 0 and "drawn again" in done.stderr, done.stderr[-3000:]
     assert json.loads((tmp_path / "report" / "drawn_from.json").read_text())["test_floor"] == 0.2
+
+
+def parent_run(finished):
+    client = MlflowClient(finished["uri"])
+    return client.search_runs(
+        [client.get_experiment_by_name("unlearn-sweep").experiment_id],
+        f"tags.sweep_id = '{finished['summary']['sweep_id']}' and tags.node_kind = 'sweep'",
+    )[0]
+
+
+def kept(folder: Path) -> dict:
+    """Every file under `folder` and its bytes: what a sweep's run holds."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_reruns_summary_never_replaces_the_sweeps_record(finished, tmp_path):
+    """`report` of a re-run's summary.json logs nothing over the sweep's run (it holds that report already); a
+    summary that is not the one the sweep recorded (a re-run's from before, with its node counts and wall time) is
+    drawn locally and never logged there."""
+    parent = parent_run(finished)
+    held = Path(parent.info.artifact_uri.removeprefix("file://"))
+    before, runs = kept(held), the_store(finished["uri"])
+    assert "summary.json" in before and "report/report.html" in before
+    assert cli(finished, "--summary", str(tmp_path / "again.json"), "--no-report").returncode == 0
+
+    done = cli(finished, str(tmp_path / "again.json"), "--out", str(tmp_path / "a"), command="report")
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 0 and f"run {parent.info.run_id} already holds this report" in said, said[-3000:]
+    executed = finished["summary"]["nodes"]["executed"]
+    assert f"({executed} executed, 0 cached" in (tmp_path / "a" / "report.html").read_text()  # the sweep's own counts
+
+    stale = {**finished["summary"], "nodes": {**finished["summary"]["nodes"], "executed": 0}, "wall_seconds": 0.05}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    done = cli(finished, str(tmp_path / "stale.json"), "--out", str(tmp_path / "b"), command="report")
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 0 and f"not logged on run {parent.info.run_id}" in said, said[-3000:]
+    assert (tmp_path / "b" / "report.html").is_file()
+    assert kept(held) == before and the_store(finished["uri"]) == runs  # the sweep's record as it was
+
+
+def test_compare_says_when_configs_are_the_same_and_warns_on_one_sweep_twice(finished, tmp_path):
+    summary = str(finished["folder"] / "summary.json")
+    done = cli(finished, summary, summary, command="compare")
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 0, said[-3000:]
+    assert f"both sides are sweep {finished['summary']['sweep_id']}" in said
+    assert "config: the same in both sweeps" in said and "what differs" not in said
+
+
+def test_the_sqlite_reading_and_mlflows_client_read_the_same_record(finished):
+    from orchestrator.track.sqlite_record import SqliteRecord
+    from orchestrator.track.store import Store
+    from orchestrator.track.stored_sweeps import MlflowRecord
+
+    direct = SqliteRecord(Path(finished["uri"].removeprefix("sqlite:///")), "unlearn-sweep")
+    client = MlflowRecord(Store.existing(finished["uri"], "unlearn-sweep"))
+    assert direct.sweeps() == client.sweeps() and direct.sweeps()
+    ref = finished["summary"]["sweep_id"]
+    assert direct.sweep(ref) == client.sweep(ref)
+    assert direct.summary(direct.sweep(ref)) == client.summary(client.sweep(ref)) == finished["summary"]
+    assert direct.usage() == client.usage() and direct.usage()
 
 
 def readings(finished) -> tuple:

@@ -9,10 +9,11 @@ from orchestrator.app.requests import SweepRequest
 from orchestrator.app.tracking import open_tracker, tracking_uri
 from orchestrator.execute import RunState, Status
 from orchestrator.plan import plan_sweep
-from orchestrator.plan.cost import estimate
+from orchestrator.plan.cost import Observed, estimate
 from orchestrator.plan.sharing import sharing
-from orchestrator.report.plan_tables import estimate_table, kind_counts_line, plan_table
+from orchestrator.report.plan_tables import estimate_lines, kind_counts_line, plan_table
 from orchestrator.spec import SpecError, load_sweep
+from workloads.runtime import runtime_facts
 from workloads.train import pick_device
 
 
@@ -37,13 +38,22 @@ def plan(request: SweepRequest, estimate_compute: bool, out: Output) -> int:
         out.show(f"shared: {line}")
     to_run = [node for node in dag if node not in cached]
     if estimate_compute and to_run and state.plan.labels is not None:
-        found = estimate(to_run, state.plan.labels, pick_device(loaded.spec.device))
-        out.show(estimate_table(found))
-        out.show(
-            f"about {found.seconds / 3600:.2f} device-hours on this machine, one node at a time "
-            "(step costs measured here once per model and batch size; see BENCHMARKS.md for other devices)"
-        )
+        device = pick_device(loaded.spec.device)
+        found = estimate(to_run, state.plan.labels, device, observed_times(state, cached, tracker, device))
+        for line in estimate_lines(found):
+            out.show(line)
     return 0
+
+
+def observed_times(state: RunState, cached: set, tracker, device) -> list[Observed]:
+    """The recorded times of the plan's cached nodes that ran on this device with this process's torch threads:
+    what calibrates the estimate (plan/cost.py)."""
+    facts = runtime_facts(device)
+    runtime = {k: facts[k] for k in ("device", "torch_threads", "torch") if k in facts}
+    runs = {state[node].run_id: node for node in cached if state[node].run_id}
+    return [
+        Observed(runs[run], seconds) for run, seconds in tracker.lineage.recorded_seconds(list(runs), runtime).items()
+    ]
 
 
 def row(node, cached: bool, tracker) -> tuple[str, str, str, str, str]:

@@ -1,8 +1,9 @@
 """`run`'s first step: a re-run whose identical sweep already finished in the store (orchestrator/track/finished.py) has
-nothing to compute and nothing new to record. Its summary.json is that sweep's, with this run's node counts (every node
-cached) and wall time. Its report is the one drawn for that sweep: kept when the folder already holds it, copied from
-the sweep's run when its artifacts are on this file system, drawn again when neither holds it for this test-accuracy
-floor."""
+nothing to compute and nothing new to record. Its summary.json is that sweep's, unchanged, with this run noted beside
+it under `rerun` (its node counts, every node cached, and its wall time): the results are that sweep's, so the summary
+says how they were computed, and `report` of it logs to that sweep's run only what that sweep recorded. Its report is
+the one drawn for that sweep: kept when the folder already holds it, copied from the sweep's run when its artifacts are
+on this file system, drawn again when neither holds it for this test-accuracy floor."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from typing import Optional
 
 from orchestrator.app.output import Output
 from orchestrator.app.requests import RunRequest
-from orchestrator.app.tracking import tracking_uri
+from orchestrator.app.tracking import outputs_that_vanish, refuse_a_store_that_vanishes, tracking_uri
 from orchestrator.report.publish import write_atomic
-from orchestrator.report.stamp import drawn_from, stamp
+from orchestrator.report.stamp import RERUN, drawn_from, stamp
 from orchestrator.report.table import summary_tables
 from orchestrator.spec.fingerprint import Fingerprint, fingerprint
 from orchestrator.track.finished import FinishedSweep, find_finished
@@ -35,13 +36,17 @@ def reusable_fingerprint(request: RunRequest) -> Optional[Fingerprint]:
 def reuse_finished(request: RunRequest, found: Fingerprint, began: float, out: Output) -> bool:
     """Whether the same sweep finished in its store; then its results are printed and written as this run's, and
     nothing is computed or recorded. For a sqlite store none of torch, MLflow or SciPy is imported."""
-    uri = tracking_uri(request.tracking_uri, request.config, found.tracking.uri).uri
+    target = tracking_uri(request.tracking_uri, request.config, found.tracking.uri)
+    refuse_a_store_that_vanishes(target, found.tracking, request.config)
+    uri = target.uri
     finished = find_finished(uri, found.tracking.experiment, found.digest)
     if finished is None:
         return False
     summary, report = write_reused(
         finished, request.summary, request.report, request.test_floor, time.perf_counter() - began
     )
+    if note := outputs_that_vanish(request.summary, request.report):
+        out.say(f"[yellow]note:[/] {note}")
     n = summary["nodes"]["total"]
     out.say(
         f"sweep [bold]{summary['sweep']}[/]: the same sweep, {finished.sweep_id} (parent run {finished.run_id}), "
@@ -53,20 +58,22 @@ def reuse_finished(request: RunRequest, found: Fingerprint, began: float, out: O
     if request.report is not None:
         out.say(f"report: {request.report / 'report.html'} ({REPORT_FATE[report]})")
     out.say(
-        f"0 executed, {n} cached, 0 failed in {summary['wall_seconds']:.2f} s; summary in {request.summary}; "
-        f"parent run {finished.run_id}"
+        f"0 executed, {n} cached, 0 failed in {summary[RERUN]['wall_seconds']:.2f} s; summary in {request.summary} "
+        f"(that sweep's, this run noted under `{RERUN}`); parent run {finished.run_id}"
     )
     out.say(f"results in MLflow's runs table: {ui_address(absolute(uri), finished.experiment_id)}")
     return True
 
 
 def reused_summary(finished: FinishedSweep, seconds: float) -> dict:
+    """The finished sweep's summary as it recorded it, and beside it what this run did."""
     total = finished.summary["nodes"]["total"]
-    return {
-        **finished.summary,
+    rerun = {
         "nodes": {"total": total, "executed": 0, "cached": total, "failed": 0},
-        "wall_seconds": seconds,
+        "wall_seconds": round(seconds, 3),
+        "sweep_run_id": finished.run_id,
     }
+    return {**finished.summary, RERUN: rerun}
 
 
 def write_reused(

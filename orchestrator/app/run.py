@@ -19,7 +19,7 @@ from typing import Optional
 
 from orchestrator.app.output import Output
 from orchestrator.app.requests import RunRequest
-from orchestrator.app.tracking import open_tracker, tracking_uri
+from orchestrator.app.tracking import open_tracker, outputs_that_vanish, refuse_a_store_that_vanishes, tracking_uri
 from orchestrator.execute import LocalPool, RunState, Status, run_sweep
 from orchestrator.execute.progress import SweepProgress
 from orchestrator.execute.stop import GracefulStop
@@ -36,7 +36,9 @@ def run_sweep_file(request: RunRequest, found: Optional[Fingerprint], began: flo
     """Runs the sweep; returns the exit code (0 done, 1 a node failed, 3 store lost, 128 + signal)."""
     loaded = load_sweep(request.config, list(request.overrides))
     where = loaded.path.name
-    tracker = open_tracker(tracking_uri(request.tracking_uri, where, loaded.spec.tracking.uri), loaded.spec.tracking)
+    target = tracking_uri(request.tracking_uri, where, loaded.spec.tracking.uri)
+    refuse_a_store_that_vanishes(target, loaded.spec.tracking, where)  # a Ray Job's store must outlive the job
+    tracker = open_tracker(target, loaded.spec.tracking)
     sweep_id = f"{loaded.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     state = RunState(plan_sweep(loaded.spec, list(loaded.settings)), tracker.artifacts, sweep_id)
     if state.plan.input_error or state.plan.data_error:
@@ -156,3 +158,5 @@ def report_outcome(ended: Ended, tracker: Tracker, request: RunRequest, out: Out
         f"s; summary in {request.summary}; parent run {ended.parent}"
     )
     out.say(f"results in MLflow's runs table: {ui_address(tracker.uri, tracker.store.experiment_id)}")
+    if note := outputs_that_vanish(request.summary, request.report):
+        out.say(f"[yellow]note:[/] {note}")

@@ -51,17 +51,20 @@ def _delta(a: Optional[Model], b: Optional[Model], name: str, percent: bool) -> 
     return f"{show(x)} → {show(y)} ({scale * (y - x):+.{digits}f})"
 
 
-def compare_tables(a: dict, b: dict, a_config: Optional[dict], b_config: Optional[dict]) -> list[Table]:
-    """The config differences (when both configs are known) and the metric deltas, as rich tables."""
+def compare_tables(a: dict, b: dict, a_config: Optional[dict], b_config: Optional[dict]) -> list[Table | str]:
+    """The config differences (when both configs are known; a line when there are none) and the metric deltas."""
     tables = []
     label_a, label_b = f"A {a.get('sweep_id', '?')}", f"B {b.get('sweep_id', '?')}"
-    if a_config is not None and b_config is not None:
+    differences = None if a_config is None or b_config is None else config_differences(a_config, b_config)
+    if differences:
         config = Table(title="config: what differs")
         for column in ("param", label_a, label_b):
             config.add_column(column)
-        for key, x, y in config_differences(a_config, b_config):
+        for key, x, y in differences:
             config.add_row(key, "-" if x is None else x, "-" if y is None else y)
         tables.append(config)
+    elif differences is not None:
+        tables.append(f"config: the same in both sweeps ({len(a_config)} params)")
     grid = sorted(set(ks(a)) & set(ks(b)))
     shown = numbers(grid)
     deltas = Table(title="metrics, A → B (Δ), accuracies in %, means over seeds")

@@ -5,11 +5,13 @@ result (`unlearned` holding the model's own evaluation, whatever the model is), 
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
 from orchestrator.report.seeds import over_seeds, setting_id, setting_name
+from orchestrator.report.verdicts import readings, setting_of
 from orchestrator.track.params import flatten
 
 
@@ -102,40 +104,82 @@ def mlflow_name(name: str) -> str:
     return name.replace("relearned.k", "relearned_k").replace("recovery.k", "recovery_k").replace(".", "_")
 
 
+def seed_numbers(row: dict) -> dict[str, float]:
+    """One seed's numbers of one model, flat, under the names Model.mean takes (`unlearned.test_acc`, ...)."""
+    stats = over_seeds([(row["seed"], row)], "unlearned")["metrics"] if row.get("unlearned") else {}
+    return {name: entry["mean"] for name, entry in stats.items()}
+
+
 def row_numbers(row: dict) -> dict[str, float]:
     """One seed's numbers of one model, flat, under MLflow names."""
-    stats = over_seeds([(row["seed"], row)], "unlearned")["metrics"] if row.get("unlearned") else {}
-    return {mlflow_name(name): entry["mean"] for name, entry in stats.items()}
+    return {mlflow_name(name): value for name, value in seed_numbers(row).items()}
+
+
+def curve_from_start(row: dict, k: str) -> Optional[list[list[float]]]:
+    """The held-out forget accuracy curve of relearning with k forget examples, from step 0: a relearn node evaluates
+    every `eval_every` steps from the first, so the model before the attack is the model's own evaluation (the same
+    held-out examples, scored by its `evaluate` node), put at step 0. None without a curve."""
+    curve = ((row.get("relearned") or {}).get(k) or {}).get("curve")
+    if not curve:
+        return None
+    start = (row.get("unlearned") or {}).get("heldout_forget_acc")
+    return ([[0, start]] if start is not None and curve[0][0] > 0 else []) + [list(point) for point in curve]
 
 
 def start_label(start: Optional[dict], shared: dict) -> str:
     return "original" if start is None else " ".join(setting_name(start, shared)).strip()
 
 
+ROLES = {"original": "original", "retrain": "control", "unlearned": "method"}  # the `role` tag of a result run
+
+
+def rounded(name: str, value: float) -> float:
+    """A result run's metric as the runs table shows it: accuracies and their differences (fractions, as in
+    summary.json) to 4 decimals, 0.01 points; L2 and the loss barrier to 4 significant digits."""
+    return float(f"{value:.4g}") if name in ("l2_to_original", "loss_barrier") else round(value, 4)
+
+
+def varying_hparams(shown: list[Model]) -> set[str]:
+    """The `hparams.*` names that take more than one value across the method settings that have them."""
+    values: dict[str, set[str]] = {}
+    for model in shown:
+        if model.role == "unlearned":
+            for name, value in flatten("hparams", model.hparams, {}).items():
+                values.setdefault(name, set()).add(value)
+    return {name for name, seen in values.items() if len(seen) > 1}
+
+
 def result_runs(summary: dict) -> list[dict]:
-    """One MLflow run per model and seed: params under the names node runs use (method, hparams.*, seed, setting,
-    start_from), every number of the results table as a metric, and the run that holds the model."""
-    shared = summary.get("method_overrides", {})
-    runs = []
-    for model in models(summary):
+    """One MLflow run per model and seed: params under the names node runs use (method, seed, start_from, and the
+    `hparams.*` that tell the sweep's settings apart; every hparam is in the `hparams` tag and on the model's own run);
+    tags a researcher filters and groups by (`setting`, `role`: original, control or method, and the setting's
+    `reading`); every number of the results table as a metric, rounded as the table shows it; the relearning curves
+    from step 0 (`curve_k<k>_heldout_forget_acc`, logged with their steps); and the run that holds the model."""
+    shared, found, shown = summary.get("method_overrides", {}), readings(summary), models(summary)
+    varying, runs = varying_hparams(shown), []
+    for model in shown:
         for row in model.rows:
             if not row.get("unlearned"):
                 continue
-            params = {
-                "method": model.method,
-                "setting": model.name,
-                "seed": row["seed"],
-                "role": model.role,
-                **flatten("hparams", model.hparams, {}),
-            }
+            hparams = {k: v for k, v in flatten("hparams", model.hparams, {}).items() if k in varying}
+            params = {"method": model.method, "seed": row["seed"], **hparams}
             if model.role == "unlearned":
                 params["start_from"] = start_label(model.start_from, shared)
+            reading = found.get(setting_of(vars(model)), "") if model.role == "unlearned" else "reference"
+            curves = {f"curve_k{k}_heldout_forget_acc": curve_from_start(row, k) for k in row["relearned"]}
             runs.append(
                 {
                     "name": f"result {model.name} seed={row['seed']}",
                     "params": params,
-                    "metrics": row_numbers(row),
-                    "tags": {"model_run_id": row["run_id"] or ""},
+                    "metrics": {name: rounded(name, value) for name, value in row_numbers(row).items()},
+                    "curves": {name: [[s, round(v, 4)] for s, v in curve] for name, curve in curves.items() if curve},
+                    "tags": {
+                        "model_run_id": row["run_id"] or "",
+                        "setting": model.name,
+                        "role": ROLES[model.role],
+                        "reading": reading,
+                        **({"hparams": json.dumps(model.hparams, sort_keys=True)} if model.role == "unlearned" else {}),
+                    },
                 }
             )
     return runs

@@ -10,11 +10,21 @@ from pathlib import Path
 from typing import Optional
 
 STAMP = "drawn_from.json"
+RERUN = "rerun"  # what a re-run of a finished sweep adds beside that sweep's summary (app/rerun.py)
+
+
+def recorded(summary: dict) -> dict:
+    """The summary as its sweep recorded it: without a re-run's note."""
+    return {k: v for k, v in summary.items() if k != RERUN}
+
+
+def summary_digest(summary: dict) -> str:
+    """sha256 of the recorded summary, key order aside: the same for a sweep's summary and a re-run's of it."""
+    return hashlib.sha256(json.dumps(recorded(summary), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def stamp(summary: dict, floor: Optional[float]) -> dict:
-    digest = hashlib.sha256(json.dumps(summary, sort_keys=True, default=str).encode()).hexdigest()
-    return {"sweep_id": summary["sweep_id"], "summary_sha256": digest, "test_floor": floor}
+    return {"sweep_id": summary["sweep_id"], "summary_sha256": summary_digest(summary), "test_floor": floor}
 
 
 def drawn_from(folder: Path) -> Optional[dict]:

@@ -8,6 +8,7 @@ from typing import Optional
 from rich.table import Table
 
 from orchestrator.report.seeds import mean_of, setting_name
+from orchestrator.report.verdicts import reading
 
 
 def _pct(value: Optional[float]) -> str:
@@ -106,7 +107,7 @@ def seeds_table(summary: dict) -> Optional[Table]:
     table.add_row(*_seeds_row("retrain (control)", over["retrain"], "retrain", ks))
     for entry, verdict in zip(over["settings"], readings):
         name = _setting_name(entry, shared)
-        table.add_row(*_seeds_row(name, entry, "unlearned", ks, _reading(verdict, margin)))
+        table.add_row(*_seeds_row(name, entry, "unlearned", ks, reading(verdict, margin)))
     return table
 
 
@@ -122,22 +123,6 @@ def _seeds_row(name: str, entry: dict, model_key: str, ks: list[int], reading: s
         "-" if l2 is None else f"{l2:.2f}",
         reading,
     ]
-
-
-def _reading(verdict: Optional[dict], test_margin: float) -> str:
-    """The study's reading of a setting (orchestrator/report/verdicts.py): how it looks, and whether it relearns."""
-    if verdict is None or verdict["test_drop"] is None:
-        return ""
-    looks = (
-        "looks clean"
-        if verdict["looks_clean"]
-        else "damaged"
-        if verdict["test_drop"] > test_margin
-        else "forgets too little"
-    )
-    if verdict["recovery"] is None:
-        return looks
-    return f"{looks}; {'relearns' if verdict['recovers'] else 'recovers'} {100 * verdict['recovery']:+.0f}"
 
 
 def summary_tables(summary: dict) -> list[Table]:

@@ -8,10 +8,15 @@
 
 *From Dormant to Deleted*'s claim is about settings that look clean and recover while the control stays put. The
 defaults are the margins the quickstart is judged by (README); all are accuracy fractions.
+
+One vocabulary everywhere a setting is judged (the terminal's tables, the HTML report, the MLflow result runs'
+`reading` tag): `reading` words a verdict, and a setting is *damaged* when it lost more than `test_margin` of the
+original's test accuracy, which is also what keeps it out of the report's usable models.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -76,3 +81,44 @@ def verdicts(summary: dict, criteria: Criteria = Criteria()) -> Optional[dict]:
         "control_still": control_still,
         "settings": settings,
     }
+
+
+def explain(criteria: dict) -> str:
+    """What the readings mean, in words and points, for a report's note."""
+    return (
+        f"looks clean: test accuracy within {100 * criteria['test_margin']:g} points of the original's and held-out "
+        f"forget accuracy within {100 * criteria['forget_margin']:g} points of the retrained control's; damaged: more "
+        f"than {100 * criteria['test_margin']:g} test points lost; forgets too little: neither; relearns: relearning "
+        f"with k={criteria['k']} brings back {100 * criteria['recovered']:g} points or more of held-out forget accuracy"
+    )
+
+
+def reading(verdict: Optional[dict], test_margin: float) -> str:
+    """A setting's verdict in words: how it looks, and whether it relearns (recovery in points)."""
+    if verdict is None or verdict["test_drop"] is None:
+        return ""
+    looks = (
+        "looks clean"
+        if verdict["looks_clean"]
+        else "damaged"
+        if verdict["test_drop"] > test_margin + ROUNDING
+        else "forgets too little"
+    )
+    if verdict["recovery"] is None:
+        return looks
+    return f"{looks}; {'relearns' if verdict['recovers'] else 'recovers'} {100 * verdict['recovery']:+.0f}"
+
+
+def readings(summary: dict) -> dict[tuple, str]:
+    """{(method, hparams as JSON, start_from as JSON): reading} for every judged setting of a summary."""
+    found = summary.get("verdicts") or {}
+    margin = found.get("criteria", {}).get("test_margin", Criteria.test_margin)
+    return {setting_of(v): reading(v, margin) for v in found.get("settings") or []}
+
+
+def setting_of(entry: dict) -> tuple:
+    return (
+        entry["method"],
+        json.dumps(entry["hparams"], sort_keys=True),
+        json.dumps(entry.get("start_from"), sort_keys=True),
+    )

@@ -10,7 +10,7 @@ from typing import Optional
 @dataclass
 class TrackingSpec:
     uri: str = "sqlite:///mlflow.db"
-    # Where a new experiment keeps checkpoints: None is ./mlartifacts for an embedded store and the server's default
-    # artifact root (S3 on a cluster) for a tracking server; or any URI (s3://bucket/prefix).
+    # Where a new experiment keeps checkpoints: None is mlartifacts/ beside a sqlite file (./mlartifacts for another
+    # embedded store) and the server's default artifact root (S3 on a cluster) for a tracking server; or any URI.
     artifact_location: Optional[str] = None
     experiment: str = "unlearn-sweep"

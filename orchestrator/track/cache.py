@@ -1,6 +1,6 @@
-"""The cache as a whole, for `unlearn-sweep cache ls | verify | gc`: what is stored per node kind and its size,
-every stored result re-verified against the sha256 its manifest recorded, and garbage: claim runs a sweep deleted
-(it lost the claim to another sweep computing the same key) and artifact folders no run owns any more.
+"""The cache as a whole, for `unlearn-sweep cache verify | gc` (`cache ls` reads records.py's usage): every stored
+result re-verified against the sha256 its manifest recorded, and garbage: claim runs a sweep deleted (it lost the
+claim to another sweep computing the same key) and artifact folders no run owns any more.
 
 Only node runs (tagged `node_key`) are results; link and result runs hold no artifacts and are not cache."""
 
@@ -8,36 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 from urllib.parse import urlparse
 
 from mlflow.entities import Run, ViewType
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from orchestrator.track.artifacts import Artifacts
+from orchestrator.track.records import RUN_ID
 from orchestrator.track.store import Store, StoreError
-from orchestrator.track.stored_sweeps import RUN_ID, all_runs
-
-
-@dataclass
-class KindUsage:
-    runs: int = 0
-    bytes: int = 0
-
-
-def node_runs(store: Store, status: Optional[str] = "FINISHED", view=ViewType.ACTIVE_ONLY) -> list[Run]:
-    where = f"attributes.status = '{status}'" if status else ""
-    return [r for r in all_runs(store, where, view) if "node_key" in r.data.tags]
-
-
-def usage(store: Store, artifacts: Artifacts) -> dict[str, KindUsage]:
-    """Stored results (FINISHED node runs) per node kind: how many and their artifacts' bytes."""
-    out: dict[str, KindUsage] = {}
-    for run in node_runs(store):
-        entry = out.setdefault(run.data.tags.get("node_kind", "?"), KindUsage())
-        entry.runs += 1
-        entry.bytes += sum(artifacts.listing(run.info.run_id, run.info.artifact_uri).values())
-    return dict(sorted(out.items()))
+from orchestrator.track.stored_sweeps import all_runs, node_runs
 
 
 def verify(store: Store, artifacts: Artifacts) -> tuple[int, list[tuple[Run, list[str]]]]:

@@ -6,24 +6,22 @@ of its key by the one rule every lookup follows (results.py): FINISHED and not d
 one FAILED), no newer run of the key holding the result ahead of it, every file of its manifest there with its
 recorded size and result.json matching its sha256. Anything else reads as "not found", and the run plans in full.
 
-A sqlite store whose artifacts are on this file system (the embedded default) is read with Python's sqlite3:
-importing MLflow and its SQLAlchemy store and checking the schema take about 3 s on a 2-core EPYC, ten times the
-whole answer. It reads three of MLflow's
-tables (experiments, runs, tags) whose columns have not changed since MLflow 1.0, read-only; an error there is "not
-found" too, and tests/test_rerun.py checks that this reading and `Artifacts.find` agree. Other stores are asked
-through MLflow, with `Artifacts.find` itself."""
+A sqlite store whose artifacts are on this file system (the embedded default) is read with Python's sqlite3
+(sqlite_record.py): importing MLflow and its SQLAlchemy store and checking the schema take about 3 s on a 2-core
+EPYC, ten times the whole answer. An error there is "not found" too, and tests/test_rerun.py checks that this reading
+and `Artifacts.find` agree. Other stores are asked through MLflow, with `Artifacts.find` itself."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import urllib.parse
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Optional
 
+from orchestrator.track.errors import StoreError
+from orchestrator.track.records import SUMMARY
 from orchestrator.track.results import (
     FINISHED,
     MANIFEST,
@@ -33,10 +31,10 @@ from orchestrator.track.results import (
     manifest_entries,
     verifies,
 )
+from orchestrator.track.sqlite_record import CHUNK, NotLocal, SqliteRecord, artifact_folder
 
 FINGERPRINT = "sweep.fingerprint"  # tag of the sweep's parent run
 NODES = "nodes.json"  # artifact of the sweep's parent run: {node key: the run holding its result}
-SUMMARY = "summary.json"  # artifact of the sweep's parent run
 
 
 @dataclass
@@ -54,17 +52,13 @@ def find_finished(uri: str, experiment: str, fingerprint: str) -> Optional[Finis
             return LocalRecord(Path(uri.removeprefix("sqlite:///")), experiment).finished(fingerprint)
         except NotLocal:
             pass  # artifacts in an object store: MLflow reads them
-        except (sqlite3.Error, OSError, ValueError, KeyError, TypeError):
+        except (StoreError, sqlite3.Error, OSError, ValueError, KeyError, TypeError):
             return None
     return through_mlflow(uri, experiment, fingerprint)
 
 
-class NotLocal(Exception):
-    """The sweep's artifacts are not on this file system."""
-
-
 class LocalRecord:
-    """MLflow's sqlite tables and artifact folders, read directly."""
+    """MLflow's sqlite tables and artifact folders, read directly (sqlite_record.py)."""
 
     def __init__(self, path: Path, experiment: str):
         self.path, self.experiment = path, experiment
@@ -72,46 +66,33 @@ class LocalRecord:
     def finished(self, fingerprint: str) -> Optional[FinishedSweep]:
         if not self.path.is_file():
             return None
-        with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)) as db:
-            self.db = db
-            experiments = db.execute(
-                "SELECT experiment_id FROM experiments WHERE name = ? AND lifecycle_stage = 'active'",
-                (self.experiment,),
-            ).fetchall()
-            if len(experiments) != 1:
+        with SqliteRecord(self.path, self.experiment) as record:
+            parents = record.runs_tagged(FINGERPRINT, fingerprint, "FINISHED")
+            if not parents:
                 return None
-            self.experiment_id = str(experiments[0][0])
-            parent = db.execute(
-                "SELECT r.run_uuid, r.artifact_uri FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid"
-                " WHERE r.experiment_id = ?"
-                " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active' AND t.key = ? AND t.value = ?"
-                " ORDER BY r.start_time DESC LIMIT 1",
-                (self.experiment_id, FINGERPRINT, fingerprint),
-            ).fetchone()
-            if parent is None:
-                return None
-            folder = _folder(parent[1])
+            parent = parents[0]
+            folder = artifact_folder(parent.artifact_uri)
             summary, nodes = (json.loads((folder / name).read_text()) for name in (SUMMARY, NODES))
-            if summary["nodes"]["failed"] or not all(map(self._still_found, self._lookups(nodes))):
+            if summary["nodes"]["failed"] or not all(map(self._still_found, self._lookups(nodes, record))):
                 return None
-            sweep_id = db.execute(
-                "SELECT value FROM tags WHERE run_uuid = ? AND key = 'sweep_id'", (parent[0],)
-            ).fetchone()
         report = folder / "report"
-        return FinishedSweep(parent[0], sweep_id[0], self.experiment_id, summary, report if report.is_dir() else None)
+        sweep_id = parent.tags["sweep_id"]
+        return FinishedSweep(
+            parent.run_id, sweep_id, record.experiment_id, summary, report if report.is_dir() else None
+        )
 
-    def _lookups(self, nodes: dict[str, str]) -> list[tuple[str, list[tuple[str, str]]]]:
+    def _lookups(self, nodes: dict[str, str], record: SqliteRecord) -> list[tuple[str, list[tuple[str, str]]]]:
         """Per key: the run the sweep recorded and the key's FINISHED runs, newest first (run id, artifact URI)."""
         found: dict[str, list[tuple[int, str, str]]] = {key: [] for key in nodes}
         keys = list(nodes)
-        for i in range(0, len(keys), 500):  # within sqlite's limit on bound parameters
-            chunk = keys[i : i + 500]
-            rows = self.db.execute(
+        for i in range(0, len(keys), CHUNK):
+            chunk = keys[i : i + CHUNK]
+            rows = record.db.execute(
                 "SELECT t.value, r.run_uuid, r.start_time, r.artifact_uri"
                 " FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid"
                 f" WHERE t.key = 'node_key' AND t.value IN ({','.join('?' * len(chunk))}) AND r.experiment_id = ?"
                 " AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'",
-                (*chunk, self.experiment_id),
+                (*chunk, record.experiment_id),
             )
             for key, run_id, start, artifact_uri in rows:
                 found[key].append((start or 0, run_id, artifact_uri))
@@ -121,14 +102,8 @@ class LocalRecord:
     def _still_found(lookup: tuple[str, list[tuple[str, str]]]) -> bool:
         """Whether the lookup of a key would return the run the sweep recorded."""
         recorded, runs = lookup
-        found = first_result(runs, lambda run: _holds_result(_folder(run[1])))
+        found = first_result(runs, lambda run: _holds_result(artifact_folder(run[1])))
         return found is not None and found[0] == recorded
-
-
-def _folder(artifact_uri: str) -> Path:
-    if not artifact_uri.startswith("file://"):
-        raise NotLocal(artifact_uri)
-    return Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path))
 
 
 def _holds_result(folder: Path) -> bool:
@@ -146,7 +121,7 @@ def through_mlflow(uri: str, experiment: str, fingerprint: str) -> Optional[Fini
 
     from orchestrator.track.artifacts import Artifacts
     from orchestrator.track.resilient import StoreUnavailable
-    from orchestrator.track.store import Store, StoreError
+    from orchestrator.track.store import Store
 
     try:
         store = Store.existing(uri, experiment)

@@ -19,10 +19,10 @@ from orchestrator.track.drivers import driver_tags
 from orchestrator.track.finished import FINGERPRINT, NODES
 from orchestrator.track.inputs import dataset_input
 from orchestrator.track.node import TrackedNode
-from orchestrator.track.params import flatten
+from orchestrator.track.params import chunks, flatten
 from orchestrator.track.store import Store, system_tags
 from orchestrator.track.tags import HEARTBEAT, LINK, RESULT, SWEEP
-from orchestrator.track.ui import RESULTS_VIEW
+from orchestrator.track.ui import RESULTS_VIEW, compare_path, ui_path
 
 # A view of the runs table kept in an experiment tag, opened by `?viewStateShareKey=<name>` (MLflow 3's shared views).
 VIEW_TAG = "mlflow.sharedViewState."
@@ -140,42 +140,68 @@ class SweepLineage:
     def record_results(
         self, parent_run_id: str, sweep_id: str, rows: list[dict], dataset: Optional[dict] = None
     ) -> None:
-        """One run per model and seed of the results table (`rows`: name, params, metrics, tags), kind `result`: what
-        the runs table, its compare view and parallel-coordinates chart line up by method. They hold numbers of
-        several nodes under this sweep's relearning and LMC settings, so they belong to the sweep, not to a node;
-        they are top-level runs (tagged with the sweep and its run) because the runs table folds children away, and
-        the experiment's shared view `results` (RESULTS_VIEW) lists the latest sweep's with their numbers as columns."""
-        link = f"#/experiments/{self.store.experiment_id}/runs/{parent_run_id}"
-        note = f"A result of sweep {sweep_id} (run [{parent_run_id}]({link}))."
-        for row in rows:
-            run = self.client.create_run(
-                self.store.experiment_id,
-                run_name=row["name"],
-                tags={
-                    **system_tags(),
-                    **row.get("tags", {}),
-                    "node_kind": RESULT,
-                    "sweep_id": sweep_id,
-                    "sweep_run_id": parent_run_id,
-                    "mlflow.note.content": note,
-                },
-            )
-            self.store.log_params(run.info.run_id, {k: str(v) for k, v in row["params"].items()})
-            now = int(time.time() * 1000)
-            self.client.log_batch(
-                run.info.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in row["metrics"].items()]
-            )
-            if dataset:
-                self.client.log_inputs(run.info.run_id, [dataset_input(dataset, "evaluation")])
-            self.client.set_terminated(run.info.run_id, "FINISHED")
-        if rows:
-            self.client.set_experiment_tag(
-                self.store.experiment_id, VIEW_TAG + RESULTS_VIEW, json.dumps(results_view(rows, sweep_id))
-            )
+        """One run per model and seed of the results table (`rows`: name, params, metrics, curves, tags), kind
+        `result`: what the runs table, its compare view and parallel-coordinates chart line up by setting. They hold
+        numbers of several nodes under this sweep's relearning and LMC settings, so they belong to the sweep, not to a
+        node; they are top-level runs (tagged with the sweep and its run) because the runs table folds children away,
+        and the experiment's shared view `results` (RESULTS_VIEW) lists the latest sweep's, grouped by setting. The
+        sweep's run and every result run link MLflow's compare view of the method settings' runs."""
+        experiment = self.store.experiment_id
+        link = f"#/experiments/{experiment}/runs/{parent_run_id}"
+        created = [self._result_run(row, sweep_id, parent_run_id, dataset) for row in rows]
+        if not rows:
+            return
+        methods = [run_id for run_id, row in zip(created, rows) if row["tags"].get("role") == "method"]
+        compare = f"[Compare the method settings' runs]({compare_path(experiment, methods)})" if methods else ""
+        view = f"[the runs table, grouped by setting]({ui_path(experiment)})"
+        self.client.set_tag(parent_run_id, "mlflow.note.content", f"Results of this sweep: {view}. {compare}".strip())
+        for run_id in created:
+            note = f"A result of sweep {sweep_id} (run [{parent_run_id}]({link})). {compare}".strip()
+            self.client.set_tag(run_id, "mlflow.note.content", note)
+        self.client.set_experiment_tag(experiment, VIEW_TAG + RESULTS_VIEW, json.dumps(results_view(rows, sweep_id)))
+
+    def _result_run(self, row: dict, sweep_id: str, parent_run_id: str, dataset: Optional[dict]) -> str:
+        run = self.client.create_run(
+            self.store.experiment_id,
+            run_name=row["name"],
+            tags={
+                **system_tags(),
+                **row.get("tags", {}),
+                "node_kind": RESULT,
+                "sweep_id": sweep_id,
+                "sweep_run_id": parent_run_id,
+            },
+        )
+        run_id, now = run.info.run_id, int(time.time() * 1000)
+        self.store.log_params(run_id, {k: str(v) for k, v in row["params"].items()})
+        metrics = [Metric(k, float(v), now, 0) for k, v in row["metrics"].items()]
+        metrics += [Metric(k, float(v), now, int(s)) for k, curve in row.get("curves", {}).items() for s, v in curve]
+        for batch in chunks(metrics, 1000):
+            self.client.log_batch(run_id, metrics=batch)
+        if dataset:
+            self.client.log_inputs(run_id, [dataset_input(dataset, "evaluation")])
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
 
     def log_report(self, run_id: str, folder: Path) -> None:
         """Figures (PNG, SVG) and the HTML report as artifacts of the sweep's run, under `report/`."""
         self.client.log_artifacts(run_id, str(folder), "report")
+
+    def recorded_seconds(self, run_ids: list[str], runtime: dict[str, str]) -> dict[str, float]:
+        """{run id: its recorded `node_seconds`} for the runs that ran with these runtime facts (device, torch threads
+        and version, as `runtime.*` tags) from start to end (not resumed from a training checkpoint), for the plan's
+        estimate."""
+        out = {}
+        for batch in chunks(sorted(set(run_ids)), 100):
+            quoted = ", ".join(f"'{run_id}'" for run_id in batch)
+            for run in self.client.search_runs(
+                [self.store.experiment_id], f"attributes.run_id IN ({quoted})", max_results=len(batch)
+            ):
+                tags = run.data.tags
+                same = all(tags.get(f"runtime.{k}") == str(v) for k, v in runtime.items())
+                if same and "resumed_from_step" not in tags and "node_seconds" in run.data.metrics:
+                    out[run.info.run_id] = run.data.metrics["node_seconds"]
+        return out
 
     def why_new(self, node: TrackedNode) -> str:
         """What differs from the newest finished run in the same slot: config fields, inputs, or the data read."""
@@ -198,10 +224,14 @@ class SweepLineage:
         return f"new input {', '.join(inputs)}" if inputs else "same config, different data or handler version"
 
 
+RUN_NAME = "attributes.`Run Name`"  # the runs table's column id of run names
+
+
 def results_view(rows: list[dict], sweep_id: str) -> dict:
     """The runs table showing the latest sweep's result runs (drop the sweep_id clause of its filter to compare every
-    sweep's), the method and seed and the results table's numbers as columns, ordered by held-out forget accuracy
-    after the strongest attack (most resistant first)."""
+    sweep's), grouped by setting with the seeds' mean (MLflow's `average`), the role, seed and the hparams that vary
+    across the method settings as columns beside the results table's numbers, the run names in full, ordered by
+    held-out forget accuracy after the strongest attack (most resistant first)."""
     metrics = sorted({name for row in rows for name in row["metrics"]})
     wanted = [
         m
@@ -213,10 +243,25 @@ def results_view(rows: list[dict], sweep_id: str) -> dict:
     strongest = max(
         (m for m in wanted if m.startswith("relearned_k")), key=lambda m: int(m.split("_")[1][1:]), default=None
     )
-    columns = ["params.`method`", "params.`seed`"] + [f"metrics.`{m}`" for m in wanted]
+    columns = ["tags.`role`", "tags.`reading`"] + [f"params.`{p}`" for p in varying_hparams(rows)]
+    columns += [f"metrics.`{m}`" for m in wanted]
+    width = lambda texts, most: min(most, 40 + 7 * max(len(text) for text in texts))
     view = {
         "searchFilter": f"tags.node_kind = '{RESULT}' and tags.sweep_id = '{sweep_id}'",
         "selectedColumns": columns,
-        "columnOrder": columns,
+        "columnOrder": [RUN_NAME, *columns],
+        "columnWidths": {
+            RUN_NAME: width([f"Group: {row['tags']['setting']}" for row in rows] + [row["name"] for row in rows], 560),
+            "tags.`reading`": width([row["tags"].get("reading", "") for row in rows], 260),
+            **{column: 150 for column in columns if column.startswith("metrics.")},  # a group's "<mean> (average)"
+        },
+        # A row per setting with its seeds' mean (MLflow's `average`), the seeds' rows under it.
+        "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "setting"}]},
+        "useGroupedValuesInCharts": True,
     }
     return view | ({"orderByKey": f"metrics.`{strongest}`", "orderByAsc": True} if strongest else {})
+
+
+def varying_hparams(rows: list[dict]) -> list[str]:
+    """The `hparams.*` params of the result runs: the hparams that tell the sweep's settings apart."""
+    return sorted({name for row in rows for name in row["params"] if name.startswith("hparams.")})

@@ -15,6 +15,8 @@ from typing import Optional
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
+from orchestrator.track.errors import StoreError
+from orchestrator.track.locations import in_ray_temp, local_path
 from orchestrator.track.params import chunks
 from orchestrator.track.resilient import RetryingClient, http_defaults, is_http, probe
 from orchestrator.track.ui import absolute
@@ -24,11 +26,6 @@ EMBEDDED_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "file", "")
 # MLflow 3's experiment page reads this tag to open a model-training experiment on its runs table instead of a GenAI
 # overview. MLflow 3.17's UI decides by its GenAI / Model training switch instead (the address ui.ui_path gives).
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-
-
-class StoreError(LookupError):
-    """What a command that reads or tidies the record cannot do with this store (no such store, experiment or
-    sweep; no hard deletes through a tracking server): one line for the user."""
 
 
 @dataclass
@@ -44,12 +41,16 @@ class Store:
         client = connect(uri)
         found = client.get_experiment_by_name(experiment)
         if found is not None:
+            if in_ray_temp(local_path(found.artifact_location) or Path("/")):
+                raise StoreError(
+                    f"experiment {experiment!r} in {uri} keeps its artifacts in {found.artifact_location}, a Ray Job's "
+                    "temporary folder (a job created it without a store that outlives it): name another experiment "
+                    "(tracking.experiment=NAME) or use another store"
+                )
             if found.tags.get(EXPERIMENT_KIND[0]) is None:  # made before the tag existed, or by another tool
                 client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
             return cls(uri, client, found.experiment_id, (uri, experiment, artifact_location))
-        # None: the server's default artifact root (on a cluster, S3), or ./mlartifacts for an embedded store.
-        if artifact_location is None and uri.split(":")[0] in EMBEDDED_SCHEMES:
-            artifact_location = "mlartifacts"
+        artifact_location = artifact_location or default_artifact_location(uri)
         location = (
             artifact_location
             if artifact_location is None or "://" in artifact_location
@@ -74,6 +75,15 @@ class Store:
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         for batch in chunks([Param(k, v[:6000]) for k, v in params.items()], 100):
             self.client.log_batch(run_id, params=batch)
+
+
+def default_artifact_location(uri: str) -> Optional[str]:
+    """Where a new experiment keeps its artifacts when the sweep does not say: `mlartifacts/` beside a sqlite file,
+    in the working directory for another embedded store, and the server's default artifact root (on a cluster, S3)
+    for a tracking server (None)."""
+    if uri.startswith("sqlite:///"):
+        return str(local_path(uri).parent / "mlartifacts")
+    return "mlartifacts" if uri.split(":")[0] in EMBEDDED_SCHEMES else None
 
 
 def connect(uri: str):

@@ -1,13 +1,10 @@
-"""The sweeps in the store, as the commands that only read the record (`report`, `compare`, `status`) find them:
-a sweep by its id or its parent run's id, its summary.json and config, and where it stands (running, stopped,
-finished, failed; nodes done of total; started when, by whom)."""
+"""The record read through MLflow's client, for the commands that only read it (`report`, `compare`, `status`,
+`cache ls`) when the store is not a sqlite file on this machine (sqlite_record.py reads that one directly): the same
+questions with the same answers (records.py), for a tracking server, Postgres or an object store's artifacts."""
 
 from __future__ import annotations
 
 import json
-import re
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Optional
@@ -15,10 +12,9 @@ from typing import Optional
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
+from orchestrator.track.records import RUN_ID, SUMMARY, KindUsage, RunRecord, pick_sweep
 from orchestrator.track.store import Store, StoreError
-from orchestrator.track.tags import HEARTBEAT, STALE_SECONDS, SWEEP
-
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+from orchestrator.track.tags import SWEEP
 
 
 def all_runs(store: Store, filter_string: str = "", view=None) -> list[Run]:
@@ -41,76 +37,70 @@ def all_runs(store: Store, filter_string: str = "", view=None) -> list[Run]:
             return runs
 
 
-def sweep_runs(store: Store) -> list[Run]:
-    return all_runs(store, f"tags.node_kind = '{SWEEP}'")
+def node_runs(store: Store, status: Optional[str] = "FINISHED", view=None) -> list[Run]:
+    where = f"attributes.status = '{status}'" if status else ""
+    return [r for r in all_runs(store, where, view) if "node_key" in r.data.tags]
 
 
-def sweep_run(store: Store, ref: str) -> Run:
-    """The parent run of a sweep, by sweep id or run id (StoreError names what was looked for)."""
-    if RUN_ID.match(ref):
-        try:
-            run = store.client.get_run(ref)
-            if run.data.tags.get("node_kind") == SWEEP:
-                return run
-        except MlflowException:
-            pass
-    quoted = ref.replace("'", "")
-    found = all_runs(store, f"tags.sweep_id = '{quoted}' and tags.node_kind = '{SWEEP}'")
-    if not found:
-        raise StoreError(
-            f"no sweep {ref!r} in {store.uri}: give a sweep id, a sweep's parent run id or a summary.json path"
-        )
-    return found[0]
-
-
-def read_summary(store: Store, run: Run) -> dict:
-    """The summary.json logged on the sweep's run (downloaded, never recomputed)."""
-    with TemporaryDirectory(prefix="unlearn-sweep-summary-") as folder:
-        try:
-            path = store.client.download_artifacts(run.info.run_id, "summary.json", folder)
-        except (MlflowException, OSError):
-            raise StoreError(
-                f"sweep run {run.info.run_id} has no summary.json (it never finished writing one)"
-            ) from None
-        return json.loads(Path(path).read_text())
-
-
-def sweep_config(run: Run) -> dict[str, str]:
-    """The sweep's config as its run's params (flattened, dotted names)."""
-    return dict(run.data.params)
-
-
-@dataclass
-class SweepStatus:
-    name: str
-    sweep_id: str
-    run_id: str
-    state: str  # running | stopped (its driver went silent) | finished | failed | killed
-    done: Optional[int]
-    total: Optional[int]
-    started: str
-    user: str
-
-
-def sweep_status(run: Run, now: Optional[float] = None) -> SweepStatus:
-    tags, metrics = run.data.tags, run.data.metrics
-    state = run.info.status.lower()
-    if state == "running" and (now or time.time()) - float(tags.get(HEARTBEAT, 0)) > STALE_SECONDS:
-        state = "stopped"
-    if "nodes_total" in metrics:  # finished writing its summary
-        total = int(metrics["nodes_total"])
-        done = int(sum(metrics.get(f"nodes_{k}", 0) for k in ("executed", "cached", "failed")))
-    else:  # while it runs: the progress it logs
-        total = int(tags["progress.total"]) if "progress.total" in tags else None
-        done = int(metrics["nodes_done"]) if "nodes_done" in metrics else None
-    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000))
-    return SweepStatus(
-        tags.get("sweep_name", run.info.run_name or "?"),
-        tags.get("sweep_id", "?"),
-        run.info.run_id,
-        state,
-        done,
-        total,
-        started,
-        tags.get("mlflow.user", "unknown"),
+def record_of(run: Run) -> RunRecord:
+    info, data = run.info, run.data
+    return RunRecord(
+        info.run_id,
+        info.run_name or "",
+        info.status,
+        info.start_time or 0,
+        info.artifact_uri,
+        dict(data.tags),
+        dict(data.params),
+        dict(data.metrics),
     )
+
+
+class MlflowRecord:
+    """One experiment of any MLflow store, read through its client."""
+
+    def __init__(self, store: Store):
+        self.store, self.uri = store, store.uri
+
+    def sweeps(self, limit: Optional[int] = None) -> list[RunRecord]:
+        return [record_of(run) for run in all_runs(self.store, f"tags.node_kind = '{SWEEP}'")][:limit]
+
+    def sweep(self, ref: str) -> RunRecord:
+        if RUN_ID.match(ref):
+            try:
+                run = self.store.client.get_run(ref)
+                if run.data.tags.get("node_kind") == SWEEP and run.info.lifecycle_stage == "active":
+                    return record_of(run)
+            except MlflowException:
+                pass
+        quoted = ref.replace("'", "")
+        return pick_sweep(
+            [record_of(r) for r in all_runs(self.store, f"tags.sweep_id = '{quoted}' and tags.node_kind = '{SWEEP}'")],
+            ref,
+            self.uri,
+        )
+
+    def artifact_json(self, run: RunRecord, name: str) -> Optional[dict]:
+        """A JSON artifact of the run (downloaded, never recomputed), or None when it has none."""
+        with TemporaryDirectory(prefix="unlearn-sweep-record-") as folder:
+            try:
+                return json.loads(Path(self.store.client.download_artifacts(run.run_id, name, folder)).read_text())
+            except (MlflowException, OSError, ValueError):
+                return None
+
+    def summary(self, run: RunRecord) -> dict:
+        found = self.artifact_json(run, SUMMARY)
+        if found is None:
+            raise StoreError(f"sweep run {run.run_id} has no summary.json (it never finished writing one)")
+        return found
+
+    def usage(self) -> dict[str, KindUsage]:
+        """Stored results (FINISHED node runs) per node kind: how many and their artifacts' bytes."""
+        from orchestrator.track.artifacts import Artifacts
+
+        artifacts, out = Artifacts(self.store), {}
+        for run in node_runs(self.store):
+            entry = out.setdefault(run.data.tags.get("node_kind", "?"), KindUsage())
+            entry.runs += 1
+            entry.bytes += sum(artifacts.listing(run.info.run_id, run.info.artifact_uri).values())
+        return dict(sorted(out.items()))

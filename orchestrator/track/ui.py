@@ -4,8 +4,10 @@ re-run that finds its sweep finished prints them without one."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Optional
+from urllib.parse import quote
 
 RESULTS_VIEW = "results"
 
@@ -16,6 +18,13 @@ def ui_path(experiment_id: str, view: Optional[str] = RESULTS_VIEW) -> str:
     return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning" + (
         f"&viewStateShareKey={view}" if view else ""
     )
+
+
+def compare_path(experiment_id: str, run_ids: list[str]) -> str:
+    """MLflow's compare view of these runs, in the model-training UI: its own Compare button leaves `workflowType`
+    out, and the UI then falls back to its GenAI sidebar."""
+    runs, experiments = json.dumps(list(run_ids)), json.dumps([str(experiment_id)])
+    return f"#/compare-runs?runs={quote(runs)}&experiments={quote(experiments)}&workflowType=machine_learning"
 
 
 def ui_address(uri: str, experiment_id: str) -> str:
