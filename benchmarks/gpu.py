@@ -94,7 +94,7 @@ def resnet_trainer(speed: SpeedConfig, width: int, batch: int, n: int, device: t
     # Synthetic images, laid out as the nodes lay out their resident training set (nodes/common.py).
     x, y = prepare_images(torch.rand(n, *CIFAR, device=device), speed), torch.randint(0, 10, (n,), device=device)
     model = prepare_model(build_model("resnet18", ResNetConfig(width=width), CIFAR, 10, 0).to(device), speed, device)
-    stream = BatchStream(x, y, batch, generator_for(0, device), crop_flip())
+    stream = BatchStream(x, y, batch, generator_for(0), crop_flip())
     # The study's lr; a far horizon keeps the schedule's value irrelevant to speed.
     optimizer, schedule = adam_with_cosine(model, 1e-4, 1e-4, 10**9, 0.1)
     return lambda steps: fit(model, stream, optimizer, schedule, steps)

@@ -58,7 +58,7 @@ def measure_step_cost(
 def _timed(fn, device: torch.device) -> float:
     for _ in range(WARMUP):
         fn()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)  # the node's GPU
     sync()
     start = time.perf_counter()
     for _ in range(TIMED):

@@ -13,7 +13,7 @@ from orchestrator.plan.cost import estimate
 from orchestrator.plan.sharing import sharing
 from orchestrator.report.plan_tables import estimate_table, kind_counts_line, plan_table
 from orchestrator.spec import SpecError, load_sweep
-from workloads.train import pick_device
+from workloads.runtime import device_here
 
 
 def plan(request: SweepRequest, estimate_compute: bool, out: Output) -> int:
@@ -37,7 +37,7 @@ def plan(request: SweepRequest, estimate_compute: bool, out: Output) -> int:
         out.show(f"shared: {line}")
     to_run = [node for node in dag if node not in cached]
     if estimate_compute and to_run and state.plan.labels is not None:
-        found = estimate(to_run, state.plan.labels, pick_device(loaded.spec.device))
+        found = estimate(to_run, state.plan.labels, estimate_device(loaded.spec.device))
         out.show(estimate_table(found))
         out.show(
             f"about {found.seconds / 3600:.2f} device-hours on this machine, one node at a time "
@@ -52,3 +52,12 @@ def row(node, cached: bool, tracker) -> tuple[str, str, str, str, str]:
     if node.key is None:
         return ("run", node.kind, node.label, "-", "key known once its inputs exist")
     return ("run", node.kind, node.label, node.short, tracker.lineage.why_new(node))
+
+
+def estimate_device(preference: str):
+    """The sweep's device if this machine has it, else what this machine has: a sweep for a GPU cluster is planned on
+    a laptop too (the estimate names the machine it measured)."""
+    try:
+        return device_here(preference)
+    except ValueError:
+        return device_here("auto")
