@@ -1,26 +1,32 @@
-"""GPU figures for BENCHMARKS.md in one command: four sections, each a Markdown table and its elapsed time.
+"""GPU figures for BENCHMARKS.md in one command, the first check of a new GPU machine: five sections, each a
+Markdown table and its elapsed time, each a few minutes at most.
 
-    python benchmarks/gpu.py                          # all four: about 4-5 minutes on an H100/H200
+    python benchmarks/gpu.py                          # all five: about 10 minutes on an H100/H200
     python benchmarks/gpu.py --sections 1,4 --batch-size 512
-    python benchmarks/gpu.py --smoke                  # every code path, tiny sizes, any device (CPU: about 1 minute)
+    python benchmarks/gpu.py --smoke                  # every code path, tiny sizes, any device (CPU: a few minutes)
+
+Every section runs with the settings a worker runs with (workloads/runtime.py `configure_device`: cuDNN's kernels
+chosen without timing them and deterministic, fp32 as IEEE unless a row asks for TF32), so its figures are the
+study's, not a tuned best case.
 
 1. ResNet-18 (the study's width 64) trained by the project's own step (`workloads.train.fit`, a `BatchStream` of
-   synthetic CIFAR-shaped images resident on the GPU, the on-device crop + flip of workloads/data/cifar.py, Adam with
-   cosine decay) in fp32, bf16 autocast, bf16 + channels-last and that compiled (`workloads.speed`): images/s and
-   FLOP/s (one step counted by FlopCounterMode: convolutions and matmuls, forward and backward) as a share of the
-   GPU's dense bf16 peak. Median of 3 runs after a warm-up, which holds the compilation and is shown. About 90 s.
+   synthetic CIFAR-shaped images resident on the GPU, the crop + flip of workloads/data/cifar.py, Adam with cosine
+   decay): first the study's own `speed:` settings (fp32 + channels-last), then TF32 + channels-last, the `bf16`
+   profile (+ channels-last) and that compiled, which the study does not use: images/s and FLOP/s (one step counted
+   by FlopCounterMode: convolutions and matmuls, forward and backward) as a share of the GPU's dense bf16 peak.
+   Median of 3 runs after a warm-up, which holds the compilation and is shown. About 2 minutes.
 2. `workloads.memorization.train_subset_models`, vmapped against sequential (same models and steps): the
    quickstart's 1D CNN, ResNet-18 at width 16 (its batch-norm running statistics send the vmap path back to
    sequential, as the table says) and the same ResNet without running statistics. About 40 s.
-3. A local Ray with one GPU: four actors of num_gpus=0.25 train the same ResNet-18 job (the study's bf16 +
-   channels-last) at once, against one actor running the four one after another: the throughput ratio and each
-   actor's peak CUDA memory. About 60 s, most of it Ray and its workers starting.
+3. A local Ray with one GPU: four actors of num_gpus=0.25 (each capped at its share of the GPU's memory, as the
+   sweep's actors are) train the same ResNet-18 job with the study's settings at once, against one actor running
+   the four one after another: the throughput ratio and each actor's peak CUDA memory. About 2 minutes, much of it
+   Ray and its workers starting.
 4. The study sweep (configs/sweeps/cifar10_resnet18_study.yaml): each node's training and forward images from its
-   config (`node_work`, roughly), at the fastest throughput of (1) and the concurrency gain of (3): GPU-hours and
-   wall-hours on 1 and 8 GPUs. The plan's own cost estimate may replace this. A few seconds.
-
-The project's GPU target (its training path at least 5x the reference training loop) is measured by
-benchmarks/trainer.py, not here.
+   config (`node_work`, roughly), at the throughput of the study's own settings in (1) (never a faster row the study
+   does not run) and the concurrency gain of (3): GPU-hours and wall-hours on 1 and 8 GPUs. A few seconds.
+5. The project's training path against the reference study's training loop on this GPU (benchmarks/trainer.py at
+   the study's width; target: at least 5x). About 3 minutes.
 """
 
 from __future__ import annotations
@@ -45,20 +51,20 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from workloads.data.cifar import crop_flip  # noqa: E402
 from workloads.memorization import MemorizationConfig, subset_masks, train_subset_models  # noqa: E402
 from workloads.models import CNN1DConfig, ResNetConfig, build_model  # noqa: E402
-from workloads.runtime import cpu_model  # noqa: E402
-from workloads.speed import SpeedConfig, prepare_images, prepare_model  # noqa: E402
-from workloads.train import BatchStream, TrainConfig, adam_with_cosine, fit, generator_for, pick_device  # noqa: E402
+from workloads.runtime import configure_device, cpu_model, device_here  # noqa: E402
+from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model, set_fp32_math  # noqa: E402
+from workloads.train import BatchStream, TrainConfig, adam_with_cosine, fit, generator_for  # noqa: E402
 
 torch.set_flush_denormal(True)  # on the CPU (smoke runs), denormal floats would slow arithmetic many times over
 
 STUDY = REPO / "configs" / "sweeps" / "cifar10_resnet18_study.yaml"
 CIFAR = (3, 32, 32)
-STUDY_SPEED = SpeedConfig(precision="bf16", channels_last=True)  # the study's `speed:` section
-SETTINGS = {
-    "fp32": SpeedConfig(),
-    "bf16 autocast": SpeedConfig(precision="bf16"),
-    "bf16 + channels-last": STUDY_SPEED,
-    "bf16 + channels-last + compile": SpeedConfig(precision="bf16", channels_last=True, compile=True),
+STUDY_ROW = "the study's: fp32 + channels-last"  # its `speed:` section, read from the file (study_speed)
+SETTINGS = {  # row -> speed settings (None: the study's own)
+    STUDY_ROW: None,
+    "tf32 + channels-last": SpeedConfig(precision="tf32", channels_last=True),
+    "bf16 profile + channels-last": SpeedConfig(precision="bf16", channels_last=True),
+    "bf16 + channels-last + compile (no study)": SpeedConfig(precision="bf16", channels_last=True, compile=True),
 }
 # Dense bf16 tensor-core peaks in TFLOP/s (vendor data sheets, no sparsity), matched as words in the device name in
 # this order, so that "H100 PCIe" is not read as the SXM part and "A10" does not match "A100" or "A10G".
@@ -89,12 +95,22 @@ def bf16_peak(device: torch.device) -> float | None:
     return next((tflops * 1e12 for pattern, tflops in PEAKS if re.search(rf"\b{pattern}\b", name)), None)
 
 
+def study_speed() -> SpeedConfig:
+    """The speed settings the study sweep runs with (its `speed:` section)."""
+    from orchestrator.spec import load_spec
+
+    return load_spec(STUDY).speed
+
+
 def resnet_trainer(speed: SpeedConfig, width: int, batch: int, n: int, device: torch.device):
-    """run(steps): the project's training step of a ResNet-18 on resident synthetic CIFAR (as train_classifier)."""
+    """run(steps): the project's training step of a ResNet-18 on resident synthetic CIFAR (as train_classifier), in
+    the fp32 arithmetic a worker sets for this precision (TF32 only when asked for)."""
+    if device.type == "cuda":
+        set_fp32_math(effective_precision(speed, device))
     # Synthetic images, laid out as the nodes lay out their resident training set (nodes/common.py).
     x, y = prepare_images(torch.rand(n, *CIFAR, device=device), speed), torch.randint(0, 10, (n,), device=device)
     model = prepare_model(build_model("resnet18", ResNetConfig(width=width), CIFAR, 10, 0).to(device), speed, device)
-    stream = BatchStream(x, y, batch, generator_for(0, device), crop_flip())
+    stream = BatchStream(x, y, batch, generator_for(0), crop_flip())
     # The study's lr; a far horizon keeps the schedule's value irrelevant to speed.
     optimizer, schedule = adam_with_cosine(model, 1e-4, 1e-4, 10**9, 0.1)
     return lambda steps: fit(model, stream, optimizer, schedule, steps)
@@ -121,6 +137,7 @@ def training_throughput(args, device: torch.device, found: dict) -> None:
     print("| setting | images/s | ms/step | achieved TFLOP/s | share of bf16 peak | warm-up s |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, speed in SETTINGS.items():
+        speed = speed or study_speed()
         if speed.compile and args.smoke and device.type != "cuda":
             print(f"| {name} | skipped: compiling takes minutes on a CPU | | | | |")
             continue
@@ -134,7 +151,7 @@ def training_throughput(args, device: torch.device, found: dict) -> None:
             f"| {warmup:.1f} |",
             flush=True,
         )
-        if args.batch_size / step > found.get("images_per_s", 0):
+        if name == STUDY_ROW:  # the projection's speed: what the study runs, not the fastest row
             found.update(images_per_s=args.batch_size / step, setting=name)
         del train
         if device.type == "cuda":
@@ -205,20 +222,18 @@ def ensembles(args, device: torch.device, found: dict) -> None:
 class JobActor:
     """One Ray worker training ResNet-18 jobs; Ray points CUDA_VISIBLE_DEVICES at its GPU (none: the CPU)."""
 
-    def __init__(self, threads: int):
-        from torch.backends import cudnn  # imported here: Ray cannot pickle the module as a global of this class
-
+    def __init__(self, threads: int, share: float):
         torch.set_num_threads(threads)
         torch.set_flush_denormal(True)
-        cudnn.benchmark = True
-        self.device = pick_device()
+        self.device = device_here("auto")
+        configure_device(self.device, share)  # as a sweep's actor: its share of the GPU's memory, cuDNN fixed
 
     def jobs(self, count: int, width: int, batch: int, n: int, steps: int) -> tuple[float, int]:
         """`count` jobs one after another (each building its data, model and optimiser): seconds, peak CUDA bytes."""
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         seconds = timed(
-            lambda: [resnet_trainer(STUDY_SPEED, width, batch, n, self.device)(steps) for _ in range(count)],
+            lambda: [resnet_trainer(study_speed(), width, batch, n, self.device)(steps) for _ in range(count)],
             self.device,
         )
         return seconds, torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else 0
@@ -234,7 +249,7 @@ def ray_actors(args, device: torch.device, found: dict) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     ray.init(num_gpus=1, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
-        actors = [ray.remote(num_gpus=0.25, num_cpus=0)(JobActor).remote(max(1, cpus // 4)) for _ in range(4)]
+        actors = [ray.remote(num_gpus=0.25, num_cpus=0)(JobActor).remote(max(1, cpus // 4), 0.25) for _ in range(4)]
         n = args.batch_size * math.ceil(args.train_size / args.batch_size)
         job = {"width": args.width, "batch": args.batch_size, "n": n}
         ray.get([a.jobs.remote(1, steps=WARMUP, **job) for a in actors])  # workers up, CUDA contexts, cudnn autotuning
@@ -250,7 +265,7 @@ def ray_actors(args, device: torch.device, found: dict) -> None:
     found["concurrency"] = one_at_a_time / side_by_side
     gib = lambda *peaks: ", ".join(f"{m / 2**30:.2f}" for m in peaks) if device.type == "cuda" else "n/a (no GPU)"
     print(
-        f"4 jobs of {steps} steps, ResNet-18 width {args.width}, batch {args.batch_size}, bf16 + channels-last; "
+        f"4 jobs of {steps} steps, ResNet-18 width {args.width}, batch {args.batch_size}, the study's settings; "
         f"each job builds its own resident data, model and optimiser\n"
     )
     print("| way | wall s | images/s | throughput ratio | peak CUDA memory per actor, GiB |")
@@ -289,11 +304,11 @@ def study_work(args, device: torch.device) -> tuple:
 def study_projection(args, device: torch.device, found: dict) -> None:
     dag, work = study_work(args, device)
     if "images_per_s" not in found:  # section 1 not run: the study's own setting, measured briefly
-        run = resnet_trainer(STUDY_SPEED, args.width, args.batch_size, args.batch_size * 8, device)
+        run = resnet_trainer(study_speed(), args.width, args.batch_size, args.batch_size * 8, device)
         timed(lambda: run(WARMUP), device)
         found.update(
             images_per_s=args.batch_size * args.steps / timed(lambda: run(args.steps), device),
-            setting="bf16 + channels-last, measured here",
+            setting=f"{STUDY_ROW}, measured here",
         )
     speed, gain = found["images_per_s"], found.get("concurrency", 1.0)
     # A forward pass costs about a third of a training step (the backward pass is about twice the forward).
@@ -328,11 +343,26 @@ def study_projection(args, device: torch.device, found: dict) -> None:
         print(f"| {gpus} | {gpu_hours:,.1f} | {max(gpu_hours / gpus, critical):,.1f} |")
 
 
+def trainer_against_reference(args, device: torch.device, found: dict) -> None:
+    """benchmarks/trainer.py on this GPU at the study's width (its own table; its --smoke on a CPU)."""
+    import subprocess
+
+    script = [sys.executable, str(REPO / "benchmarks" / "trainer.py"), "--archs", "resnet18"]
+    if args.smoke:
+        script += ["--smoke", "--device", device.type]
+    else:
+        script += ["--device", "cuda", "--widths", str(args.width), "--batch-size", str(args.batch_size)]
+        script += ["--steps", "20", "--repeats", "3"]
+    done = subprocess.run(script, capture_output=True, text=True)
+    print(done.stdout if done.returncode == 0 else f"benchmarks/trainer.py failed:\n{done.stdout}{done.stderr}")
+
+
 SECTIONS = {
     1: ("ResNet-18 CIFAR training throughput", training_throughput),
     2: ("Memorization ensemble: vmapped against sequential", ensembles),
     3: ("Four quarter-GPU Ray actors side by side against one at a time", ray_actors),
     4: ("Projected wall time of the study sweep", study_projection),
+    5: ("The trainer against the reference loop", trainer_against_reference),
 }
 
 
@@ -346,14 +376,14 @@ def header(device: torch.device) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sections", default="1,2,3,4", help="comma-separated, of 1-4")
+    ap.add_argument("--sections", default="1,2,3,4,5", help="comma-separated, of 1-5")
     ap.add_argument("--width", type=int, default=64, help="ResNet-18 width of sections 1, 3 and 4 (the study's: 64)")
     ap.add_argument("--batch-size", type=int, default=128, help="128 (the study's) or 512")
     ap.add_argument("--steps", type=int, default=100, help="timed steps per run (section 3: 3x that per job)")
     ap.add_argument("--models", type=int, default=16, help="models per ensemble in section 2")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on whatever device is here: the code paths only")
     args = ap.parse_args()
-    device = pick_device()
+    device = device_here("auto")
     if device.type != "cuda" and not args.smoke:
         sys.exit("benchmarks/gpu.py measures a CUDA GPU and none is visible; --smoke runs its code paths on the CPU")
     args.train_size = 50_000  # CIFAR's training set, resident
@@ -362,8 +392,7 @@ def main() -> None:
         # thread, as torch's threads waiting on each other on a shared CPU made a step 75x slower there.
         args.width, args.batch_size, args.steps, args.train_size = 8, 8, 2, 64
         torch.set_num_threads(1)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cudnn pick the fastest convolution once
+    configure_device(device)  # the workers' settings (no cudnn.benchmark: the workers never time kernels)
     print(header(device))
     if args.smoke:
         print(
@@ -374,11 +403,11 @@ def main() -> None:
                 else "smoke run, figures mean nothing"
             )
         )
-    found: dict = {}  # what later sections use: section 1's best throughput, section 3's concurrency gain
+    found: dict = {}  # what later sections use: section 1's study-settings throughput, section 3's concurrency gain
     total = time.perf_counter()
     numbers = sorted({int(s) for s in args.sections.split(",")})
     if not set(numbers) <= set(SECTIONS):
-        ap.error(f"--sections: expected numbers among 1-4, got {args.sections}")
+        ap.error(f"--sections: expected numbers among 1-5, got {args.sections}")
     for number in numbers:
         title, section = SECTIONS[number]
         print(f"\n## {number}. {title}\n", flush=True)

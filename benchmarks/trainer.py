@@ -165,7 +165,7 @@ def project_runner(
 ):
     """workloads/train.py's path with one speed setting; returns run(n) -> images trained in n steps."""
     model = prepare_model(model, speed, device)
-    stream = CountingStream(prepare_images(x, speed), y, args.batch_size, generator_for(0, device), augment)
+    stream = CountingStream(prepare_images(x, speed), y, args.batch_size, generator_for(0), augment)
     optimizer, schedule = adam_with_cosine(model, RECIPE.lr, RECIPE.weight_decay, total_steps, RECIPE.final_lr_fraction)
 
     def run(n: int) -> int:

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.e2e
                 "## 2. Memorization ensemble",
                 "## 3. Four quarter-GPU Ray actors",
                 "## 4. Projected wall time of the study sweep",
+                "## 5. The trainer against the reference loop",
+                "| model | path |",  # section 5 ran trainer.py to its table
             ],
         ),
     ],

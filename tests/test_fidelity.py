@@ -224,7 +224,7 @@ def test_every_stream_draws_each_example_once_per_pass_in_a_new_order():
     from workloads.train import BatchStream, generator_for
 
     x = torch.arange(10.0)
-    stream = BatchStream(x, torch.arange(10), 4, generator_for(0, torch.device("cpu")))
+    stream = BatchStream(x, torch.arange(10), 4, generator_for(0))
     passes = [torch.cat([next(stream)[1] for _ in range(stream.batches_per_pass)]) for _ in range(2)]
     assert all(sorted(p.tolist()) == list(range(10)) for p in passes)
     assert not torch.equal(passes[0], passes[1])  # reshuffled, not replayed

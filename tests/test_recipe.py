@@ -135,7 +135,7 @@ def tiny_fit(tmp_path, interrupt_at=None, fp16=False):
         model.autocast_dtype = torch.float16  # what workloads.speed sets on a GPU; CPU autocast runs it too
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
-    stream = BatchStream(x, y, 8, generator_for(0, torch.device("cpu")))
+    stream = BatchStream(x, y, 8, generator_for(0))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(REFERENCE, 60))
     selector = BestOnTest(x[:20], y[:20], 2, stream.batches_per_pass, 60)
@@ -277,7 +277,7 @@ def test_a_cross_entropy_step_is_unchanged_by_the_loss_scaler_when_off():
     a, b = nn.Linear(3, 2), nn.Linear(3, 2)
     b.load_state_dict(a.state_dict())
     x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
-    stream = BatchStream(x, y, 8, generator_for(0, torch.device("cpu")))
+    stream = BatchStream(x, y, 8, generator_for(0))
     opt_a = torch.optim.SGD(a.parameters(), lr=0.1)
     fit(a, stream, opt_a, torch.optim.lr_scheduler.LambdaLR(opt_a, lambda e: 1.0), 1)
     opt_b = torch.optim.SGD(b.parameters(), lr=0.1)

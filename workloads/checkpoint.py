@@ -69,6 +69,13 @@ class TrainingCheckpoint:
         self.saves += 1
         return True
 
+    def discard(self, why: str) -> None:
+        """A readable checkpoint that cannot continue this training (saved by another recipe, or by a generator of
+        another kind): removed with a warning, and training starts over, to the result of an uninterrupted run."""
+        warnings.warn(f"training checkpoint {self.path} not resumed: {why}; starting over", stacklevel=3)
+        self.resumed_step = 0
+        self.clear()
+
     def clear(self) -> None:
         for path in (self.path, self.path.with_name(self.path.name + ".partial")):
             path.unlink(missing_ok=True)

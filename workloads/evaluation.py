@@ -31,5 +31,5 @@ def scored_images(x: torch.Tensor, cfg: EvaluationConfig, augment: Optional[Augm
     """The images a training-set split is scored on: x itself, or one seeded augmented draw of it."""
     if not cfg.augment or augment is None or len(x) == 0:
         return x
-    generator = torch.Generator(device=x.device if x.device.type == "cuda" else "cpu").manual_seed(DRAW_SEED)
+    generator = torch.Generator().manual_seed(DRAW_SEED)  # the CPU's on every device, as every node's (train.py)
     return augment(x, generator)

@@ -119,7 +119,7 @@ class SubsetStream:
     def next_index(self) -> torch.Tensor:
         while len(self._queue) < self.batch_size:
             order = torch.randperm(len(self.subset), generator=self.generator, device=self.generator.device)
-            self._queue = torch.cat([self._queue, self.subset[order.to(self.subset.device)]])
+            self._queue = torch.cat([self._queue, self.subset[order.to(self.subset.device, non_blocking=True)]])
         index, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
         return index
 
@@ -205,7 +205,7 @@ def train_subset_models(
     t = cfg.train
     total = steps_for(t.epochs, round(included.sum().item() / len(included)), t.batch_size)
     streams = [
-        SubsetStream(x, y, s, t.batch_size, generator_for(seed, x.device), augment if t.augment else None)
+        SubsetStream(x, y, s, t.batch_size, generator_for(seed), augment if t.augment else None)
         for s, seed in zip(subsets, seeds)
     ]
     reason = why_not_vectorized(nets[0], x) if cfg.vectorize else "vectorize is off"

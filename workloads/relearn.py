@@ -57,7 +57,7 @@ def relearn(
     evaluation = evaluation or EvaluationConfig()
     heldout_x, heldout_y = scored_images(data.x_train[heldout], evaluation, data.augment), data.y_train[heldout]
     total = steps_for(cfg.epochs, len(data.y_train), cfg.batch_size)
-    stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), data.augment if cfg.augment else None)
+    stream = BatchStream(x, y, cfg.batch_size, generator_for(seed), data.augment if cfg.augment else None)
     optimizer, schedule = adam_with_cosine(model, cfg.lr, cfg.weight_decay, total, cfg.final_lr / cfg.lr)
     accuracies = []  # (step, held-out forget, test) as device scalars; read back once at the end
     correct = lambda xs, ys: (predict(model, xs).argmax(1) == ys).float().mean()

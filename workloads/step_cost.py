@@ -67,7 +67,7 @@ def _timed(fn, device: torch.device) -> tuple[float, float]:
     """(best, median) seconds per call over the timed blocks, after the warm-up."""
     for _ in range(WARMUP):
         fn()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)  # the node's GPU
     sync()
     start = time.perf_counter()
     fn()

@@ -156,9 +156,8 @@ class BatchStream:
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cursor >= len(self._order):
-            self._order = torch.randperm(len(self.y), generator=self.generator, device=self.generator.device).to(
-                self.y.device
-            )
+            order = torch.randperm(len(self.y), generator=self.generator, device=self.generator.device)
+            self._order = order.to(self.y.device, non_blocking=True)  # no wait for the GPU's queue
             self._cursor = 0
         index = self._order[self._cursor : self._cursor + self.batch_size]
         self._cursor += self.batch_size
@@ -167,9 +166,12 @@ class BatchStream:
         return (self.augment(x, self.generator) if self.augment else x), self.y[index]
 
 
-def generator_for(seed: int, device: torch.device) -> torch.Generator:
-    # CUDA generators drive on-device randperm/randint without a host round trip.
-    return torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
+def generator_for(seed: int) -> torch.Generator:
+    """The generator of a node's batches and augmentations: always the CPU's, on every device. A CUDA generator would
+    draw other numbers from the same seed, so a GPU run of a node would be another sample than a CPU run under the
+    same content key, and a training checkpoint could not resume on the other kind of device. The draws are a few
+    hundred integers per step, copied to the GPU without waiting for it (`non_blocking`)."""
+    return torch.Generator().manual_seed(seed)
 
 
 def make_optimizer(params, name: str, lr: float, weight_decay: float, momentum: float = 0.9) -> torch.optim.Optimizer:
@@ -253,6 +255,16 @@ class Training:
             **({"selector": self.selector.state_dict()} if self.selector is not None else {}),
         }
 
+    def cannot_resume(self, saved: dict, total_steps: int) -> Optional[str]:
+        """Why a saved state cannot continue this training (None: it can). Checked before anything is loaded, so a
+        refused state leaves the model, optimizer and stream untouched and training starts over."""
+        if saved["total_steps"] != total_steps:
+            return f"it was saved for {saved['total_steps']} steps, not {total_steps}"
+        theirs, mine = saved["stream"]["generator"], self.stream.generator.get_state()
+        if theirs.shape != mine.shape:  # a CUDA generator's 16 bytes against a CPU one's 5,056, or the reverse
+            return f"its batch generator's state ({theirs.numel()} bytes) is not this generator's ({mine.numel()})"
+        return None
+
     def resume(self, saved: dict, device: torch.device) -> tuple[list, torch.Tensor, int]:
         """Loads a saved state; returns (curve, running loss, the first step still to take)."""
         self.model.load_state_dict(saved["model"])
@@ -286,8 +298,11 @@ def fit(
     # fp16 autocast needs its loss scaled, as the reference's GradScaler does; any other precision runs unscaled.
     scaler = torch.amp.GradScaler(stream.y.device.type, enabled=getattr(model, "autocast_dtype", None) == torch.float16)
     training = Training(model, optimizer, schedule, stream, scaler, selector)
-    if checkpoint is not None and (saved := checkpoint.load()) is not None and saved["total_steps"] == total_steps:
-        curve, running, first = training.resume(saved, running.device)
+    if checkpoint is not None and (saved := checkpoint.load()) is not None:
+        if (why := training.cannot_resume(saved, total_steps)) is None:
+            curve, running, first = training.resume(saved, running.device)
+        else:
+            checkpoint.discard(why)
     for step in range(first, total_steps + 1):
         model.train()
         xb, yb = next(stream)
@@ -334,7 +349,7 @@ def train_classifier(
     `test`: the test set `select: best_test` scores; the BestOnTest used is appended to `selector_out`."""
     check_recipe(cfg)
     nominal, total = recipe_steps(cfg, len(y) if epoch_size is None else epoch_size, len(y))
-    stream = BatchStream(x, y, cfg.batch_size, generator_for(seed, x.device), augment if cfg.augment else None)
+    stream = BatchStream(x, y, cfg.batch_size, generator_for(seed), augment if cfg.augment else None)
     optimizer = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, nominal))
     selector = None

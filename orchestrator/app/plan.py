@@ -13,8 +13,7 @@ from orchestrator.plan.cost import Observed, estimate
 from orchestrator.plan.sharing import sharing
 from orchestrator.report.plan_tables import estimate_lines, kind_counts_line, plan_table
 from orchestrator.spec import SpecError, load_sweep
-from workloads.runtime import runtime_facts
-from workloads.train import pick_device
+from workloads.runtime import device_here, runtime_facts
 
 
 def plan(request: SweepRequest, estimate_compute: bool, out: Output) -> int:
@@ -38,7 +37,7 @@ def plan(request: SweepRequest, estimate_compute: bool, out: Output) -> int:
         out.show(f"shared: {line}")
     to_run = [node for node in dag if node not in cached]
     if estimate_compute and to_run and state.plan.labels is not None:
-        device = pick_device(loaded.spec.device)
+        device = estimate_device(loaded.spec.device)
         found = estimate(to_run, state.plan.labels, device, observed_times(state, cached, tracker, device))
         for line in estimate_lines(found):
             out.show(line)
@@ -62,3 +61,12 @@ def row(node, cached: bool, tracker) -> tuple[str, str, str, str, str]:
     if node.key is None:
         return ("run", node.kind, node.label, "-", "key known once its inputs exist")
     return ("run", node.kind, node.label, node.short, tracker.lineage.why_new(node))
+
+
+def estimate_device(preference: str):
+    """The sweep's device if this machine has it, else what this machine has: a sweep for a GPU cluster is planned on
+    a laptop too (the estimate names the machine it measured)."""
+    try:
+        return device_here(preference)
+    except ValueError:
+        return device_here("auto")

@@ -21,6 +21,7 @@ from orchestrator.app.output import Output
 from orchestrator.app.requests import RunRequest
 from orchestrator.app.tracking import open_tracker, outputs_that_vanish, refuse_a_store_that_vanishes, tracking_uri
 from orchestrator.execute import LocalPool, RunState, Status, run_sweep
+from orchestrator.execute.local import local_device
 from orchestrator.execute.progress import SweepProgress
 from orchestrator.execute.stop import GracefulStop
 from orchestrator.plan import data_problem, plan_sweep
@@ -36,6 +37,11 @@ def run_sweep_file(request: RunRequest, found: Optional[Fingerprint], began: flo
     """Runs the sweep; returns the exit code (0 done, 1 a node failed, 3 store lost, 128 + signal)."""
     loaded = load_sweep(request.config, list(request.overrides))
     where = loaded.path.name
+    if request.executor == "local":  # this machine must have the device; Ray's workers are asked on the cluster
+        try:
+            local_device(loaded.spec.device)
+        except SpecError as error:
+            raise SpecError(f"{where}: {error}") from None
     target = tracking_uri(request.tracking_uri, where, loaded.spec.tracking.uri)
     refuse_a_store_that_vanishes(target, loaded.spec.tracking, where)  # a Ray Job's store must outlive the job
     tracker = open_tracker(target, loaded.spec.tracking)
@@ -60,7 +66,7 @@ def make_pool(request: RunRequest, tracker: Tracker, device: str):
         from orchestrator.execute.ray_pool import RayPool
 
         try:
-            return RayPool(tracker, request.address, request.workers)
+            return RayPool(tracker, request.address, request.workers, device)
         except ConnectionError as error:
             raise SpecError(f"--address: cannot connect to a Ray cluster at {request.address}: {error}") from None
     return LocalPool(tracker, device)

@@ -1,4 +1,7 @@
-"""The local executor's pool: one task at a time, in this process, on the sweep's device. No Ray needed."""
+"""The local executor's pool: one task at a time, in this process, on the sweep's device. No Ray needed.
+
+One device: `device: auto` is the machine's first GPU (`cuda:N` picks another). On a machine with several GPUs,
+`--executor ray` starts a local Ray that uses all of them, several nodes at a time (the sweep's `resources`)."""
 
 from __future__ import annotations
 
@@ -9,8 +12,17 @@ import torch
 
 from orchestrator.execute.scheduler import Finished
 from orchestrator.execute.worker import NodeTask, NodeWorker
+from orchestrator.spec import SpecError
 from orchestrator.track import StoreUnavailable
-from workloads.train import pick_device
+from workloads.runtime import device_here
+
+
+def local_device(preference: str) -> torch.device:
+    """The device the local executor runs on; SpecError naming `device` when this machine lacks it."""
+    try:
+        return device_here(preference)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
 
 
 class LocalPool:
@@ -19,13 +31,15 @@ class LocalPool:
     name = "local"
 
     def __init__(self, tracker, device: str = "auto"):
-        self.device = pick_device(device)
+        self.device = local_device(device)
         self.has_gpus = self.device.type == "cuda"
         self.worker = NodeWorker(tracker, self.device)
         self.queue: list[NodeTask] = []
 
     def describe(self) -> str:
-        return f"local on {self.device}, {torch.get_num_threads()} torch threads"
+        gpus = torch.cuda.device_count() if self.device.type == "cuda" else 0
+        others = f" (1 of {gpus} GPUs: --executor ray uses all of them)" if gpus > 1 else ""
+        return f"local on {self.device}{others}, {torch.get_num_threads()} torch threads"
 
     def can_start(self, resources: dict) -> bool:
         return not self.queue

@@ -63,7 +63,7 @@ def run_trial(point: dict, *, context: dict) -> None:
     tracker = Tracker(*context["tracker_args"])
     state = RunState(plan_sweep(trial_spec(context["spec"], search, point)), tracker.artifacts, context["sweep_id"])
     row = state.plan.dag.results[0].nodes
-    pool = LocalPool(tracker, context["spec"].device)
+    pool = LocalPool(tracker, trial_device(context["spec"].device, context["num_gpus"]))
     run_sweep(state, pool, tracker, context["parent"], targets=[row.evaluate])
     evaluated, unlearned = state[row.evaluate], state[row.model]
     if not evaluated.status.done:
@@ -82,6 +82,14 @@ def run_trial(point: dict, *, context: dict) -> None:
     )
 
 
+def trial_device(preference: str, num_gpus: float) -> str:
+    """A trial's device: the GPU Ray gave it (its `cuda:0`, whatever `cuda:N` the sweep names for local runs), or
+    the CPU when it holds none; a GPU it cannot use fails the trial (workloads/runtime.py `worker_device`)."""
+    from workloads.runtime import worker_device
+
+    return str(worker_device(preference, num_gpus > 0))
+
+
 def run_search(
     spec: SweepSpec, search: SearchSpec, tracker, sweep_id: str, parent: str, control: dict, resources: dict
 ) -> dict[str, Any]:
@@ -97,6 +105,7 @@ def run_search(
         "parent": parent,
         "control": control,
         "num_cpus": resources["num_cpus"],
+        "num_gpus": resources["num_gpus"],
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context), {"cpu": resources["num_cpus"], "gpu": resources["num_gpus"]}

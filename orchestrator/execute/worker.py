@@ -6,7 +6,13 @@ executor holds one NodeWorker in-process; the Ray executor one per actor.
 Each task gets a training checkpoint file in this machine's cache folder, named by the node's content key
 (`<cache>/checkpoints/<key>.pt`; one computation per key at a time, so one writer), which the long training kinds write
 every UNLEARN_SWEEP_CHECKPOINT_SECONDS (default 300) or UNLEARN_SWEEP_CHECKPOINT_STEPS steps and resume from when the
-node runs again after an interruption; it is removed once the node's result is recorded."""
+node runs again after an interruption; it is removed once the node's result is recorded.
+
+On a GPU: the state a node computed is recorded and kept for its children as a CPU copy, as a parent read from the
+store comes (so a distance or LMC node mixes no devices, and the cache holds no GPU memory); the node's precision
+sets the process's fp32 arithmetic (TF32 or IEEE) before it runs; the allocator's cache is emptied after it, for the
+workers that share the GPU; and the node records what makes its numbers reproducible (`runtime`: the GPU, CUDA and
+cuDNN, TF32 and determinism, the precision that ran, the generator's device)."""
 
 from __future__ import annotations
 
@@ -23,7 +29,8 @@ from orchestrator.track import Tracker
 from workloads.checkpoint import TrainingCheckpoint
 from workloads.forget import ForgetSet
 from workloads.nodes import NODE_KINDS, DataNodeConfig, InputNode, RunContext, load_data
-from workloads.runtime import runtime_facts
+from workloads.runtime import configure_device, release_device_memory, runtime_facts
+from workloads.speed import effective_precision, set_fp32_math
 
 STATE_CACHE_SIZE = 8
 
@@ -61,32 +68,55 @@ def training_checkpoint(key: str) -> TrainingCheckpoint:
     )
 
 
+def on_cpu(state: dict) -> dict:
+    """A model's state as the store gives it back: detached CPU tensors (one copy off a GPU, none on the CPU)."""
+    return {name: tensor.detach().cpu() for name, tensor in state.items()}
+
+
 class NodeWorker:
-    def __init__(self, tracker: Tracker, device: torch.device):
+    def __init__(self, tracker: Tracker, device: torch.device, gpu_share: float = 1.0):
+        """`gpu_share`: the fraction of the device's GPU this worker holds (a Ray actor's num_gpus), which caps the
+        memory it may allocate."""
         self.tracker, self.device = tracker, device
-        # A parent read by many children is loaded once; bounded for ResNet-sized sweeps.
+        configure_device(device, gpu_share)
+        # A parent read by many children is loaded once; bounded for ResNet-sized sweeps. CPU tensors only.
         self._states: OrderedDict[str, dict] = OrderedDict()
 
     def run(self, task: NodeTask) -> TaskResult:
         """Executes the task and records it into its claimed run (FINISHED). Raises what the handler raises."""
         start = time.perf_counter()
-        runtime = runtime_facts(self.device)  # measured in the thread that runs the node
         config = task.config
-        data = load_data(config.dataset, self.device, config.speed)
-        if task.forget_set is not None:  # canaries relabelled; a task space's corruption applied
-            data = task.forget_set.training_data(data)
-        inputs = {role: self._input(ref) for role, ref in task.inputs.items()}
+        precision = effective_precision(config.speed, self.device)
+        if self.device.type == "cuda":
+            set_fp32_math(precision)
+        runtime = runtime_facts(self.device) | {"precision": precision}  # in the thread that runs the node
         checkpoint = training_checkpoint(task.key)
-        context = RunContext(self.device, data, task.forget_set, checkpoint)
-        output = NODE_KINDS.get(task.kind).run(config, inputs, context)
+        try:
+            output = self._compute(task, checkpoint)
+            output.state = None if output.state is None else on_cpu(output.state)
+        finally:
+            release_device_memory(self.device)  # after the state left the GPU: the model's memory goes back too
         output.result["runtime"] = runtime
         seconds = time.perf_counter() - start
         resumed = {"resumed_from_step": str(checkpoint.resumed_step)} if checkpoint.resumed_step else {}
         self.tracker.artifacts.record(task.run_id, output, seconds, resumed)
         checkpoint.clear()
         if output.state is not None:
-            self._remember(task.key, output.state)
+            self.keep(task.key, output.state)
         return TaskResult(output.result, seconds)
+
+    def _compute(self, task: NodeTask, checkpoint: TrainingCheckpoint):
+        config = task.config
+        data = load_data(config.dataset, self.device, config.speed)
+        if task.forget_set is not None:  # canaries relabelled; a task space's corruption applied
+            data = task.forget_set.training_data(data)
+        inputs = {role: self._input(ref) for role, ref in task.inputs.items()}
+        context = RunContext(self.device, data, task.forget_set, checkpoint)
+        return NODE_KINDS.get(task.kind).run(config, inputs, context)
+
+    def keep(self, key: str, state: dict) -> None:
+        """Keeps a finished node's state for its children, on the CPU, as a parent read from the store comes."""
+        self._remember(key, on_cpu(state))
 
     def _input(self, ref: InputRef) -> InputNode:
         def load_state():

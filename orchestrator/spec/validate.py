@@ -142,16 +142,13 @@ def _check_positive(spec: SweepSpec, where: str) -> None:
 
 
 def _check_device(device: str, where: str) -> None:
+    """The name only: whether the device is there is the executor's question (this machine's for `local`, checked
+    before any job by app/run.py; the workers' on Ray, whose GPUs the driver's machine need not have)."""
     if device == "auto":
         return
     try:
-        chosen = torch.device(device)
+        torch.device(device)
     except (RuntimeError, ValueError):
         raise SpecError(
             f"{where}: device: {device!r} is not a device torch knows (auto, cpu, cuda, cuda:N, mps)"
         ) from None
-    if chosen.type == "cuda" and (chosen.index or 0) >= (torch.cuda.device_count() if torch.cuda.is_available() else 0):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        raise SpecError(f"{where}: device: {device} is not there: this machine has {count} CUDA device(s)")
-    if chosen.type == "mps" and not torch.backends.mps.is_available():
-        raise SpecError(f"{where}: device: mps is not available on this machine")

@@ -46,9 +46,17 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
-    def to(self, device: torch.device | str) -> Dataset:
+    def to(self, device: torch.device | str, channels_last: bool = False) -> Dataset:
+        """On `device`; with `channels_last`, the training and test images (4-D) in NHWC memory, in the same copy."""
+        images = ("x_train", "x_test") if channels_last else ()
+        layout = {f: torch.channels_last for f in images if getattr(self, f).dim() == 4}
         return dataclasses.replace(
-            self, **{f: getattr(self, f).to(device) for f in self.TENSORS if getattr(self, f) is not None}
+            self,
+            **{
+                f: getattr(self, f).to(device, memory_format=layout.get(f, torch.preserve_format))
+                for f in self.TENSORS
+                if getattr(self, f) is not None
+            },
         )
 
     def corrupted_test(self, needed_by: str = "this") -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,26 +117,33 @@ def load_dataset(
     device: torch.device | str = "cpu",
     limit_train: Optional[int] = None,
     limit_test: Optional[int] = None,
+    channels_last: bool = False,
 ) -> Dataset:
-    """Loads a registered dataset onto `device` (optionally only its first examples), memoised per process and
-    device, so a worker keeps it resident."""
-    key = (name, repr(config), str(device), limit_train, limit_test)
+    """Loads a registered dataset onto `device` (optionally only its first examples, optionally its images in NHWC
+    memory), memoised per process, device and layout, so a worker keeps it resident, and once: every node of a worker
+    gets the same tensors, and a worker on a GPU keeps no CPU copy beside them (a second view of the data there, other
+    limits or another layout, reads its files again)."""
+    key = (name, repr(config), str(device), limit_train, limit_test, channels_last)
     if key not in _CACHE:
-        full = (name, repr(config), "cpu", None, None)
-        if full not in _CACHE:
-            _CACHE[full] = DATASETS.get(name).make(config)
-        d = _CACHE[full]
-        n_test = len(d.y_test)
-        d = dataclasses.replace(
-            d,
-            x_train=d.x_train[:limit_train],
-            y_train=d.y_train[:limit_train],
-            x_test=d.x_test[:limit_test],
-            y_test=d.y_test[:limit_test],
-            x_corrupted_test=_first_test(d.x_corrupted_test, n_test, limit_test),
-            y_corrupted_test=_first_test(d.y_corrupted_test, n_test, limit_test),
-            name=name,
-            corrupted_key=corrupted_test_key(config),
-        )
-        _CACHE[key] = d.to(device)
+        full = (name, repr(config), "cpu", None, None, False)
+        source = _CACHE[full] if full in _CACHE else DATASETS.get(name).make(config)
+        if torch.device(device).type == "cpu":
+            _CACHE[full] = source
+        _CACHE[key] = _first(source, name, config, limit_train, limit_test).to(device, channels_last)
     return _CACHE[key]
+
+
+def _first(d: Dataset, name: str, config: Any, limit_train: Optional[int], limit_test: Optional[int]) -> Dataset:
+    """The dataset's first examples (views of its tensors, no copy), named by its registry entry."""
+    n_test = len(d.y_test)
+    return dataclasses.replace(
+        d,
+        x_train=d.x_train[:limit_train],
+        y_train=d.y_train[:limit_train],
+        x_test=d.x_test[:limit_test],
+        y_test=d.y_test[:limit_test],
+        x_corrupted_test=_first_test(d.x_corrupted_test, n_test, limit_test),
+        y_corrupted_test=_first_test(d.y_corrupted_test, n_test, limit_test),
+        name=name,
+        corrupted_key=corrupted_test_key(config),
+    )

@@ -139,18 +139,20 @@ def read_split(lay: Layout, root: Path, train: bool, verify: bool = True) -> tup
 
 def crop_flip(padding: int = 4, flip: bool = True) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """Random crop of the reflect-padded image back to its size, and a random horizontal flip, per image, in one
-    gather on the batch's device."""
+    gather on the batch's device. The offsets and flips are drawn by the generator on its own device (the CPU's, for
+    every node: workloads/train.py `generator_for`) and copied to the batch's without waiting for it."""
 
     def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, channels, height, width = x.shape
         device = x.device
+        draw = lambda values: values.to(device, non_blocking=True)
         padded = F.pad(x, (padding, padding, padding, padding), mode="reflect") if padding else x
-        top = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
-        left = torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=device)
+        top = draw(torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=generator.device))
+        left = draw(torch.randint(0, 2 * padding + 1, (n, 1), generator=generator, device=generator.device))
         rows = top + torch.arange(height, device=device)  # (n, H)
         cols = left + torch.arange(width, device=device)  # (n, W)
         if flip:
-            mirrored = torch.rand(n, 1, generator=generator, device=device) < 0.5
+            mirrored = draw(torch.rand(n, 1, generator=generator, device=generator.device) < 0.5)
             cols = torch.where(mirrored, cols.flip(1), cols)
         batch = torch.arange(n, device=device).view(n, 1, 1, 1)
         channel = torch.arange(channels, device=device).view(1, channels, 1, 1)

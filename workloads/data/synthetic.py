@@ -15,7 +15,8 @@ def random_shift_1d(max_shift: int) -> Callable[[torch.Tensor, torch.Generator],
 
     def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n, channels, length = x.shape
-        shifts = torch.randint(-max_shift, max_shift + 1, (n, 1), generator=generator, device=x.device)
+        shifts = torch.randint(-max_shift, max_shift + 1, (n, 1), generator=generator, device=generator.device)
+        shifts = shifts.to(x.device, non_blocking=True)  # drawn on the generator's device: the CPU's (train.py)
         source = torch.arange(length, device=x.device) - shifts
         inside = (source >= 0) & (source < length)
         index = source.clamp(0, length - 1).unsqueeze(1).expand(n, channels, length)

@@ -214,7 +214,7 @@ def unlearn(
     cfg = method.cfg
     total = steps_for(cfg.epochs, ctx.train_size, cfg.batch_size) if max_steps is None else max_steps
     ctx.total_steps = total
-    ctx.generator = generator_for(ctx.seed, ctx.retain_x.device)
+    ctx.generator = generator_for(ctx.seed)
     ctx.start = frozen_copy(model)
     method.edit_weights(model, ctx)  # before the streams: a weight edit may draw from the generator first
     optimizer = method.make_optimizer(model)

@@ -17,7 +17,7 @@ from workloads.data import DATASETS, Dataset, load_dataset
 from workloads.models import MODELS, build_model
 from workloads.nodes.base import DataSize, NodeOutput, RunContext, Work
 from workloads.nodes.configs import DataNodeConfig, DatasetRef, ModelRef, TrainNodeConfig
-from workloads.speed import SpeedConfig, effective_precision, prepare_images, prepare_model
+from workloads.speed import SpeedConfig, effective_precision, prepare_model
 from workloads.train import RetrainConfig, TrainConfig, evaluate, recipe_steps, train_classifier
 
 # A fresh init's seed is the node's plus this, so it is not the original's draw. (CPU generators keep 32 bits of a
@@ -26,14 +26,11 @@ FRESH_INIT_SEED_OFFSET = 1_000_003
 
 
 def load_data(dataset: DatasetRef, device: torch.device | str = "cpu", speed: Optional[SpeedConfig] = None) -> Dataset:
-    """The dataset on `device` (memoised per process), in the memory format of the speed settings."""
+    """The dataset on `device`, in the memory format of the speed settings: memoised per process in that format, so
+    every node of a worker reads the same tensors (no per-node copy) and what is cached by them stays cached."""
     args = typed(DATASETS.get(dataset.name).config, dataset.args, "dataset.args")
-    data = load_dataset(dataset.name, args, device, dataset.limit_train, dataset.limit_test)
-    if speed is not None and speed.channels_last and data.x_train.dim() == 4:
-        data = dataclasses.replace(
-            data, x_train=prepare_images(data.x_train, speed), x_test=prepare_images(data.x_test, speed)
-        )
-    return data
+    channels_last = speed is not None and speed.channels_last
+    return load_dataset(dataset.name, args, device, dataset.limit_train, dataset.limit_test, channels_last)
 
 
 def dataset_for(config: dict, device: torch.device | str = "cpu") -> Dataset:
