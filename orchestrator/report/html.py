@@ -25,6 +25,10 @@ CAPTIONS = {
     "weightspace_vs_recovery": (
         "L2 distance and loss barrier to the original against recovery; Spearman's ρ across methods."
     ),
+    "epsilon_distribution": (
+        "Per-example epsilon of each population against the retrained one (the competition's forget quality); "
+        "the null, an independent retrained population, dashed. Shading: the buckets and the points they score."
+    ),
     "task_space_utility_x_healed": "Utility × healed over regularity × discovery rate, per model (means over seeds).",
     "task_space_healed": "Healed: accuracy on the corrupted training examples against their true labels.",
     "task_space_utility": "Utility: clean test accuracy.",
@@ -50,9 +54,20 @@ def _cell(value: Optional[float], sd: Optional[float] = None, percent: bool = Tr
     return f'<td data-v="{value}">{text}</td>'
 
 
-def _columns(grid: list[int]) -> list[tuple[str, str, bool, int]]:
-    """(header, number, as percent, digits) of the ranked table."""
-    return (
+def _columns(grid: list[int], populations: Optional[dict] = None) -> list[tuple[str, str, bool, int]]:
+    """(header, number, as percent, digits) of the ranked table; with populations, their scores too."""
+    scores = []
+    if populations:
+        scores = [
+            ("forget quality", "distributional.forget_quality", False, 3),
+            ("null", "distributional.null_forget_quality", False, 3),
+            ("score", "distributional.score", False, 3),
+            ("KLoM95 forget", "distributional.klom_forget_p95", False, 2),
+        ] + [
+            (f"forget quality k={k}", f"distributional.relearned.k{k}.forget_quality", False, 3)
+            for k in sorted(populations.get("null_relearned", {}), key=int)
+        ]
+    return scores + (
         [
             ("test", "unlearned.test_acc", True, 1),
             ("forget", "unlearned.forget_acc", True, 1),
@@ -68,8 +83,10 @@ def _columns(grid: list[int]) -> list[tuple[str, str, bool, int]]:
     )
 
 
-def ranked_table(shown: list[Model], grid: list[int], floor: Optional[float]) -> str:
-    columns = _columns(grid)
+def ranked_table(
+    shown: list[Model], grid: list[int], floor: Optional[float], populations: Optional[dict] = None
+) -> str:
+    columns = _columns(grid, populations)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ["rank", "model", "seeds", *[c[0] for c in columns]])
     body = []
     for rank, entry in enumerate(resistance_order(shown, grid[-1] if grid else None, floor), start=1):
@@ -110,6 +127,27 @@ def per_seed_table(shown: list[Model]) -> str:
     return f'<table class="sortable" id="per-seed"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def distributional_html(summary: dict) -> str:
+    """The populations' section: what was compared, and the null's forget quality at each prefix of N."""
+    section = summary.get("distributional")
+    if not section or not section.get("null"):
+        return ""
+    n = section["members"]
+    by_n = section["null"].get("forget_quality_by_n") or {}
+    cells = "".join(f'<td data-v="{v}">{v:.3f}</td>' for v in by_n.values())
+    return (
+        f'<h2>Distributional evaluation</h2><p class="note">Each population of {n} models (runs of one setting '
+        f"from the same original, each its own seed) is scored against {n} models retrained without the forget set: "
+        "forget quality F as the NeurIPS 2023 unlearning competition computes it (1 = indistinguishable), its final "
+        "score F × retain and test accuracy ratios, and KLoM (0 = the same margin distribution), P95 over the forget "
+        f"examples. The null is {n} more retrained models from other seeds: the best a method can reach at this N. "
+        "docs/distributional.md has the definitions.</p>"
+        '<table id="null-by-n"><thead><tr><th>null F at N =</th>'
+        + "".join(f"<th>{html.escape(k)}</th>" for k in by_n)
+        + f"</tr></thead><tbody><tr><td>retrained vs retrained</td>{cells}</tr></tbody></table>"
+    )
+
+
 def figure_html(name: str, svg: Path) -> str:
     data = base64.b64encode(svg.read_bytes()).decode()
     return (
@@ -136,7 +174,8 @@ def render(summary: dict, figures: dict[str, Path], floor: Optional[float]) -> s
 <p class="note">Usable models first ({floor_text}), then the rest greyed; within each, the lowest held-out forget
 accuracy after the strongest attack ({strongest}) first. Accuracies in %, mean ± sd over seeds.
 Click a header to sort.</p>
-{ranked_table(shown, grid, floor)}
+{ranked_table(shown, grid, floor, summary.get("distributional"))}
+{distributional_html(summary)}
 <h2>Does weight space predict relearning?</h2>{correlations_table(summary)}
 <h2>Figures</h2>{"".join(figure_html(name, path) for name, path in figures.items())}
 <details><summary>Every model and seed</summary>{per_seed_table(shown)}</details>
