@@ -15,6 +15,8 @@ pytestmark = pytest.mark.e2e
     "script, tables",
     [
         ("trainer.py", ["| model | path |"]),
+        ("distributional.py", ["| score | vectorised (s) | per-example loop (s) |", "| forget quality F |"]),
+        ("population.py", ["| block | sequential s | vmapped s |", "| retrained |", "| finetune |"]),
         (
             "gpu.py",
             [

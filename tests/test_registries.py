@@ -103,6 +103,10 @@ def test_every_node_kind_declares_its_version_and_reads():
         "interpolate",
         "distance",
         "evaluate",
+        "population_train",
+        "population_unlearn",
+        "population_relearn",
+        "population_score",
     }
     for name in NODE_KINDS.names():
         kind = NODE_KINDS.get(name)

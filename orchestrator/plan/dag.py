@@ -10,6 +10,9 @@ A corrupted-data task space (`corruption:`) is the same DAG per cell: each corru
 whose nodes carry the corruption (every node that reads the training set) and the cell's forget section (the
 discovered subset). The original's config holds the corruption but no discovery rate, so the builder's dedup makes
 it one node per corruption and seed, shared by every rate and method; the retrained baseline is per cell.
+
+A `population:` section adds distributional evaluation: populations of retrained and unlearned models in block nodes
+and their scores (plan/population.py builds them through this builder).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from orchestrator.plan.identity import canonical_json
+from orchestrator.plan.population import PopulationBuilder, Populations
 from orchestrator.spec import MethodSetting, SweepSpec, as_dict, expand_method
 from orchestrator.spec.corruption import corruption_sections
 from workloads.corruptions import discovered_count
@@ -148,6 +152,7 @@ class SweepDAG:
     memorization: Optional[Node]
     controls: dict  # seed -> SeedControls; in a task space (seed, Cell) -> SeedControls
     results: list[ResultRow]
+    populations: Optional[Populations] = None  # distributional evaluation (`population:`; plan/population.py)
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
@@ -158,7 +163,7 @@ class DagBuilder:
     the k grid."""
 
     def __init__(self, spec: SweepSpec, settings: list[MethodSetting], attack_pool: Optional[int] = None):
-        self.spec, self.settings = spec, settings
+        self.spec, self.settings, self.attack_pool = spec, settings, attack_pool
         self.nodes: list[Node] = []
         self._seen: dict[str, Node] = {}
         dataset = as_dict(spec.dataset)
@@ -200,7 +205,22 @@ class DagBuilder:
                 seed_controls = self._controls(seed, task)
                 controls[seed if task.cell is None else (seed, task.cell)] = seed_controls
                 results.extend(self._result(setting, seed_controls, task) for setting in self.settings)
-        return SweepDAG(self.nodes, self.memorization, controls, results)
+        populations = self._populations(controls) if self.spec.population is not None else None
+        return SweepDAG(self.nodes, self.memorization, controls, results, populations)
+
+    def _populations(self, controls: dict) -> Populations:
+        """Distributional evaluation (plan/population.py). One forget set (no task space): controls keyed by seed."""
+
+        def start_of(setting: MethodSetting, seed: int) -> Node:
+            original = controls[seed].original.model
+            return (
+                original
+                if setting.start is None
+                else self._unlearned(setting.start, seed, original, Task(self.spec.forget))
+            )
+
+        originals = {seed: c.original.model for seed, c in controls.items()}
+        return PopulationBuilder(self, self.attack_pool).build(originals, start_of)
 
     def _tasks(self, seed: int) -> list[Task]:
         """The sweep's one forget set, or every corruption x discovery rate of its task space."""

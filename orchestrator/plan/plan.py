@@ -66,12 +66,14 @@ def input_problem(spec: SweepSpec, labels: Labels, pool: int) -> Optional[str]:
     problem = forget_set_problem(labels.y_train, labels.num_classes, spec.forget)
     if problem is not None:
         return f"{problem[0]}: {problem[1]}"
-    beyond = [k for k in spec.relearn.k if k > pool]
-    if beyond:
-        return (
-            f"relearn.k: {beyond} beyond the attack pool: the attacker may draw on {pool} forget examples "
-            f"(forget.attack_pool_fraction of the forget set)"
-        )
+    population_ks = spec.population.relearn_k if spec.population is not None else []
+    for key, ks in (("relearn.k", spec.relearn.k), ("population.relearn_k", population_ks)):
+        beyond = [k for k in ks if k > pool]
+        if beyond:
+            return (
+                f"{key}: {beyond} beyond the attack pool: the attacker may draw on {pool} forget examples "
+                f"(forget.attack_pool_fraction of the forget set)"
+            )
     return None
 
 

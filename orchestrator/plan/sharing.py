@@ -7,6 +7,7 @@ from __future__ import annotations
 from statistics import fmean
 
 from orchestrator.plan.dag import SweepDAG
+from orchestrator.plan.population import sharing_lines
 
 
 def sharing(dag: SweepDAG) -> list[str]:
@@ -18,6 +19,8 @@ def sharing(dag: SweepDAG) -> list[str]:
     originals = list(dict.fromkeys(c.original.model for c in controls))
     if not originals:
         return lines
+    if dag.populations is not None:
+        lines.extend(sharing_lines(dag.populations, len(originals)))
     per = "corruption × seed" if any(c.cell is not None for c in controls) else "seed"
     rates = fmean(len({c.cell for c in controls if c.original.model is o}) for o in originals)
     unlearn = fmean(

@@ -4,7 +4,9 @@
 - `recovery_vs_k`: how much held-out forget accuracy relearning brings back, against k;
 - `forget_vs_test`: held-out forget accuracy after relearning against the model's test accuracy (the study's scatter);
 - `lmc`: test and forget accuracy along the linear path from the original (t=0) to each model (t=1);
-- `weightspace_vs_recovery`: L2 to the original and the loss barrier against recovery, Spearman's rho in each title.
+- `weightspace_vs_recovery`: L2 to the original and the loss barrier against recovery, Spearman's rho in each title;
+- `epsilon_distribution` (a sweep with populations): each population's per-example epsilon against the retrained
+  one, the null dashed (distributional.py).
 
 A corrupted-data task space gets its heatmaps instead (heatmaps.py: utility x healed, healed and utility over
 regularity x discovery rate): its models are per cell, too many series for the figures above.
@@ -25,6 +27,7 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from orchestrator.report.distributional import epsilon_figure
 from orchestrator.report.heatmaps import task_space_heatmap
 from orchestrator.report.rows import Model, curve_from_start, mean_curve, models
 from orchestrator.report.rows import ks as sweep_ks
@@ -264,6 +267,7 @@ FIGURES: dict[str, Callable[[dict], Optional[Figure]]] = {
     "forget_vs_test": forget_vs_test,
     "lmc": lmc,
     "weightspace_vs_recovery": weightspace_vs_recovery,
+    "epsilon_distribution": epsilon_figure,  # distributional evaluation (distributional.py), when the sweep has it
 }
 
 

@@ -31,6 +31,10 @@ CAPTIONS = {
         "L2 distance and loss barrier to the original against recovery (points); Spearman's ρ across method "
         "settings, with its p-value and n."
     ),
+    "epsilon_distribution": (
+        "Per-example epsilon of each population against the retrained one (the competition's forget quality); "
+        "the null, an independent retrained population, dashed. Shading: the buckets and the points they score."
+    ),
     "task_space_utility_x_healed": "Utility × healed over regularity × discovery rate, per model (means over seeds).",
     "task_space_healed": "Healed: accuracy on the corrupted training examples against their true labels.",
     "task_space_utility": "Utility: clean test accuracy.",
@@ -63,9 +67,21 @@ class Column:
     digits: int = 1
 
 
-def _columns(grid: list[int]) -> list[Column]:
-    """The columns of every table of the report, in the terminal's words and units."""
-    return (
+def _columns(grid: list[int], populations: Optional[dict] = None) -> list[Column]:
+    """The columns of every table of the report, in the terminal's words and units; with populations, their
+    distributional scores first."""
+    scores = []
+    if populations:
+        scores = [
+            Column("forget quality", "distributional.forget_quality", "", 3),
+            Column("null", "distributional.null_forget_quality", "", 3),
+            Column("score", "distributional.score", "", 3),
+            Column("KLoM95 forget", "distributional.klom_forget_p95", "", 2),
+        ] + [
+            Column(f"forget quality k={k}", f"distributional.relearned.k{k}.forget_quality", "", 3)
+            for k in sorted(populations.get("null_relearned", {}), key=int)
+        ]
+    return scores + (
         [
             Column("test %", "unlearned.test_acc"),
             Column("forget %", "unlearned.forget_acc"),
@@ -117,8 +133,10 @@ def references_table(shown: list[Model], grid: list[int]) -> str:
     return _table("references", "", columns, rows)
 
 
-def ranked_table(shown: list[Model], grid: list[int], floor: Optional[float], readings: dict) -> str:
-    columns, rows = _columns(grid), []
+def ranked_table(
+    shown: list[Model], grid: list[int], floor: Optional[float], readings: dict, populations: Optional[dict] = None
+) -> str:
+    columns, rows = _columns(grid, populations), []
     for rank, entry in enumerate(resistance_order(shown, grid[-1] if grid else None, floor), start=1):
         m = entry.model
         cells = "".join(_cell(m.mean(c.number), m.sd(c.number), c) for c in columns)
@@ -155,6 +173,27 @@ def per_seed_table(shown: list[Model], grid: list[int], readings: dict) -> str:
             cells = "".join(_cell(numbers.get(c.number), None, c) for c in columns)
             rows.append(_row(cells, m.name, reading, 1, str(row["seed"]), "seed"))
     return _table("per-seed", "seed", columns, rows)
+
+
+def distributional_html(summary: dict) -> str:
+    """The populations' section: what was compared, and the null's forget quality at each prefix of N."""
+    section = summary.get("distributional")
+    if not section or not section.get("null"):
+        return ""
+    n = section["members"]
+    by_n = section["null"].get("forget_quality_by_n") or {}
+    cells = "".join(f'<td data-v="{v}">{v:.3f}</td>' for v in by_n.values())
+    return (
+        f'<h2>Distributional evaluation</h2><p class="note">Each population of {n} models (runs of one setting '
+        f"from the same original, each its own seed) is scored against {n} models retrained without the forget set: "
+        "forget quality F as the NeurIPS 2023 unlearning competition computes it (1 = indistinguishable), its final "
+        "score F × retain and test accuracy ratios, and KLoM (0 = the same margin distribution), P95 over the forget "
+        f"examples. The null is {n} more retrained models from other seeds: the best a method can reach at this N. "
+        "docs/distributional.md has the definitions.</p>"
+        '<table id="null-by-n"><thead><tr><th>null F at N =</th>'
+        + "".join(f"<th>{html.escape(k)}</th>" for k in by_n)
+        + f"</tr></thead><tbody><tr><td>retrained vs retrained</td>{cells}</tr></tbody></table>"
+    )
 
 
 def figure_html(name: str, svg: Path) -> str:
@@ -196,7 +235,8 @@ setting is read against. Accuracies in %, recoveries in points, mean ± sd over 
 <h2>Method settings by resistance to relearning</h2>
 <p class="note">Usable settings first ({html.escape(usable)}), then the rest greyed; within each, the lowest held-out
 forget accuracy after the strongest attack ({strongest}) first.{words} Click a header to sort.</p>
-{ranked_table(shown, grid, floor, found)}
+{ranked_table(shown, grid, floor, found, summary.get("distributional"))}
+{distributional_html(summary)}
 <h2>Does weight space predict relearning?</h2>
 <p class="note">Spearman's rank correlation across method settings (each by its means over seeds) between a
 weight-space measure and recovery; p is its two-sided p-value.</p>{correlations_table(summary)}

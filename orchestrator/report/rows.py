@@ -48,6 +48,7 @@ def _control_row(seed: int, model: Optional[dict]) -> dict:
         "relearned": model.get("relearned") or {},
         "l2_to_original": model.get("l2_to_original"),
         "lmc": model.get("lmc"),
+        "distributional": model.get("distributional"),
     }
 
 

@@ -31,7 +31,8 @@ def recovery(result: dict, k: str) -> Optional[float]:
 
 def numbers(row: dict, model_key: str) -> dict[str, float]:
     """The flat numbers of one seed's row: `<model_key>.<metric>`, `relearned.k<k>.<metric>`, `recovery.k<k>`,
-    `l2_to_original`, `lmc.<barrier>`."""
+    `l2_to_original`, `lmc.<barrier>`, and the distributional scores (`distributional.<score>`, the null's as
+    `distributional.null_<score>`, `distributional.relearned.k<k>.<score>`)."""
     model = row.get(model_key) or {}
     out = {
         f"{model_key}.{m}": v
@@ -47,6 +48,10 @@ def numbers(row: dict, model_key: str) -> dict[str, float]:
     for barrier in ("loss_barrier", "error_barrier"):
         if (row.get("lmc") or {}).get(barrier) is not None:
             out[f"lmc.{barrier}"] = row["lmc"][barrier]
+    population = row.get("distributional") or (row.get(model_key) or {}).get("distributional") or {}
+    out |= {f"distributional.{m}": v for m, v in population.items() if isinstance(v, float)}
+    for k, measured in (population.get("relearned") or {}).items():
+        out |= {f"distributional.relearned.k{k}.{m}": v for m, v in measured.items() if isinstance(v, float)}
     return out
 
 

@@ -12,6 +12,7 @@ from scipy.stats import spearmanr
 
 from orchestrator.execute import RunState, Status
 from orchestrator.plan import ModelNodes, Node
+from orchestrator.report.distributional import attach, distributional_section
 from orchestrator.report.seeds import aggregate, recovery, setting_id
 from orchestrator.report.task_space import task_space
 from orchestrator.report.verdicts import verdicts
@@ -102,6 +103,9 @@ def build_summary(run: RunState, executor: str, wall_seconds: float) -> dict:
     ]
     # The oracle's rows are the retrained control itself: not an unlearned model whose resistance is predicted.
     unlearned = [result for row, result in zip(dag.results, results) if not row.setting.is_oracle]
+    population = distributional_section(run)  # populations of models against the retrained one (and the null)
+    if population is not None:
+        attach({"results": results, "seeds": controls}, population)
     summary = {
         "sweep": spec.name,
         "sweep_id": run.sweep_id,
@@ -123,6 +127,8 @@ def build_summary(run: RunState, executor: str, wall_seconds: float) -> dict:
         "correlations": correlations(unlearned),
     }
     summary["verdicts"] = verdicts(summary)  # looks clean / recovers / the control stays put, per setting
+    if population is not None:
+        summary["distributional"] = population
     if spec.corruption is not None:
         summary["task_space"] = task_space(summary)
     return summary

@@ -7,6 +7,7 @@ from typing import Optional
 
 from rich.table import Table
 
+from orchestrator.report.distributional import distributional_table
 from orchestrator.report.seeds import mean_of, setting_name
 from orchestrator.report.verdicts import reading
 
@@ -22,21 +23,13 @@ def results_table(summary: dict) -> Table:
     )
     table = Table(title=f"{summary['sweep']}: accuracy (%) on held-out forget examples, before and after relearning")
     shared = summary.get("method_overrides", {})
-    for column in [
-        "model",
-        "seed",
-        "forget",
-        "held-out",
-        *[f"relearn k={k}" for k in ks],
-        "test",
-        "L2 to orig",
-        "loss barrier",
-        "error barrier",
-    ]:
+    populations = bool(summary.get("distributional"))  # then the forget quality of each model's population too
+    for column in _results_columns(ks, populations):
         table.add_column(column, justify="left" if column == "model" else "right")
 
-    def row(name: str, seed, metrics: Optional[dict], relearned: dict, l2, lmc):
+    def row(name: str, seed, metrics: Optional[dict], relearned: dict, l2, lmc, population=None):
         metrics = metrics or {}
+        quality = [_quality(population)] if populations else []
         table.add_row(
             name,
             str(seed),
@@ -47,6 +40,7 @@ def results_table(summary: dict) -> Table:
             "-" if l2 is None else f"{l2:.2f}",
             "-" if not lmc else f"{lmc['loss_barrier']:.3f}",
             _pct((lmc or {}).get("error_barrier")),
+            *quality,
         )
 
     for control in summary["seeds"]:
@@ -60,10 +54,34 @@ def results_table(summary: dict) -> Table:
             retrain.get("relearned", {}),
             retrain.get("l2_to_original"),
             retrain.get("lmc"),
+            retrain.get("distributional"),
         )
     for r in summary["results"]:
-        row(_setting_name(r, shared), r["seed"], r["unlearned"], r["relearned"], r["l2_to_original"], r["lmc"])
+        named = _setting_name(r, shared)
+        row(named, r["seed"], r["unlearned"], r["relearned"], r["l2_to_original"], r["lmc"], r.get("distributional"))
     return table
+
+
+def _results_columns(ks: list[int], populations: bool) -> list[str]:
+    return [
+        "model",
+        "seed",
+        "forget",
+        "held-out",
+        *[f"relearn k={k}" for k in ks],
+        "test",
+        "L2 to orig",
+        "loss barrier",
+        "error barrier",
+        *(["forget quality (null)"] if populations else []),
+    ]
+
+
+def _quality(population: Optional[dict]) -> str:
+    """A model's population's forget quality, the null's beside it."""
+    if not population or population.get("forget_quality") is None:
+        return "-"
+    return f"{population['forget_quality']:.3f} ({population.get('null_forget_quality', float('nan')):.3f})"
 
 
 def _mean_sd(entry: dict, name: str) -> str:
@@ -129,7 +147,8 @@ def summary_tables(summary: dict) -> list[Table]:
     """What `run` and `report` print: the task-space table, or the results table and (several seeds) the seeds table."""
     if summary.get("task_space"):
         return [task_space_table(summary)]
-    return [t for t in (results_table(summary), seeds_table(summary)) if t is not None]
+    tables = (results_table(summary), seeds_table(summary), distributional_table(summary))
+    return [t for t in tables if t is not None]
 
 
 def _mean_se(found: Optional[dict]) -> str:

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from orchestrator.spec.tracking import TrackingSpec
+from workloads.distributional import ScoreConfig
 from workloads.evaluation import EvaluationConfig
 from workloads.forget import ForgetConfig
 from workloads.memorization import MemorizationConfig
+from workloads.population import PopulationOutputs
 from workloads.relearn import RelearnConfig
 from workloads.speed import SpeedConfig
 from workloads.train import TrainConfig
@@ -77,6 +79,22 @@ class CorruptionSpec:
 
 
 @dataclass
+class PopulationSpec:
+    """Distributional evaluation (docs/distributional.md): N models retrained without the forget set (the reference),
+    N more from other seeds (the null, and the `retrain` method's row), N runs of every method setting from each
+    seed's original, optionally the relearning attack (the sweep's `relearn` recipe) at each k of `relearn_k` on
+    every member; each population scored against the reference by every distributional score."""
+
+    members: int = 32
+    first_seed: int = 1000  # member m of role r (0 reference, 1 null, 2 unlearning runs) has seed first_seed + 3m + r
+    block: int = 16  # members per node, trained together (vmapped where the model allows) and cached together
+    vectorize: bool = True
+    outputs: PopulationOutputs = field(default_factory=PopulationOutputs)
+    relearn_k: list[int] = field(default_factory=list)  # needs outputs.keep_models
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+
+@dataclass
 class RelearnSpec(RelearnConfig):
     k: list[int] = field(default_factory=lambda: [0])
 
@@ -92,6 +110,9 @@ class SweepSpec:
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     forget: ForgetConfig = field(default_factory=ForgetConfig)
     corruption: Optional[CorruptionSpec] = None  # a corrupted-data task space (REM's) instead of one forget set
+    population: Optional[PopulationSpec] = (
+        None  # distributional evaluation: ensembles of retrained and unlearned models
+    )
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
     methods: list[MethodSpec] = field(default_factory=list)
     search: list[SearchSpec] = field(default_factory=list)  # each best setting found joins the methods

@@ -7,6 +7,7 @@ import torch
 from orchestrator.spec.corruption import check_corruption
 from orchestrator.spec.errors import SpecError, checked
 from orchestrator.spec.methods import MethodSetting, expand_method
+from orchestrator.spec.population import check_population
 from orchestrator.spec.resources import check_resources
 from orchestrator.spec.schema import Component, SweepSpec
 from orchestrator.spec.search import check_search
@@ -44,6 +45,7 @@ def validate(spec: SweepSpec, where: str) -> list[MethodSetting]:
     _check_forget(spec, where)
     _check_model(model, where)
     check_corruption(spec, where)
+    check_population(spec, where)
     _check_training(spec, where)
     _check_relearn(spec, where)
     try:

@@ -26,6 +26,11 @@ batches), so the same config gives the same run.
 A variant (`alternating_scrub` is `scrub` on the alternating schedule) is the same class registered again with other
 class attributes, and its defaults file starts from the base method's (`base: scrub.yaml`).
 
+`vmappable` says that a method's losses are pure functions of `model(x)`, its batch and the frozen models of the
+context, so several runs of it (a population's members, workloads/population.py) may step together as one vmapped
+ensemble; it is set where that was checked (fine-tuning and the weight edits, gradient ascent, SCRUB), and a method
+without it runs its members one after another.
+
 Class attributes the orchestrator reads: `requires_start_model` (the method must start from another method's
 unlearned model, an initial safeguard), `is_oracle` (the method is the retrained control, built by every sweep) and
 `version`, bumped when what one method computes changes (it enters the keys of that method's nodes only).
@@ -111,6 +116,9 @@ class UnlearningMethod:
     requires_start_model: ClassVar[bool] = False
     is_oracle: ClassVar[bool] = False
     version: ClassVar[int] = 1
+    # Its losses are pure functions of `model(x)`, the batch and the context's frozen models (no parameter access, no
+    # random draws, no hooks): runs of it from one start may step together as a vmapped population.
+    vmappable: ClassVar[bool] = False
 
     def __init__(self, cfg: MethodConfig):
         self.cfg = cfg
@@ -207,10 +215,12 @@ def full_set_stream(ctx: UnlearnContext, batch_size: int, generator: torch.Gener
     return BatchStream(x, y, batch_size, generator, ctx.augment)
 
 
-def unlearn(
+def prepare(
     method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max_steps: Optional[int] = None
-) -> list[tuple[int, float]]:
-    """Runs `method` on `model` in place; returns (step, loss) every pass of the retain set."""
+) -> tuple[int, torch.optim.Optimizer, Batches]:
+    """What `unlearn` does before its first step: the step budget, the generator, the frozen start, the weight edit,
+    the optimiser and the batch streams, in that order (a population trains several members from the same start,
+    each prepared so, then steps them together: workloads/nodes/population_unlearn.py)."""
     cfg = method.cfg
     total = steps_for(cfg.epochs, ctx.train_size, cfg.batch_size) if max_steps is None else max_steps
     ctx.total_steps = total
@@ -224,6 +234,14 @@ def unlearn(
     # outputs differ from the (identical) student's at step 0.
     ctx.original.train()
     ctx.start.train()
+    return total, optimizer, batches
+
+
+def unlearn(
+    method: UnlearningMethod, model: nn.Module, ctx: UnlearnContext, max_steps: Optional[int] = None
+) -> list[tuple[int, float]]:
+    """Runs `method` on `model` in place; returns (step, loss) every pass of the retain set."""
+    total, optimizer, batches = prepare(method, model, ctx, max_steps)
     if method.run is not None:
         return method.run(model, ctx, optimizer, total)
     curve, running, since_log = [], torch.zeros((), device=ctx.retain_x.device), 0
@@ -264,17 +282,31 @@ class Batches:
         self.phase, self.left_in_phase = "forget", forget.batches_per_pass if self.alternating else 0
 
     def loss(self, model: nn.Module) -> torch.Tensor:
-        method, ctx = self.method, self.ctx
+        return self.loss_of(model, self.draw())
+
+    def draw(self) -> tuple:
+        """This step's batches: ("forget" | "retain", (x, y)), ("full", (x, y, discovered)) or ("joint", (retain
+        batch, forget batch or None)). Drawing advances the streams; `loss_of` only reads what was drawn, so
+        several members' draws can be scored together (a vmapped population)."""
         if self.alternating:
             if self.left_in_phase == 0:
                 self.phase = "retain" if self.phase == "forget" else "forget"
                 self.left_in_phase = (self.retain if self.phase == "retain" else self.forget).batches_per_pass
             self.left_in_phase -= 1
-            if self.phase == "forget":
-                return method.forget_loss(model, *next(self.forget), ctx)
-            return method.retain_loss(model, *next(self.retain), ctx)
+            return self.phase, next(self.forget if self.phase == "forget" else self.retain)
         if self.full is not None:
             x, y = next(self.full)
-            return method.full_loss(model, x, y, self.full.last_index >= len(ctx.retain_y), ctx)
+            return "full", (x, y, self.full.last_index >= len(self.ctx.retain_y))
         retain_batch = next(self.retain)  # drawn before the forget batch, as both streams share one generator
-        return method.joint_loss(model, retain_batch, next(self.forget) if self.forget is not None else None, ctx)
+        return "joint", (retain_batch, next(self.forget) if self.forget is not None else None)
+
+    def loss_of(self, model: nn.Module, drawn: tuple) -> torch.Tensor:
+        method, ctx = self.method, self.ctx
+        kind, batch = drawn
+        if kind == "forget":
+            return method.forget_loss(model, *batch, ctx)
+        if kind == "retain":
+            return method.retain_loss(model, *batch, ctx)
+        if kind == "full":
+            return method.full_loss(model, *batch, ctx)
+        return method.joint_loss(model, *batch, ctx)

@@ -10,6 +10,8 @@ from workloads.methods.base import UnlearningMethod, register_method
 @register_method("neggrad_plus", schedule="alternating")
 @register_method("gradient_ascent")
 class GradientAscent(UnlearningMethod):
+    vmappable = True
+
     def retain_loss(self, model, x, y, ctx):
         return F.cross_entropy(model(x), y)
 

@@ -50,6 +50,7 @@ class ScrubConfig(MethodConfig):
 @register_method("scrub")
 class Scrub(UnlearningMethod):
     Config = ScrubConfig
+    vmappable = True
     forget_target = "teacher"  # or "uniform": pull forget predictions to chance instead of away from the teacher
 
     def retain_loss(self, model, x, y, ctx):

@@ -49,6 +49,7 @@ class SSDConfig(MethodConfig):
 class SSD(Finetune):
     Config = SSDConfig
     version = 2  # 1: fine-tuning in train mode from its first step
+    vmappable = False  # it switches the model between eval and train mode per step
 
     def retain_loss(self, model, x, y, ctx):
         model.train(ctx.step >= self.cfg.eval_mode_steps)

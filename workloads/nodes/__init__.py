@@ -1,5 +1,7 @@
 """Node kinds by registry name. Importing this package registers every kind module in it: `memorization`,
-`train_original`, `train_retrain`, `unlearn`, `relearn`, `evaluate`, `distance` and `interpolate`."""
+`train_original`, `train_retrain`, `unlearn`, `relearn`, `evaluate`, `distance` and `interpolate`, and the
+population kinds of distributional evaluation (`population_train`, `population_unlearn`, `population_relearn`,
+`population_score`; what they share is in `population_common`)."""
 
 import importlib
 import pkgutil
@@ -14,8 +16,13 @@ from workloads.nodes.configs import (
     DistanceNodeConfig,
     EvaluateNodeConfig,
     InterpolateNodeConfig,
+    Members,
     MemorizationNodeConfig,
     ModelRef,
+    PopulationRelearnNodeConfig,
+    PopulationScoreNodeConfig,
+    PopulationTrainNodeConfig,
+    PopulationUnlearnNodeConfig,
     RelearnNodeConfig,
     Shard,
     TrainNodeConfig,
@@ -23,7 +30,7 @@ from workloads.nodes.configs import (
 )
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("base", "common", "configs"):
+    if _module.name not in ("base", "common", "configs", "population_common"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
@@ -38,9 +45,14 @@ __all__ = [
     "InputNode",
     "InterpolateNodeConfig",
     "MemorizationNodeConfig",
+    "Members",
     "ModelRef",
     "NodeKind",
     "NodeOutput",
+    "PopulationRelearnNodeConfig",
+    "PopulationScoreNodeConfig",
+    "PopulationTrainNodeConfig",
+    "PopulationUnlearnNodeConfig",
     "RelearnNodeConfig",
     "RunContext",
     "Shard",

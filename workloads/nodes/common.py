@@ -89,6 +89,15 @@ def split_tensors(ctx: RunContext) -> dict[str, tuple[torch.Tensor, torch.Tensor
     return splits
 
 
+def training_recipe(train: TrainConfig, retrain: bool) -> tuple[TrainConfig, RetrainConfig, Callable]:
+    """The recipe a training node runs (with `train.retrain`'s lr for a retrained baseline), its departures, and how
+    its model starts (`node_model(config, data, device, seed)` or `fresh_model`)."""
+    departures = train.retrain if retrain and train.retrain is not None else RetrainConfig()
+    if departures.lr is not None:
+        train = dataclasses.replace(train, lr=departures.lr)
+    return train, departures, fresh_model if departures.init == "fresh" else node_model
+
+
 def train_model(
     config: TrainNodeConfig, ctx: RunContext, index: Optional[torch.Tensor], retrain: bool = False
 ) -> NodeOutput:
@@ -96,11 +105,8 @@ def train_model(
     for the steps of the recipe's epochs over the *full* training set, as the reference counts every schedule;
     resumed from, and saved periodically to, the context's checkpoint when it has one. `retrain`: apply
     `train.retrain` (its lr, a fresh init, training in drop mode)."""
-    cfg, d = config.train, ctx.data
-    departures = cfg.retrain if retrain and cfg.retrain is not None else RetrainConfig()
-    if departures.lr is not None:
-        cfg = dataclasses.replace(cfg, lr=departures.lr)
-    start = fresh_model if departures.init == "fresh" else node_model
+    d = ctx.data
+    cfg, departures, start = training_recipe(config.train, retrain)
     model = start(config, d, ctx.device, config.seed)
     if index is None:  # the full training set as it is on the device: no copy of it
         x, y, ids = d.x_train, d.y_train, torch.arange(len(d.y_train), device=ctx.device)

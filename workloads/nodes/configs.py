@@ -15,9 +15,11 @@ from dataclasses import dataclass, fields
 from typing import Any, Optional, Union
 
 from workloads.config import plain
+from workloads.distributional import ScoreConfig
 from workloads.evaluation import EvaluationConfig
 from workloads.forget import ForgetConfig
 from workloads.memorization import MemorizationConfig
+from workloads.population import PopulationOutputs
 from workloads.relearn import RelearnConfig
 from workloads.speed import SpeedConfig
 from workloads.train import TrainConfig
@@ -135,3 +137,51 @@ class InterpolateNodeConfig(ForgetNodeConfig):
 @dataclass(frozen=True, kw_only=True)
 class DistanceNodeConfig(DataNodeConfig):
     pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Members(Section):
+    """The members of a population that one node computes (workloads/population.py): their seeds in member order,
+    what each keeps, and whether they may train as one vmapped ensemble."""
+
+    seeds: list[int]
+    outputs: PopulationOutputs
+    vectorize: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopulationTrainNodeConfig(DataNodeConfig):
+    """`population_train`: retrained members, each what `train_retrain` with its seed computes."""
+
+    train: TrainConfig
+    forget: Forget
+    members: Members
+    corruption: Optional[CorruptionRef] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopulationUnlearnNodeConfig(ForgetNodeConfig):
+    """`population_unlearn`: runs of one method setting from one start, each what `unlearn` with its seed computes."""
+
+    method: str
+    hparams: Any
+    members: Members
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopulationRelearnNodeConfig(ForgetNodeConfig):
+    """`population_relearn`: the relearning attack on every member of a population block (seeds: the attacks')."""
+
+    relearn: RelearnConfig
+    k: int
+    members: Members
+
+
+@dataclass(frozen=True, kw_only=True)
+class PopulationScoreNodeConfig(DataNodeConfig):
+    """`population_score`: every distributional score of the first `members` of a candidate population against as
+    many of the reference population, on the forget rows `forget_rows` names (forget | heldout_forget)."""
+
+    score: ScoreConfig
+    members: int
+    forget_rows: str = "forget"

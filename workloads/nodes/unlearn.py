@@ -28,6 +28,26 @@ def unlearn_key_view(config):
     return view | ({"method_version": method_cls.version} if method_cls.version > 1 else {})
 
 
+def unlearn_context(method, ctx, original, seed: int) -> UnlearnContext:
+    """What a method unlearns with: the frozen original, the retain set, the forget set (canaries with it), the
+    epoch convention's training-set size and the seed of its batches and draws."""
+    d, splits = ctx.data, split_tensors(ctx)
+    forget_x, forget_y = splits["forget"]
+    if "canary" in splits:
+        forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
+    return UnlearnContext(
+        original,
+        *splits["retain"],
+        forget_x,
+        forget_y,
+        d.num_classes,
+        len(d.y_train),
+        seed,
+        augment=d.augment if method.cfg.augment else None,
+        retain_ids=ctx.forget_set.retain.to(ctx.device),
+    )
+
+
 @register_kind(
     "unlearn",
     UnlearnNodeConfig,
@@ -38,23 +58,10 @@ def unlearn_key_view(config):
 )
 def run_unlearn(config: UnlearnNodeConfig, inputs, ctx):
     method = METHODS.get(config.method)(config.hparams)
-    d, splits = ctx.data, split_tensors(ctx)
+    d = ctx.data
     model = load_model(config, d, inputs["start"].state, ctx.device)
     original = frozen_copy(load_model(config, d, inputs["original"].state, ctx.device))
-    forget_x, forget_y = splits["forget"]
-    if "canary" in splits:
-        forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
-    unlearn_ctx = UnlearnContext(
-        original,
-        *splits["retain"],
-        forget_x,
-        forget_y,
-        d.num_classes,
-        len(d.y_train),
-        config.seed,
-        augment=d.augment if method.cfg.augment else None,
-        retain_ids=ctx.forget_set.retain.to(ctx.device),
-    )
+    unlearn_ctx = unlearn_context(method, ctx, original, config.seed)
     curve = unlearn(method, model, unlearn_ctx)
     return NodeOutput(
         result={"steps": unlearn_ctx.total_steps, **unlearn_ctx.report},
