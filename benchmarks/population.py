@@ -72,14 +72,9 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: every code path, no meaningful figure")
     args = ap.parse_args()
     overrides = []
-    if args.smoke:
-        args.members, args.repeats = 3, 1
-        overrides = [
-            "dataset.args.num_samples=600",
-            "train.epochs=1",
-            "methods.1.hparams.epochs=0.2",
-            "methods.2.hparams.epochs=0.2",
-        ]
+    if args.smoke:  # a few steps of three members of one method, on one thread: the paths run, the figures mean nothing
+        args.members, args.repeats, args.methods, args.threads = 3, 1, "finetune", 1
+        overrides = ["dataset.args.num_samples=400", "train.epochs=0.5", "methods.1.hparams.epochs=0.2"]
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     spec, dag = planned(args.members, overrides)
@@ -102,7 +97,8 @@ def main() -> None:
     for node in blocks:
         inputs = {"start": model_input, "original": model_input} if node.kind == "population_unlearn" else {}
         warm = dataclasses.replace(node.config, members=dataclasses.replace(node.config.members, seeds=[1, 2]))
-        NODE_KINDS.get(node.kind).run(warm, inputs, ctx)  # warm-up: functorch's first vmap, kernels
+        if not args.smoke:
+            NODE_KINDS.get(node.kind).run(warm, inputs, ctx)  # warm-up: functorch's first vmap, kernels
         sequential, vmapped, diff = run_both(node, inputs, ctx, args.repeats)
         name = "retrained" if node.kind == "population_train" else node.config.method
         print(f"| {name} | {sequential:.2f} | {vmapped:.2f} | {sequential / vmapped:.2f}x | {diff:.1e} |", flush=True)

@@ -16,7 +16,6 @@ pytestmark = pytest.mark.e2e
     [
         ("trainer.py", ["| model | path |"]),
         ("distributional.py", ["| score | vectorised (s) | per-example loop (s) |", "| forget quality F |"]),
-        ("population.py", ["| block | sequential s | vmapped s |", "| retrained |", "| finetune |"]),
         (
             "gpu.py",
             [
