@@ -1,7 +1,7 @@
 """The commands that only read the record: `report` (table, figures and HTML of an earlier sweep), `compare` (two
-sweeps' config differences and metric deltas), `status` (the sweeps in the store) and `cache ls | verify | gc`.
-None of them computes a node or imports torch, except `cache verify`, which loads every checkpoint the way a
-worker would (torch.load with weights_only) to prove it still can."""
+sweeps' config differences and metric deltas), `side-by-side` (several sweeps' results in one table), `status` (the
+sweeps in the store) and `cache ls | verify | gc`. None of them computes a node or imports torch, except `cache
+verify`, which loads every checkpoint the way a worker would (torch.load with weights_only) to prove it still can."""
 
 from __future__ import annotations
 
@@ -74,6 +74,15 @@ def report(ref: str, folder: Optional[Path], test_floor: Optional[float], reques
         else " (the sweep is not in this store)"
     )
     out.say(f"report: {path}, figures beside it{where}")
+    return 0
+
+
+def side_by_side(refs: list[str], request: RecordRequest, out: Output) -> int:
+    from orchestrator.report.side_by_side import side_by_side_table
+
+    if len(refs) < 2:
+        raise SpecError("side-by-side: name two sweeps or more")
+    out.show(side_by_side_table([find_sweep(ref, request).summary for ref in refs]))
     return 0
 
 

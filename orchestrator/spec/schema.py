@@ -93,6 +93,8 @@ class SweepSpec:
     forget: ForgetConfig = field(default_factory=ForgetConfig)
     corruption: Optional[CorruptionSpec] = None  # a corrupted-data task space (REM's) instead of one forget set
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
+    # forget.criterion: worst_case: the selection's settings over configs/selection/worst_case.yaml (spec/selection.py)
+    worst_case: dict[str, Any] = field(default_factory=dict)
     methods: list[MethodSpec] = field(default_factory=list)
     search: list[SearchSpec] = field(default_factory=list)  # each best setting found joins the methods
     # Applied over every method's hparams, for the keys a method has (e.g. epochs, batch_size in a smoke profile).

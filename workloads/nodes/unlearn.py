@@ -38,26 +38,37 @@ def unlearn_key_view(config):
 )
 def run_unlearn(config: UnlearnNodeConfig, inputs, ctx):
     method = METHODS.get(config.method)(config.hparams)
-    d, splits = ctx.data, split_tensors(ctx)
-    model = load_model(config, d, inputs["start"].state, ctx.device)
-    original = frozen_copy(load_model(config, d, inputs["original"].state, ctx.device))
-    forget_x, forget_y = splits["forget"]
-    if "canary" in splits:
-        forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
-    unlearn_ctx = UnlearnContext(
-        original,
-        *splits["retain"],
-        forget_x,
-        forget_y,
-        d.num_classes,
-        len(d.y_train),
-        config.seed,
-        augment=d.augment if method.cfg.augment else None,
-        retain_ids=ctx.forget_set.retain.to(ctx.device),
-    )
+    model = load_model(config, ctx.data, inputs["start"].state, ctx.device)
+    original = frozen_copy(load_model(config, ctx.data, inputs["original"].state, ctx.device))
+    unlearn_ctx = unlearn_context(method, original, config.seed, ctx)
     curve = unlearn(method, model, unlearn_ctx)
     return NodeOutput(
         result={"steps": unlearn_ctx.total_steps, **unlearn_ctx.report},
         state=model.state_dict(),
         curves={"unlearn_loss": curve},
+    )
+
+
+def unlearn_context(method, original, seed: int, ctx) -> UnlearnContext:
+    """What the method is given: the forget set (canaries with it) and the retain set, which is empty for a method
+    that declares it uses none (`uses_retain_set = False`): such a method never sees a retain example."""
+    d, splits = ctx.data, split_tensors(ctx)
+    forget_x, forget_y = splits["forget"]
+    if "canary" in splits:
+        forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
+    retain_x, retain_y = splits["retain"]
+    retain_ids = ctx.forget_set.retain.to(ctx.device)
+    if not method.uses_retain_set:
+        retain_x, retain_y, retain_ids = retain_x[:0], retain_y[:0], retain_ids[:0]
+    return UnlearnContext(
+        original,
+        retain_x,
+        retain_y,
+        forget_x,
+        forget_y,
+        d.num_classes,
+        len(d.y_train),
+        seed,
+        augment=d.augment if method.cfg.augment else None,
+        retain_ids=retain_ids,
     )
