@@ -5,6 +5,8 @@
   unlearn-sweep plan CONFIG [key=value ...]
   unlearn-sweep report SWEEP [--out DIR]      a sweep id, a parent run id or a summary.json: table, figures, HTML
   unlearn-sweep compare A B                   config differences and metric deltas per method setting
+  unlearn-sweep side-by-side A B [C ...]      several sweeps' results in one table, model by model (e.g. one sweep
+                                              per forget-set criterion)
   unlearn-sweep status                        the sweeps in the store
   unlearn-sweep cache ls|verify|gc [--yes]    stored results per kind; re-verify every sha256 (a result that
                                               fails is recomputed by the next sweep); remove garbage
@@ -80,6 +82,12 @@ def cmd_compare(args) -> int:
     from orchestrator.app.record import compare
 
     return compare(args.a, args.b, record_fields(args), OUTPUT)
+
+
+def cmd_side_by_side(args) -> int:
+    from orchestrator.app.record import side_by_side
+
+    return side_by_side(args.sweeps, record_fields(args), OUTPUT)
 
 
 def cmd_status(args) -> int:
@@ -221,6 +229,8 @@ def _record_commands(commands) -> None:
     compare = add("compare", cmd_compare, "config differences and metric deltas between two sweeps")
     compare.add_argument("a", help="a sweep id, parent run id or summary.json")
     compare.add_argument("b", help="a sweep id, parent run id or summary.json")
+    side = add("side-by-side", cmd_side_by_side, "several sweeps' results in one table, model by model")
+    side.add_argument("sweeps", nargs="+", help="sweep ids, parent run ids or summary.json files, two or more")
     status = add(
         "status", cmd_status, "the sweeps in the store: running, finished, failed; nodes done; started by whom"
     )

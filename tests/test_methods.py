@@ -12,7 +12,11 @@ from workloads.methods import METHODS, UnlearnContext, frozen_copy, unlearn
 from workloads.models import CNN1DConfig, build_model
 
 # Structural values the tiny model cannot take from the reference defaults (it has hidden states 0 and 1 only).
-TINY_OVERRIDES = {"circuit_breakers": {"layers": [0, 1]}, "tar": {"layers": [0, 1]}}
+TINY_OVERRIDES = {"circuit_breakers": {"layers": [0, 1]}, "tar": {"layers": [0, 1]}} | {
+    # instance-wise unlearning: a few PGD steps, the tiny data's own input range
+    name: {"pgd_iter": 3, "num_adv_images": 2, "clip_min": None, "clip_max": None}
+    for name in ("l2ul", "l2ul_adv", "l2ul_importance", "l2ul_naive")
+}
 
 
 def needs_spare_channels(name):
@@ -91,6 +95,11 @@ def test_the_reference_methods_are_all_registered():
         "bad_teacher_joint",
         "salun_reference",
         "potion_reconstructed",
+        # instance-wise unlearning and its regularisers apart (issue 28)
+        "l2ul",
+        "l2ul_adv",
+        "l2ul_importance",
+        "l2ul_naive",
     }
     assert [n for n in METHODS.names() if METHODS.get(n).requires_start_model] == ["tar"]
     assert [n for n in METHODS.names() if METHODS.get(n).is_oracle] == ["retrain"]

@@ -107,6 +107,7 @@ def test_every_node_kind_declares_its_version_and_reads():
         "population_unlearn",
         "population_relearn",
         "population_score",
+        "select_forget",
     }
     for name in NODE_KINDS.names():
         kind = NODE_KINDS.get(name)
@@ -121,6 +122,9 @@ def test_every_node_kind_declares_its_version_and_reads():
     canaries = dataclasses.replace(original, forget=ForgetConfig(canary_fraction=0.1))  # relabelled in its training set
     assert NODE_KINDS.get("train_original").reads_forget_set(canaries)
     assert NODE_KINDS.get("train_retrain").reads_forget_set(original)
+    # A worst-case selection chooses the forget set: it reads the original and the training set, never a forget set.
+    assert NODE_KINDS.get("select_forget").reads == ("original",)
+    assert not NODE_KINDS.get("select_forget").reads_forget_set(original)
     with pytest.raises(ValueError, match="not among the roles"):
         NODE_KINDS.get("distance").check(DistanceNodeConfig(**data), {"model": None})
     with pytest.raises(TypeError, match="takes a DistanceNodeConfig"):

@@ -19,14 +19,18 @@ from typing import Any, Optional
 
 import torch
 
-CRITERIA = ("random", "high_mem", "low_mem")
+CRITERIA = ("random", "high_mem", "low_mem", "worst_case")
+# The criteria that rank candidates by memorization scores (a `memorization` node); `worst_case` ranks them by the
+# weights of a worst-case selection (a `select_forget` node per original, workloads/selection.py).
+MEMORIZATION_CRITERIA = ("high_mem", "low_mem")
+DESCENDING = ("high_mem", "worst_case")  # the highest score first
 
 
 @dataclass
 class ForgetConfig:
     target_class: Optional[int] = 0  # null: draw from all classes
     fraction: float = 0.1
-    criterion: str = "random"  # random | high_mem | low_mem
+    criterion: str = "random"  # random | high_mem | low_mem | worst_case
     seed: int = 0
     attack_pool_fraction: float = 0.2
     canary_fraction: float = 0.0  # of the candidates, relabelled at random and forgotten with the forget set
@@ -92,6 +96,11 @@ def forget_set_problem(labels: torch.Tensor, num_classes: int, cfg: ForgetConfig
     return None
 
 
+def candidates_of(labels: torch.Tensor, target_class: Optional[int]) -> torch.Tensor:
+    """The training rows a forget set is drawn from: the target class's, or every row."""
+    return torch.arange(len(labels)) if target_class is None else (labels == target_class).nonzero().flatten()
+
+
 def select_forget_set(
     labels: torch.Tensor,
     cfg: ForgetConfig,
@@ -101,21 +110,19 @@ def select_forget_set(
     if cfg.criterion not in CRITERIA:
         raise ValueError(f"forget.criterion must be one of {CRITERIA}, got {cfg.criterion!r}")
     if cfg.criterion != "random" and memorization is None:
-        raise ValueError(f"forget.criterion={cfg.criterion} needs memorization scores")
+        raise ValueError(f"forget.criterion={cfg.criterion} needs scores (memorization, or a worst-case selection)")
     generator = torch.Generator().manual_seed(cfg.seed)
     labels = labels.cpu()
     problem = forget_set_problem(labels, num_classes or int(labels.max()) + 1, cfg)
     if problem is not None:
         raise ValueError(f"{problem[0]}: {problem[1]}")
-    candidates = (
-        torch.arange(len(labels)) if cfg.target_class is None else (labels == cfg.target_class).nonzero().flatten()
-    )
+    candidates = candidates_of(labels, cfg.target_class)
     count = round(cfg.fraction * len(candidates))
     # A seeded shuffle first, so ties in the score are broken at random rather than by position in the file.
     candidates = candidates[torch.randperm(len(candidates), generator=generator)]
     if cfg.criterion != "random":
         scores = memorization.cpu()[candidates]
-        candidates = candidates[torch.sort(scores, descending=cfg.criterion == "high_mem", stable=True).indices]
+        candidates = candidates[torch.sort(scores, descending=cfg.criterion in DESCENDING, stable=True).indices]
     chosen = candidates[:count]
     forget = chosen[torch.randperm(count, generator=generator)]
     pool_size = int(cfg.attack_pool_fraction * count)

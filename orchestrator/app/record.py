@@ -1,9 +1,9 @@
 """The commands that only read the record: `report` (table, figures and HTML of an earlier sweep), `compare` (two
-sweeps' config differences and metric deltas), `status` (the sweeps in the store) and `cache ls | verify | gc`.
-None of them computes a node or imports torch, except `cache verify`, which loads every checkpoint the way a
-worker would (torch.load with weights_only) to prove it still can. On a sqlite store on this machine `status`,
-`cache ls` and `compare` read it without MLflow either (app/tracking.py `open_record`); `report` imports MLflow only
-to log a report on the sweep's run.
+sweeps' config differences and metric deltas), `side-by-side` (several sweeps' results in one table), `status` (the
+sweeps in the store) and `cache ls | verify | gc`. None of them computes a node or imports torch, except `cache
+verify`, which loads every checkpoint the way a worker would (torch.load with weights_only) to prove it still can.
+On a sqlite store on this machine `status`, `cache ls` and `compare` read it without MLflow either (app/tracking.py
+`open_record`); `report` imports MLflow only to log a report on the sweep's run.
 
 A sweep's record is only ever its own: `report` of a summary.json logs on the sweep's run only the summary that
 sweep recorded (a re-run's summary.json is that summary with the re-run noted beside it, so it qualifies), and only
@@ -94,6 +94,15 @@ def log_on_its_run(found: StoredSweep, folder: Path, floor: Optional[float], req
 
     SweepLineage(open_store(tracking_uri(request.tracking_uri), request.experiment)).log_report(run_id, folder)
     return f"; logged under report/ on run {run_id}"
+
+
+def side_by_side(refs: list[str], request: RecordRequest, out: Output) -> int:
+    from orchestrator.report.side_by_side import side_by_side_table
+
+    if len(refs) < 2:
+        raise SpecError("side-by-side: name two sweeps or more")
+    out.show(side_by_side_table([find_sweep(ref, request).summary for ref in refs]))
+    return 0
 
 
 def compare(ref_a: str, ref_b: str, request: RecordRequest, out: Output) -> int:

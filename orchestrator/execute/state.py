@@ -61,17 +61,18 @@ class RunState:
     def __getitem__(self, node: Node) -> NodeState:
         return self.nodes[node]
 
-    def memorization_scores(self) -> Optional[torch.Tensor]:
-        """The scores the forget set is chosen by, once the memorization node is done (None before)."""
-        state = self.nodes[self.plan.dag.memorization]
+    def forget_scores(self, source: Node) -> Optional[torch.Tensor]:
+        """The scores a forget set is chosen by (a memorization estimate's, a worst-case selection's), once `source`
+        is done (None before)."""
+        state = self.nodes[source]
         return self.artifacts.load_tensors(state.run_id)["scores"] if state.status.done else None
 
     def forget_set_for(self, node: Node) -> Optional[ForgetSet]:
-        return self.forget_sets.of(node, self.memorization_scores)
+        return self.forget_sets.of(node, self.forget_scores)
 
     def resolve_key(self, node: Node) -> Optional[str]:
         """The node's content key, once its inputs' keys and its forget set are known (None before)."""
-        return resolve_key(node, self.forget_sets, self.memorization_scores)
+        return resolve_key(node, self.forget_sets, self.forget_scores)
 
     def lookup(self, node: Node) -> bool:
         """Resolves the node's key and looks it up in the store; True if the node is done."""

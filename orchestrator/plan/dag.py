@@ -11,12 +11,17 @@ whose nodes carry the corruption (every node that reads the training set) and th
 discovered subset). The original's config holds the corruption but no discovery rate, so the builder's dedup makes
 it one node per corruption and seed, shared by every rate and method; the retrained baseline is per cell.
 
+The forget set is chosen by the node its readers take as `forget_scores`: none (`random`), the sweep's one
+memorization estimate (`high_mem`, `low_mem`), or, for `worst_case`, a `select_forget` node per original, upstream of
+that seed's retrained control and every node that reads its forget set (workloads/selection.py).
+
 A `population:` section adds distributional evaluation: populations of retrained and unlearned models in block nodes
 and their scores (plan/population.py builds them through this builder).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
@@ -25,8 +30,10 @@ from orchestrator.plan.identity import canonical_json
 from orchestrator.plan.population import PopulationBuilder, Populations
 from orchestrator.spec import MethodSetting, SweepSpec, as_dict, expand_method
 from orchestrator.spec.corruption import corruption_sections
+from orchestrator.spec.selection import worst_case_config
 from workloads.corruptions import discovered_count
 from workloads.data import DATASETS, attack_only_fields
+from workloads.forget import MEMORIZATION_CRITERIA
 from workloads.nodes import (
     NODE_KINDS,
     CorruptionRef,
@@ -43,7 +50,7 @@ from workloads.nodes import (
     TrainNodeConfig,
     UnlearnNodeConfig,
 )
-from workloads.nodes.configs import Forget
+from workloads.nodes.configs import Forget, ForgetBudget, SelectForgetNodeConfig
 from workloads.relearn import RelearnConfig
 from workloads.relearn_sets import usable_ks, uses_corrupted_test
 
@@ -120,6 +127,12 @@ class Task:
     cell: Optional[Cell] = None
     attack_pool: Optional[int] = None
     analysed: bool = True  # relearning attacks, L2 and LMC attach to its models
+    scores: Optional[Node] = None  # the node whose scores choose the forget set (memorization, worst-case selection)
+
+    @property
+    def forget_inputs(self) -> dict[str, Optional[Node]]:
+        """The input every node that reads the forget set takes: the node that chose it (none for `random`)."""
+        return {"forget_scores": self.scores}
 
     @property
     def where(self) -> str:
@@ -134,6 +147,9 @@ class SeedControls:
     retrain: ModelNodes  # the gold standard, and the relearning control
     # In a task space, the controls are the cell's (the original measured on its forget set).
     cell: Optional[Cell] = None
+    # The node whose scores chose this seed's forget set: the memorization estimate, the seed's worst-case selection
+    # (`select_forget`), or None.
+    forget_scores: Optional[Node] = None
 
 
 @dataclass
@@ -177,9 +193,10 @@ class DagBuilder:
         self.relearn = RelearnConfig(**{k: v for k, v in as_dict(spec.relearn).items() if k != "k"})
         # The k grid stops at the attack pool: k forget examples must exist to be given to the attacker.
         self.ks = usable_ks(spec.relearn.k, spec.relearn.relearn_set, attack_pool)
-        self.memorization = self._memorization() if spec.forget.criterion != "random" else None
-        # Every node that reads the forget set depends on the memorization node that chose it.
-        self.forget_inputs = {"forget_scores": self.memorization}
+        criterion = spec.forget.criterion
+        self.memorization = self._memorization() if criterion in MEMORIZATION_CRITERIA else None
+        # worst_case: the selection's settings; its node is per original (`_selected`).
+        self.worst_case = worst_case_config(spec.worst_case) if criterion == "worst_case" else None
 
     def add(
         self,
@@ -202,11 +219,19 @@ class DagBuilder:
         controls, results = {}, []
         for seed in self.spec.seeds:
             for task in self._tasks(seed):
-                seed_controls = self._controls(seed, task)
+                original = self._original(seed, task)
+                task = self._selected(task, original, seed)  # every node that reads the forget set depends on it
+                seed_controls = self._controls(seed, task, original)
                 controls[seed if task.cell is None else (seed, task.cell)] = seed_controls
                 results.extend(self._result(setting, seed_controls, task) for setting in self.settings)
         populations = self._populations(controls) if self.spec.population is not None else None
         return SweepDAG(self.nodes, self.memorization, controls, results, populations)
+
+    @property
+    def forget_inputs(self) -> dict[str, Optional[Node]]:
+        """A population's nodes read the sweep's one forget set (spec/population.py: no task space, no worst case),
+        chosen by the memorization node or by nothing."""
+        return {"forget_scores": self.memorization}
 
     def _populations(self, controls: dict) -> Populations:
         """Distributional evaluation (plan/population.py). One forget set (no task space): controls keyed by seed."""
@@ -216,7 +241,7 @@ class DagBuilder:
             return (
                 original
                 if setting.start is None
-                else self._unlearned(setting.start, seed, original, Task(self.spec.forget))
+                else self._unlearned(setting.start, seed, original, Task(self.spec.forget, scores=self.memorization))
             )
 
         originals = {seed: c.original.model for seed, c in controls.items()}
@@ -226,7 +251,7 @@ class DagBuilder:
         """The sweep's one forget set, or every corruption x discovery rate of its task space."""
         corruption = self.spec.corruption
         if corruption is None:
-            return [Task(self.spec.forget)]
+            return [Task(self.spec.forget, scores=self.memorization)]
         pool_fraction = self.spec.forget.attack_pool_fraction
         analysed = corruption.discovery_rates if corruption.analysed_rates is None else corruption.analysed_rates
         return [
@@ -256,34 +281,52 @@ class DagBuilder:
         config = MemorizationNodeConfig(**self.data, memorization=memorization)
         return self.add("memorization", config, "memorization", **parts)
 
-    def _controls(self, seed: int, task: Task) -> SeedControls:
+    def _original(self, seed: int, task: Task) -> Node:
         train = {**self.data, "corruption": task.corruption, "train": self.spec.train, "seed": seed}
-        label = f"seed={seed}{task.where}"
         # Canaries are relabelled in the training set itself, so with them even the original reads the forget set.
         canaries = self.spec.forget.canary_fraction > 0
         # In a task space one original serves every rate: its label and record name the corruption only.
         shared = f"seed={seed}" + ("" if task.cell is None else f" {task.cell.corruption}")
         cell = {} if task.cell is None else task.cell.as_dict()
         original_about = {"method": "original", "seed": seed, "setting": "original"}
-        original = self.add(
+        return self.add(
             "train_original",
             TrainNodeConfig(**train, forget=task.forget if canaries else None),
             f"original {shared}",
             about=original_about | {k: v for k, v in cell.items() if k == "corruption"},
-            **(self.forget_inputs if canaries else {}),
+            **(task.forget_inputs if canaries else {}),
         )
+
+    def _selected(self, task: Task, original: Node, seed: int) -> Task:
+        """The task with its worst-case selection from `original` (the task itself for the other criteria). The
+        selection's key is the original's, the budget (candidates, size, seed) and the selection's settings: one
+        selection serves every method of every sweep that shares them."""
+        if self.worst_case is None:
+            return task
+        forget = self.spec.forget
+        budget = ForgetBudget(target_class=forget.target_class, fraction=forget.fraction, seed=forget.seed)
+        config = SelectForgetNodeConfig(**self.data, budget=budget, selection=self.worst_case)
+        about = {"method": "worst_case selection", "seed": seed, "setting": "worst_case selection"}
+        selection = self.add("select_forget", config, f"select_forget seed={seed}", about=about, original=original)
+        return dataclasses.replace(task, scores=selection)
+
+    def _controls(self, seed: int, task: Task, original: Node) -> SeedControls:
+        label = f"seed={seed}{task.where}"
+        train = {**self.data, "corruption": task.corruption, "train": self.spec.train, "seed": seed}
+        cell = {} if task.cell is None else task.cell.as_dict()
         retrain = self.add(
             "train_retrain",
             TrainNodeConfig(**train, forget=task.forget),
             f"retrain {label}",
             about={"method": "retrain", "seed": seed, "setting": "retrain (control)", **cell},
-            **self.forget_inputs,
+            **task.forget_inputs,
         )
         return SeedControls(
             seed,
             self._measured(original, f"original {label}", seed, task),
             self._measured(retrain, f"retrain {label}", seed, task, original=original),
             task.cell,
+            task.scores,
         )
 
     def _result(self, setting: MethodSetting, controls: SeedControls, task: Task) -> ResultRow:
@@ -313,7 +356,7 @@ class DagBuilder:
             about=about,
             start=start,
             original=original,
-            **self.forget_inputs,
+            **task.forget_inputs,
         )
 
     def _measured(
@@ -323,7 +366,7 @@ class DagBuilder:
         named = Named(label, slot or label, model.about)
         measured = {"corruption": task.corruption, "forget": task.forget}
         config = EvaluateNodeConfig(**self.data, **measured, evaluation=self.spec.evaluation)
-        evaluate = self.add("evaluate", config, *named("evaluate"), model=model, **self.forget_inputs)
+        evaluate = self.add("evaluate", config, *named("evaluate"), model=model, **task.forget_inputs)
         if not task.analysed:
             return ModelNodes(model, evaluate, {})
         relearn = self._attacks(model, named, seed, task)
@@ -331,7 +374,7 @@ class DagBuilder:
             return ModelNodes(model, evaluate, relearn)
         distance = self.add("distance", DistanceNodeConfig(**self.data), *named("distance"), a=original, b=model)
         config = InterpolateNodeConfig(**self.data, **measured, lmc=self.spec.lmc)
-        lmc = self.add("interpolate", config, *named("lmc"), a=original, b=model, **self.forget_inputs)
+        lmc = self.add("interpolate", config, *named("lmc"), a=original, b=model, **task.forget_inputs)
         return ModelNodes(model, evaluate, relearn, distance, lmc)
 
     def _attacks(self, model: Node, named: Named, seed: int, task: Task) -> dict[int, Node]:
@@ -342,7 +385,7 @@ class DagBuilder:
         attacks = {}
         for k in ks:
             config = RelearnNodeConfig(**self.attack_data, **section, evaluation=spec.evaluation, seed=seed, k=k)
-            attacks[k] = self.add("relearn", config, *named("relearn", f" k={k}"), model=model, **self.forget_inputs)
+            attacks[k] = self.add("relearn", config, *named("relearn", f" k={k}"), model=model, **task.forget_inputs)
         return attacks
 
 

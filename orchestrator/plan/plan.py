@@ -13,7 +13,7 @@ from orchestrator.plan.labels import Labels, training_labels
 from orchestrator.spec import MethodSetting, SweepSpec, as_dict
 from orchestrator.spec.corruption import corruption_sections
 from workloads.corruptions import draw_corruption
-from workloads.forget import attack_pool_size, forget_set_problem
+from workloads.forget import MEMORIZATION_CRITERIA, attack_pool_size, forget_set_problem
 from workloads.nodes import dataset_for
 
 
@@ -39,7 +39,7 @@ def plan_sweep(spec: SweepSpec, settings: Optional[list[MethodSetting]] = None) 
     except (FileNotFoundError, RuntimeError) as error:
         data_error = f"dataset: {error}"
     scores_file = spec.memorization.scores_file
-    if spec.forget.criterion != "random" and scores_file is not None and not Path(scores_file).is_file():
+    if spec.forget.criterion in MEMORIZATION_CRITERIA and scores_file is not None and not Path(scores_file).is_file():
         missing = f"memorization.scores_file: no such file {scores_file}"
         data_error = missing if data_error is None else f"{data_error}; {missing}"
     input_error = None if labels is None else input_problem(spec, labels, pool)

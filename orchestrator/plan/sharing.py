@@ -1,6 +1,7 @@
 """What a planned sweep's expensive parents serve, in words, for `plan`: how many originals there are and per what
 (seed, or corruption x seed in a task space), and, for each, how many discovery rates, method settings, unlearned
-models, retrained baselines and weight-space comparisons hang from it; and what one memorization estimate serves."""
+models, retrained baselines and weight-space comparisons hang from it; and what one memorization estimate, or each
+worst-case selection, serves."""
 
 from __future__ import annotations
 
@@ -15,6 +16,13 @@ def sharing(dag: SweepDAG) -> list[str]:
     if dag.memorization is not None:
         readers = sum(1 for node in dag.nodes if node.inputs.get("forget_scores") is dag.memorization)
         lines.append(f"1 memorization estimate chooses the forget set of {readers} nodes, over every seed")
+    selections = [node for node in dag.nodes if node.kind == "select_forget"]
+    if selections:
+        readers = fmean(sum(1 for n in dag.nodes if n.inputs.get("forget_scores") is s) for s in selections)
+        lines.append(
+            f"{len(selections)} worst-case selection(s), one per original, each choosing the forget set of {readers:g} "
+            "nodes (its retrained control and every unlearned model, attack, L2 and LMC of its seed)"
+        )
     controls = list(dag.controls.values())
     originals = list(dict.fromkeys(c.original.model for c in controls))
     if not originals:

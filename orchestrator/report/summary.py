@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from orchestrator.execute import RunState, Status
 from orchestrator.plan import ModelNodes, Node
 from orchestrator.report.distributional import attach, distributional_section
+from orchestrator.report.forget_sets import forget_section
 from orchestrator.report.seeds import aggregate, recovery, setting_id
 from orchestrator.report.task_space import task_space
 from orchestrator.report.verdicts import verdicts
@@ -118,6 +119,7 @@ def build_summary(run: RunState, executor: str, wall_seconds: float) -> dict:
             "failed": counts[Status.FAILED] + counts[Status.SKIPPED],
         },
         "method_overrides": dict(spec.method_overrides),  # hparams set for every method alike
+        "forget": forget_section(run),  # the forget set's settings (and a worst-case selection's, per seed)
         "original": controls[0]["original"],
         "retrain": controls[0]["retrain"],
         "seeds": controls,  # every seed's controls; "original"/"retrain" above are the first seed's

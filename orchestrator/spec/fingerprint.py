@@ -3,8 +3,8 @@ read without the schema and so without torch:
 
 - the sweep file over its `base:` files, with profiles and key=value overrides applied and interpolations resolved;
 - the bytes of every file the config names (a memorization scores file decides the forget set);
-- the method defaults files and the source of both packages, so a handler whose version was bumped, or any other
-  change of code, counts as a different sweep.
+- the method and selection defaults files and the source of both packages, so a handler whose version was bumped,
+  or any other change of code, counts as a different sweep.
 
 Two runs with one fingerprint plan the same DAG with the same keys. A fingerprint that differs where keys would not
 (a comment edited in workloads/) costs the shortcut once, never a result: the run then plans in full, finds every
@@ -68,13 +68,15 @@ def fingerprint(config: str | Path, overrides: list[str]) -> Optional[Fingerprin
 
 
 def code_digest() -> str:
-    """sha256 over the source of `orchestrator` and `workloads` and the method defaults files (names and bytes)."""
+    """sha256 over the source of `orchestrator` and `workloads`, the method defaults files and the selection's
+    (names and bytes)."""
     workloads = Path(find_spec("workloads").origin).parent  # found, not imported: its modules import torch
     digest = hashlib.sha256()
     for root, pattern in (
         (Path(__file__).resolve().parents[1], "*.py"),
         (workloads, "*.py"),
         (CONFIG_DIR / "methods", "*.yaml"),
+        (CONFIG_DIR / "selection", "*.yaml"),
     ):
         for file in sorted(root.rglob(pattern)):
             digest.update(f"\0{file.relative_to(root)}\0".encode() + file.read_bytes())

@@ -21,6 +21,8 @@ def check_population(spec: SweepSpec, where: str) -> None:
         raise SpecError(f"{key}.block and population.outputs.sample: must be at least 1")
     if spec.corruption is not None:
         raise SpecError(f"{key}: a corrupted-data task space has no populations yet; use one forget set")
+    if spec.forget.criterion == "worst_case":
+        raise SpecError(f"{key}: populations of a worst-case forget set (one selection per seed) are not built yet")
     if population.relearn_k and not population.outputs.keep_models:
         raise SpecError(
             f"{key}.relearn_k: attacking the members needs their weights: set population.outputs.keep_models: true"

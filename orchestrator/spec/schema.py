@@ -114,6 +114,8 @@ class SweepSpec:
         None  # distributional evaluation: ensembles of retrained and unlearned models
     )
     memorization: MemorizationConfig = field(default_factory=MemorizationConfig)
+    # forget.criterion: worst_case: the selection's settings over configs/selection/worst_case.yaml (spec/selection.py)
+    worst_case: dict[str, Any] = field(default_factory=dict)
     methods: list[MethodSpec] = field(default_factory=list)
     search: list[SearchSpec] = field(default_factory=list)  # each best setting found joins the methods
     # Applied over every method's hparams, for the keys a method has (e.g. epochs, batch_size in a smoke profile).

@@ -11,6 +11,7 @@ from orchestrator.spec.population import check_population
 from orchestrator.spec.resources import check_resources
 from orchestrator.spec.schema import Component, SweepSpec
 from orchestrator.spec.search import check_search
+from orchestrator.spec.selection import worst_case_config
 from workloads.data import DATASETS
 from workloads.forget import CRITERIA
 from workloads.methods import METHODS
@@ -96,6 +97,12 @@ def _check_forget(spec: SweepSpec, where: str) -> None:
         raise SpecError(f"{where}: forget.attack_pool_fraction: must be in [0, 1), got {forget.attack_pool_fraction}")
     if not 0 < memorization.subset_fraction < 1:
         raise SpecError(f"{where}: memorization.subset_fraction: must be in (0, 1), got {memorization.subset_fraction}")
+    worst_case_config(spec.worst_case, f"{where}: ")  # typed even when unused: a misspelt key is an error
+    if forget.criterion == "worst_case" and forget.canary_fraction > 0:
+        raise SpecError(
+            f"{where}: forget.canary_fraction: canaries are in the original's training set, which the worst-case "
+            "selection starts from; they do not combine with forget.criterion: worst_case"
+        )
     if not 1 <= memorization.shards <= memorization.num_models:
         raise SpecError(
             f"{where}: memorization.shards: must be in [1, memorization.num_models={memorization.num_models}], "

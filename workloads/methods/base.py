@@ -34,6 +34,9 @@ without it runs its members one after another.
 Class attributes the orchestrator reads: `requires_start_model` (the method must start from another method's
 unlearned model, an initial safeguard), `is_oracle` (the method is the retrained control, built by every sweep) and
 `version`, bumped when what one method computes changes (it enters the keys of that method's nodes only).
+What a method reads is declared the same way: `uses_forget_set` (False: no forget stream, e.g. `finetune`) and
+`uses_retain_set` (False: the method unlearns from the model and the forget set alone, as instance-wise unlearning
+does, `l2ul.py`; the unlearn node then hands it an empty retain set and the loop draws no retain batch).
 
 The loop reshuffles (and re-augments) each stream every pass; the reference's `itertools.cycle` replays its first
 pass's batches unchanged (docs/fidelity.md). Both draw every example once per pass. The teacher (the frozen
@@ -113,6 +116,7 @@ class UnlearningMethod:
     Config: ClassVar[type] = MethodConfig
     schedule: ClassVar[str] = "joint"
     uses_forget_set: ClassVar[bool] = True
+    uses_retain_set: ClassVar[bool] = True
     requires_start_model: ClassVar[bool] = False
     is_oracle: ClassVar[bool] = False
     version: ClassVar[int] = 1
@@ -126,8 +130,8 @@ class UnlearningMethod:
     @classmethod
     def batches_per_step(cls, cfg: MethodConfig) -> int:
         """Forward-backward passes of one batch per loop step, for the plan's compute estimate: a retain and a forget
-        batch on the joint schedule, one on the alternating schedule or without a forget stream."""
-        return 2 if cls.uses_forget_set and cls.schedule == "joint" else 1
+        batch on the joint schedule, one on the alternating schedule or without a forget or a retain stream."""
+        return 2 if cls.uses_forget_set and cls.uses_retain_set and cls.schedule == "joint" else 1
 
     def edit_weights(self, model: nn.Module, ctx: UnlearnContext) -> None:
         """A one-off change to the weights before optimisation starts; none by default."""
@@ -145,11 +149,11 @@ class UnlearningMethod:
     def joint_loss(
         self,
         model: nn.Module,
-        retain_batch: tuple[torch.Tensor, torch.Tensor],
+        retain_batch: Optional[tuple[torch.Tensor, torch.Tensor]],
         forget_batch: Optional[tuple[torch.Tensor, torch.Tensor]],
         ctx: UnlearnContext,
     ) -> torch.Tensor:
-        terms = [self.retain_loss(model, *retain_batch, ctx)]
+        terms = [] if retain_batch is None else [self.retain_loss(model, *retain_batch, ctx)]
         if forget_batch is not None:
             terms.append(self.forget_loss(model, *forget_batch, ctx))
         return sum(t for t in terms if t is not None)
@@ -267,17 +271,21 @@ class Batches:
     """The batches of a method's schedule and the loss it makes of each step's: `joint` (a retain and a forget batch),
     `alternating` (a pass over the forget set, then one over the retain set, starting with the forget pass as the
     reference does) or `full` (batches of the full training set, discovered rows marked). The streams are made in
-    this order from the context's generator, so the same seed draws the same batches."""
+    this order from the context's generator, so the same seed draws the same batches. A method that declares it uses
+    no retain set gets no retain stream (and its joint steps no retain batch)."""
 
     def __init__(self, method: UnlearningMethod, ctx: UnlearnContext):
         self.method, self.ctx, size, generator = method, ctx, method.cfg.batch_size, ctx.generator
-        self.retain = BatchStream(ctx.retain_x, ctx.retain_y, size, generator, ctx.augment)
+        retain = (
+            BatchStream(ctx.retain_x, ctx.retain_y, size, generator, ctx.augment) if method.uses_retain_set else None
+        )
+        self.retain = retain
         forget = (
             BatchStream(ctx.forget_x, ctx.forget_y, size, generator, ctx.augment) if method.uses_forget_set else None
         )
         self.forget = ctx.forget_batches = forget
         self.full = full_set_stream(ctx, size, generator) if method.schedule == "full" else None
-        self.log_every = (self.full if self.full is not None else self.retain).batches_per_pass
+        self.log_every = next(s for s in (self.full, self.retain, self.forget) if s is not None).batches_per_pass
         self.alternating = method.schedule == "alternating"
         self.phase, self.left_in_phase = "forget", forget.batches_per_pass if self.alternating else 0
 
@@ -297,7 +305,8 @@ class Batches:
         if self.full is not None:
             x, y = next(self.full)
             return "full", (x, y, self.full.last_index >= len(self.ctx.retain_y))
-        retain_batch = next(self.retain)  # drawn before the forget batch, as both streams share one generator
+        # The retain batch is drawn before the forget batch, as both streams share one generator.
+        retain_batch = next(self.retain) if self.retain is not None else None
         return "joint", (retain_batch, next(self.forget) if self.forget is not None else None)
 
     def loss_of(self, model: nn.Module, drawn: tuple) -> torch.Tensor:

@@ -21,6 +21,7 @@ from workloads.forget import ForgetConfig
 from workloads.memorization import MemorizationConfig
 from workloads.population import PopulationOutputs
 from workloads.relearn import RelearnConfig
+from workloads.selection import WorstCaseConfig
 from workloads.speed import SpeedConfig
 from workloads.train import TrainConfig
 from workloads.weightspace import LMCConfig
@@ -185,3 +186,21 @@ class PopulationScoreNodeConfig(DataNodeConfig):
     score: ScoreConfig
     members: int
     forget_rows: str = "forget"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ForgetBudget(Section):
+    """What of the `forget` section a selection depends on: its candidates (a class, or every class), its size and
+    the seed of its random start. Not the attack pool or the criterion: those do not change what is selected."""
+
+    target_class: Optional[int]
+    fraction: float
+    seed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelectForgetNodeConfig(DataNodeConfig):
+    """`select_forget`: a worst-case forget set selected from the original (input `original`)."""
+
+    budget: ForgetBudget
+    selection: WorstCaseConfig

@@ -29,22 +29,28 @@ def unlearn_key_view(config):
 
 
 def unlearn_context(method, ctx, original, seed: int) -> UnlearnContext:
-    """What a method unlearns with: the frozen original, the retain set, the forget set (canaries with it), the
-    epoch convention's training-set size and the seed of its batches and draws."""
+    """What a method unlearns with: the frozen original, the retain set (empty for a method that declares it uses
+    none, `uses_retain_set = False`: such a method never sees a retain example), the forget set (canaries with it),
+    the epoch convention's training-set size and the seed of its batches and draws."""
     d, splits = ctx.data, split_tensors(ctx)
     forget_x, forget_y = splits["forget"]
     if "canary" in splits:
         forget_x, forget_y = torch.cat([forget_x, splits["canary"][0]]), torch.cat([forget_y, splits["canary"][1]])
+    retain_x, retain_y = splits["retain"]
+    retain_ids = ctx.forget_set.retain.to(ctx.device)
+    if not method.uses_retain_set:
+        retain_x, retain_y, retain_ids = retain_x[:0], retain_y[:0], retain_ids[:0]
     return UnlearnContext(
         original,
-        *splits["retain"],
+        retain_x,
+        retain_y,
         forget_x,
         forget_y,
         d.num_classes,
         len(d.y_train),
         seed,
         augment=d.augment if method.cfg.augment else None,
-        retain_ids=ctx.forget_set.retain.to(ctx.device),
+        retain_ids=retain_ids,
     )
 
 
