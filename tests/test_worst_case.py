@@ -98,7 +98,7 @@ def test_the_lower_level_steps_every_parameter_by_the_sign_of_its_gradient():
     before = [p.detach().clone() for p in model.parameters()]
     x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
     cfg = config(lower_epochs=1, batch_size=8, lower_lr=0.01)
-    lower_level(model, x, y, torch.zeros(8, dtype=torch.float64), cfg, generator_for(0, torch.device("cpu")), None)
+    lower_level(model, x, y, torch.zeros(8, dtype=torch.float64), cfg, generator_for(0), None)
     moved = torch.cat([(p.detach() - b).abs().flatten() for p, b in zip(model.parameters(), before)])
     assert torch.allclose(moved, torch.full_like(moved, 0.01))  # one step: each entry by exactly the step size
 
@@ -132,7 +132,7 @@ def search(x, y, state, seed=0, target_class=None, **changes):
     start = select_forget_set(y, forget, None, 2).forget
     fresh = lambda: _loaded(state)
     cfg = config(batch_size=64, augment=False, **changes)
-    found = select_worst_case(fresh, x, y, candidates_of(y, target_class), start, cfg, generator_for(seed, x.device))
+    found = select_worst_case(fresh, x, y, candidates_of(y, target_class), start, cfg, generator_for(seed))
     return found, start
 
 

@@ -47,7 +47,7 @@ def run_population_relearn(config: PopulationRelearnNodeConfig, inputs, ctx):
     x, y = attacker_set(d, ctx.forget_set, config.k, cfg.relearn_set, target_class)
     total = steps_for(cfg.epochs, len(d.y_train), cfg.batch_size)
     augment = d.augment if cfg.augment else None
-    streams = [BatchStream(x, y, cfg.batch_size, generator_for(s, x.device), augment) for s in seeds]
+    streams = [BatchStream(x, y, cfg.batch_size, generator_for(s), augment) for s in seeds]
     reason = vmap_refusal(config.members, nets[0], d.x_train[:2])
     if reason is None:
         stacked = Stacked.of(nets)

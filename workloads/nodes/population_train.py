@@ -41,7 +41,7 @@ def train_vmapped(config: PopulationTrainNodeConfig, ctx, nets: list) -> Stacked
     x, y = d.x_train[index], d.y_train[index]
     nominal, total = recipe_steps(cfg, len(d.y_train), len(y))
     augment = d.augment if cfg.augment else None
-    streams = [BatchStream(x, y, cfg.batch_size, generator_for(s, x.device), augment) for s in config.members.seeds]
+    streams = [BatchStream(x, y, cfg.batch_size, generator_for(s), augment) for s in config.members.seeds]
     stacked = Stacked.of(nets)
     optimizer = make_optimizer(stacked.holder.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, nominal))

@@ -34,7 +34,7 @@ def run_select_forget(config: SelectForgetNodeConfig, inputs, ctx):
         candidates,
         start,
         cfg,
-        generator_for(budget.seed, ctx.device),
+        generator_for(budget.seed),
         d.augment if cfg.augment else None,
     )
     chosen = top_selection(found.scores[candidates], len(start)).bool()
