@@ -21,7 +21,6 @@ from orchestrator.app.output import Output
 from orchestrator.app.requests import RunRequest
 from orchestrator.app.tracking import open_tracker, outputs_that_vanish, refuse_a_store_that_vanishes, tracking_uri
 from orchestrator.execute import LocalPool, RunState, Status, run_sweep
-from orchestrator.execute.local import local_device
 from orchestrator.execute.progress import SweepProgress
 from orchestrator.execute.stop import GracefulStop
 from orchestrator.plan import data_problem, plan_sweep
@@ -38,6 +37,8 @@ def run_sweep_file(request: RunRequest, found: Optional[Fingerprint], began: flo
     loaded = load_sweep(request.config, list(request.overrides))
     where = loaded.path.name
     if request.executor == "local":  # this machine must have the device; Ray's workers are asked on the cluster
+        from orchestrator.execute.local import local_device  # torch: not for a sweep that finished already
+
         try:
             local_device(loaded.spec.device)
         except SpecError as error:

@@ -10,14 +10,16 @@ numbers, `null_<name>` beside each, and `relearned.<k>` the same after the attac
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from orchestrator.execute import RunState
 from orchestrator.report.seeds import setting_name
+
+if TYPE_CHECKING:  # the report draws from a summary alone, without torch; the run state only passes through
+    from orchestrator.execute import RunState
 
 ROW_NUMBERS = (
     "forget_quality",
