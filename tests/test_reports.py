@@ -83,6 +83,14 @@ def test_every_figure_has_one_series_per_model_and_decodes_at_its_size(sweeps):
     assert FIGURES["recovery_vs_k"](only_k(summary, "10")) is None  # one k: a column of points, not a figure
 
 
+METRIC_ROUNDING = 5e-4  # result runs log metrics rounded, legible in MLflow's runs table
+
+
+def drawn(summary: dict) -> int:
+    """How many figures this summary has something to draw for."""
+    return sum(draw(summary) is not None for draw in FIGURES.values())
+
+
 def only_k(value, k: str):
     """The summary as if its relearning grid were k alone."""
     if isinstance(value, dict):
@@ -164,15 +172,23 @@ def test_results_are_runs_comparable_by_method_with_the_tables_numbers(sweeps):
     assert len(results) == (2 + len(METHODS)) * 2  # every model on both seeds
     scrub = next(r for r in results if r.data.params["method"] == "alternating_scrub" and r.data.params["seed"] == "44")
     row = next(r for r in summary["results"] if r["method"] == "alternating_scrub" and r["seed"] == 44)
-    assert scrub.data.metrics["heldout_forget_acc"] == pytest.approx(row["unlearned"]["heldout_forget_acc"])
+    assert scrub.data.metrics["heldout_forget_acc"] == pytest.approx(
+        row["unlearned"]["heldout_forget_acc"], rel=METRIC_ROUNDING, abs=METRIC_ROUNDING
+    )
     assert scrub.data.metrics["relearned_k10_heldout_forget_acc"] == pytest.approx(
-        row["relearned"]["10"]["heldout_forget_acc"]
+        row["relearned"]["10"]["heldout_forget_acc"], rel=METRIC_ROUNDING, abs=METRIC_ROUNDING
     )
     assert scrub.data.metrics["recovery_k0"] == pytest.approx(
-        row["relearned"]["0"]["heldout_forget_acc"] - row["unlearned"]["heldout_forget_acc"]
+        row["relearned"]["0"]["heldout_forget_acc"] - row["unlearned"]["heldout_forget_acc"],
+        rel=METRIC_ROUNDING,
+        abs=METRIC_ROUNDING,
     )
-    assert scrub.data.metrics["l2_to_original"] == pytest.approx(row["l2_to_original"])
-    assert scrub.data.metrics["loss_barrier"] == pytest.approx(row["lmc"]["loss_barrier"])
+    assert scrub.data.metrics["l2_to_original"] == pytest.approx(
+        row["l2_to_original"], rel=METRIC_ROUNDING, abs=METRIC_ROUNDING
+    )
+    assert scrub.data.metrics["loss_barrier"] == pytest.approx(
+        row["lmc"]["loss_barrier"], rel=METRIC_ROUNDING, abs=METRIC_ROUNDING
+    )
     assert scrub.data.params["start_from"] == "original" and json.loads(scrub.data.tags["hparams"]) == row["hparams"]
     assert all(
         scrub.data.params[f"hparams.{k}"] == str(v)
@@ -254,8 +270,8 @@ def test_report_redraws_an_earlier_sweep_from_its_id_run_or_summary_without_comp
     ):
         assert main(["report", ref, "--tracking-uri", uri, "--out", str(folder)]) == 0
         html = (folder / "report.html").read_text()
-        assert all(m in html for m in METHODS) and html.count("data:image/svg+xml;base64,") == len(FIGURES)
-        assert {p.name for p in folder.glob("*.png")} == {f"{name}.png" for name in FIGURES}
+        assert all(m in html for m in METHODS) and html.count("data:image/svg+xml;base64,") == drawn(sweeps["a"])
+        assert {p.name for p in folder.glob("*.png")} == {f"{name}.png" for name, draw in FIGURES.items() if draw(a)}
     assert node_run_count(uri) == before  # recomputed nothing
     assert "accuracy (%) on held-out forget examples" in capsys.readouterr().out
 

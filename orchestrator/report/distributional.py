@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from rich.table import Table
 
 from orchestrator.report.seeds import setting_name
 
-if TYPE_CHECKING:  # the report draws from a summary alone, without torch; the run state only passes through
+if TYPE_CHECKING:  # the summary is built without matplotlib and the report without torch: both only pass through
+    from matplotlib.figure import Figure
+
     from orchestrator.execute import RunState
 
 ROW_NUMBERS = (
@@ -141,6 +141,9 @@ def epsilon_figure(summary: dict) -> Optional[Figure]:
     section = summary.get("distributional")
     if not section or not (section.get("null") or {}).get("epsilons"):
         return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(11.0, 4.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
