@@ -229,7 +229,11 @@ def test_results_are_runs_comparable_by_method_with_the_tables_numbers(sweeps):
     assert (
         view["searchFilter"] == f"tags.node_kind = 'result' and tags.sweep_id = '{sweeps['b']['sweep_id']}'"
     )  # the latest
-    assert "metrics.`recovery_k10`" in view["selectedColumns"] and view["columnOrder"][0] == "attributes.`Run Name`"
+    assert view["columnOrder"][:3] == [
+        "attributes.`Run Name`",
+        "metrics.`relearned_k10_heldout_forget_acc`",
+        "metrics.`recovery_k10`",
+    ]  # the strongest attack's numbers beside the names, where the table opens
     assert {"tags.`role`", "tags.`reading`"} <= set(view["selectedColumns"])
     assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "setting"}]  # a row per setting
 

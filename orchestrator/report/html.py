@@ -53,8 +53,10 @@ tr.below td{color:#888}tr.reference td{background:#f7f7f7;font-style:italic}
 figure{margin:1.5em 0}img{width:100%;max-width:1000px;border:1px solid #eee}
 .note{color:#555;font-size:13px;max-width:70em}"""
 # Sorting: a click on a header orders the table's rows by that column's data-v (numbers) or text; again reverses.
-SCRIPT = """document.querySelectorAll('table.sortable th').forEach((th,i)=>th.addEventListener('click',()=>{
-const body=th.closest('table').tBodies[0],rows=[...body.rows],up=th.dataset.up!=='1';th.dataset.up=up?'1':'0';
+# th.cellIndex, not the header's place among every sortable table's headers: the report has several tables.
+SCRIPT = """document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>{
+const i=th.cellIndex,body=th.closest('table').tBodies[0],rows=[...body.rows],up=th.dataset.up!=='1';
+th.dataset.up=up?'1':'0';
 const v=r=>{const c=r.cells[i],n=parseFloat(c.dataset.v);return isNaN(n)?c.textContent:n};
 rows.sort((a,b)=>{const x=v(a),y=v(b);return (x>y?1:x<y?-1:0)*(up?1:-1)});rows.forEach(r=>body.appendChild(r));}));"""
 

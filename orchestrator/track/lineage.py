@@ -229,29 +229,25 @@ RUN_NAME = "attributes.`Run Name`"  # the runs table's column id of run names
 
 def results_view(rows: list[dict], sweep_id: str) -> dict:
     """The runs table showing the latest sweep's result runs (drop the sweep_id clause of its filter to compare every
-    sweep's), grouped by setting with the seeds' mean (MLflow's `average`), the role, seed and the hparams that vary
-    across the method settings as columns beside the results table's numbers, the run names in full, ordered by
-    held-out forget accuracy after the strongest attack (most resistant first)."""
-    metrics = sorted({name for row in rows for name in row["metrics"]})
-    wanted = [
-        m
-        for m in metrics
-        if m in ("test_acc", "forget_acc", "heldout_forget_acc", "l2_to_original", "loss_barrier")
-        or (m.startswith("relearned_k") and m.endswith("_heldout_forget_acc"))
-        or m.startswith("recovery_k")
-    ]
-    strongest = max(
-        (m for m in wanted if m.startswith("relearned_k")), key=lambda m: int(m.split("_")[1][1:]), default=None
-    )
-    columns = ["tags.`role`", "tags.`reading`"] + [f"params.`{p}`" for p in varying_hparams(rows)]
-    columns += [f"metrics.`{m}`" for m in wanted]
+    sweep's), grouped by setting with the seeds' mean (MLflow's `average`), ordered by held-out forget accuracy after
+    the strongest attack (most resistant first). The numbers come first, the strongest attack's beside the run names
+    (a 1,400-pixel window shows them with MLflow's assistant open), then the role, reading and the hparams that vary
+    across the method settings."""
+    present = {name for row in rows for name in row["metrics"]}
+    attacks = sorted({int(m.split("_")[1][1:]) for m in present if m.startswith("relearned_k")}, reverse=True)
+    wanted = [m for k in attacks[:1] for m in (f"relearned_k{k}_heldout_forget_acc", f"recovery_k{k}")]
+    wanted += ["test_acc", "forget_acc", "heldout_forget_acc"]
+    wanted += [m for k in attacks[1:] for m in (f"relearned_k{k}_heldout_forget_acc", f"recovery_k{k}")]
+    wanted = [m for m in [*wanted, "l2_to_original", "loss_barrier"] if m in present]
+    columns = [f"metrics.`{m}`" for m in wanted]
+    columns += ["tags.`role`", "tags.`reading`"] + [f"params.`{p}`" for p in varying_hparams(rows)]
     width = lambda texts, most: min(most, 40 + 7 * max(len(text) for text in texts))
     view = {
         "searchFilter": f"tags.node_kind = '{RESULT}' and tags.sweep_id = '{sweep_id}'",
         "selectedColumns": columns,
         "columnOrder": [RUN_NAME, *columns],
         "columnWidths": {
-            RUN_NAME: width([f"Group: {row['tags']['setting']}" for row in rows] + [row["name"] for row in rows], 560),
+            RUN_NAME: width([f"Group: {row['tags']['setting']}" for row in rows] + [row["name"] for row in rows], 420),
             "tags.`reading`": width([row["tags"].get("reading", "") for row in rows], 260),
             **{column: 150 for column in columns if column.startswith("metrics.")},  # a group's "<mean> (average)"
         },
@@ -259,7 +255,8 @@ def results_view(rows: list[dict], sweep_id: str) -> dict:
         "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "setting"}]},
         "useGroupedValuesInCharts": True,
     }
-    return view | ({"orderByKey": f"metrics.`{strongest}`", "orderByAsc": True} if strongest else {})
+    strongest = f"relearned_k{attacks[0]}_heldout_forget_acc" if attacks else None
+    return view | ({"orderByKey": f"metrics.`{strongest}`", "orderByAsc": True} if strongest in present else {})
 
 
 def varying_hparams(rows: list[dict]) -> list[str]:
