@@ -124,6 +124,55 @@ def configure_torch(threads: Optional[int]) -> None:
 
 
 # -- the command line -----------------------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """Bad arguments as every other bad input: one line naming the argument, exit 2, before anything starts."""
+
+    def error(self, message: str):
+        console.print(f"[red]error:[/] {self.prog}: {message}", soft_wrap=True, highlight=False)
+        self.exit(2)
+
+
+def at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"a whole number >= {low}"
+    return parse
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a test accuracy is between 0 and 1, got {value}")
+    return value
+
+
+def check_combinations(parser: argparse.ArgumentParser, args) -> None:
+    """What each argument alone accepts but the command cannot honour together, refused as argparse refuses."""
+    if getattr(args, "executor", None) == "local":
+        for flag, value in (("--address", args.address), ("--workers", args.workers)):
+            if value is not None:
+                parser.error(f"argument {flag}: only the Ray executor reads it (add --executor ray)")
+    if getattr(args, "no_report", False) and args.report_dir is not None:
+        parser.error("argument --report-dir: --no-report writes no report")
+    summary = getattr(args, "summary", None)
+    if summary is not None and Path(summary).is_dir():
+        parser.error(
+            f"argument --summary: {summary} is a folder; name the file (e.g. {Path(summary) / 'summary.json'})"
+        )
+    if getattr(args, "command", None) == "side-by-side" and len(args.sweeps) < 2:
+        parser.error("the following arguments need two or more: sweeps")
+
+
 class VersionAction(argparse.Action):
     """`--version`: the package's version and, from a git checkout, its commit (read only when asked)."""
 
@@ -151,7 +200,7 @@ def _sweep_commands(commands) -> None:
         )
         command.add_argument(
             "--threads",
-            type=int,
+            type=at_least(1),
             default=None,
             help="torch threads of this process, which runs the local executor's nodes "
             "(default: the cores it may use; Ray workers use their num_cpus)",
@@ -176,9 +225,9 @@ def _run_options(command) -> None:
         help="local: one node at a time in this process; ray: worker actors on a Ray cluster",
     )
     command.add_argument("--address", default=None, help="Ray cluster: auto, ray://host:10001 (default: a local Ray)")
-    command.add_argument("--workers", type=int, default=None, help="at most this many Ray worker actors")
+    command.add_argument("--workers", type=at_least(1), default=None, help="at most this many Ray worker actors")
     command.add_argument(
-        "--retries", type=int, default=None, help="re-runs of a node that raised (default: 1 on ray, 0 locally)"
+        "--retries", type=at_least(0), default=None, help="re-runs of a node that raised (default: 1 on ray, 0 locally)"
     )
     command.add_argument("--summary", default="summary.json", help="where to write summary.json")
     command.add_argument(
@@ -203,7 +252,7 @@ def _run_options(command) -> None:
 def _floor_option(command) -> None:
     command.add_argument(
         "--test-floor",
-        type=float,
+        type=fraction,
         default=None,
         help="test accuracy (0-1) a model needs to rank among the usable ones in the report "
         "(default: 90%% of the retrained control's)",
@@ -234,7 +283,7 @@ def _record_commands(commands) -> None:
     status = add(
         "status", cmd_status, "the sweeps in the store: running, finished, failed; nodes done; started by whom"
     )
-    status.add_argument("--limit", type=int, default=20, help="the newest this many sweeps (default 20)")
+    status.add_argument("--limit", type=at_least(1), default=20, help="the newest this many sweeps (default 20)")
     cache = add(
         "cache", cmd_cache, "the stored results: ls (per kind), verify (every sha256), gc (deleted claims, orphans)"
     )
@@ -243,7 +292,7 @@ def _record_commands(commands) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unlearn-sweep", description=__doc__.splitlines()[0])
+    parser = Parser(prog="unlearn-sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", required=True)
     _sweep_commands(commands)
@@ -252,10 +301,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    threads = getattr(args, "threads", None)
-    if threads is not None and threads < 1:
-        console.print(f"[red]error:[/] --threads must be at least 1, got {threads}", soft_wrap=True)
+    try:
+        args = parser().parse_args(argv)
+        check_combinations(parser(), args)
+    except SystemExit as stop:  # bad arguments return 2 as bad sweeps do; --help and --version exit as argparse's
+        if stop.code != 2:
+            raise
         return 2
     # MLflow announces every sqlite store it creates or migrates; the sweep's own lines say what matters.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)

@@ -63,6 +63,25 @@ OVERRIDES = [
     ("a device that is not there", ["device=cuda:7"], "device"),
     ("a device that does not exist at all", ["device=tpu"], "device"),
     ("resources no worker can give", ["resources={default: {num_cpus: -1}}"], "resources"),
+    (
+        "a log-uniform search range from 0",
+        ["search=[{name: finetune, space: {lr: {loguniform: [0, 1.0e-2]}}}]"],
+        "search[0].space.lr.loguniform",
+    ),
+    (
+        "a search range upside down",
+        ["search=[{name: finetune, space: {lr: {uniform: [1.0e-2, 1.0e-3]}}}]"],
+        "search[0].space.lr.uniform",
+    ),
+    ("an override that is not YAML", ["train.lr=[0.1"], "train.lr"),
+    ("an override through a list by name", ["methods.first.hparams.lr=0.1"], "methods.first.hparams.lr"),
+    ("a seed listed twice", ["seeds=[43,44,43]"], "seeds"),
+    ("a NaN hyperparameter", ["methods=[{name: finetune, hparams: {lr: .nan}}]"], "methods[0].hparams.lr"),
+    ("an infinite learning rate", ["train.lr=.inf"], "train.lr"),
+    ("an infinite relearning rate", ["relearn.lr=-.inf"], "relearn.lr"),
+    ("a sweep name that climbs out of its folder", ["name=../../x"], "name"),
+    ("a sweep name with a slash", ["name=lab/sweep"], "name"),
+    ("an empty sweep name", ["name=''"], "name"),
 ]
 
 FILES = [
@@ -189,3 +208,43 @@ def test_a_ray_jobs_entrypoint_refuses_a_store_that_goes_with_the_job(tmp_path, 
     said = " ".join(capsys.readouterr().err.split())
     assert "sweep.yaml: tracking.artifact_location: mlartifacts is in this Ray Job's working directory" in said, said
     assert not list(tmp_path.rglob("mlflow.db")) and not list(tmp_path.rglob("mlartifacts"))  # nothing written
+
+
+# The command line's own arguments: one line naming the argument, exit 2, before a store or a Ray is started.
+ARGUMENTS = [
+    ("--workers 0 on Ray", ["--executor", "ray", "--workers", "0"], "--workers"),
+    ("negative threads", ["--threads", "-1"], "--threads"),
+    ("threads in words", ["--threads", "two"], "--threads"),
+    ("negative retries", ["--retries", "-1"], "--retries"),
+    ("a test floor above 1", ["--test-floor", "1.5"], "--test-floor"),
+    ("workers without Ray", ["--workers", "2"], "--workers"),
+    ("a Ray address without Ray", ["--address", "auto"], "--address"),
+    ("a report folder and no report", ["--no-report", "--report-dir", "figures"], "--report-dir"),
+    ("a summary that is a folder", ["--summary", "."], "--summary"),
+    ("an unknown executor", ["--executor", "slurm"], "--executor"),
+]
+
+
+@pytest.mark.parametrize("case, arguments, named", ARGUMENTS, ids=[c[0] for c in ARGUMENTS])
+def test_bad_arguments_exit_2_naming_the_argument(case, arguments, named, tmp_path, capsys, monkeypatch):
+    sweep = tiny_quickstart(tmp_path / "sweep.yaml")
+    code, lines, runs = run_bad(tmp_path, capsys, monkeypatch, sweep, arguments)
+    assert code == 2 and len(lines) == 1 and named in lines[0] and "Traceback" not in lines[0], lines
+    assert runs == 0 and not (tmp_path / "store.db").exists() and not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, named",
+    [
+        (["status", "--limit", "0"], "--limit"),
+        (["side-by-side", "summary.json"], "sweeps"),
+        (["report", "summary.json", "--test-floor", "-0.1"], "--test-floor"),
+        (["cache", "clean"], "action"),
+    ],
+)
+def test_bad_arguments_of_the_reading_commands(arguments, named, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(arguments) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and named in lines[0], lines
+    assert not list(tmp_path.iterdir())  # no store created

@@ -104,4 +104,4 @@ def test_flushing_changes_training_only_within_float_noise():
 
 def test_a_thread_count_below_one_is_bad_input(capsys):
     assert main(["plan", str(REPO / "configs/sweeps/quickstart.yaml"), "--threads", "0"]) == 2
-    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert "argument --threads: must be at least 1, got 0" in capsys.readouterr().err

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from orchestrator.spec.errors import SpecError
 
@@ -14,8 +16,17 @@ def apply_overrides(config: DictConfig, overrides: list[str], path: Path) -> Dic
     for override in overrides:
         if "=" in override:  # update, not merge: a path may index a list (methods.0.hparams.lr=0.01)
             key, text = override.split("=", 1)
-            value = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))["value"]
-            OmegaConf.update(config, key, value, merge=True)
+            try:
+                value = OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))["value"]
+            except yaml.YAMLError as error:
+                problem = str(getattr(error, "problem", None) or error).split("\n")[0]
+                message = f"{path.name}: {key}: the override's value {text!r} is not valid YAML ({problem})"
+                raise SpecError(message) from None
+            try:
+                OmegaConf.update(config, key, value, merge=True)
+            except (OmegaConfBaseException, TypeError, ValueError) as error:  # a list indexed by name, ...
+                problem = str(error).split("\n")[0]
+                raise SpecError(f"{path.name}: {key}: the override cannot set this key ({problem})") from None
         elif override in config.get("profiles", {}):
             config = OmegaConf.merge(config, config.profiles[override])
         else:

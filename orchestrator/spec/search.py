@@ -6,6 +6,7 @@ examples, `tow` is maximised."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 from orchestrator.spec.errors import SpecError, checked
@@ -44,6 +45,8 @@ def check_search(search: SearchSpec, where: str) -> None:
             raise SpecError(
                 f"{where}.space.{name}.{kind}: expected a list of {DOMAINS[kind] or 'choices'}, got {args!r}"
             )
+        if DOMAINS[kind]:
+            _check_range(kind, args, f"{where}.space.{name}.{kind}")
     checked(METHODS.get(search.name).Config, {**method_defaults(search.name), **search.hparams}, f"{where}.hparams")
     if search.algorithm not in ALGORITHMS:
         raise SpecError(f"{where}.algorithm: must be one of {', '.join(ALGORITHMS)}, got {search.algorithm!r}")
@@ -51,3 +54,15 @@ def check_search(search: SearchSpec, where: str) -> None:
         raise SpecError(f"{where}.metric: must be one of {', '.join(SEARCH_METRICS)}, got {search.metric!r}")
     if search.num_samples < 1 or search.max_concurrent < 1:
         raise SpecError(f"{where}: num_samples and max_concurrent must be >= 1")
+
+
+def _check_range(kind: str, bounds: list, where: str) -> None:
+    """[low, high]: numbers, low below high, and both above zero on a log scale (Tune would fail mid-sweep)."""
+    low, high = bounds
+    numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+    if not numbers or low >= high:
+        raise SpecError(f"{where}: expected [low, high] with finite numbers, low < high; got {bounds!r}")
+    if kind == "loguniform" and low <= 0:
+        raise SpecError(f"{where}: a log-uniform range needs bounds above 0, got {bounds!r}")
+    if kind == "randint" and not all(isinstance(b, int) for b in bounds):
+        raise SpecError(f"{where}: expected whole numbers, got {bounds!r}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import re
+
 import torch
 
 from orchestrator.spec.corruption import check_corruption
@@ -22,9 +26,14 @@ from workloads.speed import PRECISIONS
 from workloads.train import OPTIMIZERS, check_recipe
 from workloads.weightspace import interpolation_points
 
+# A sweep's name becomes part of its sweep id, run names, file names of reports and a Ray Job's submission id.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
 
 def validate(spec: SweepSpec, where: str) -> list[MethodSetting]:
     """Raises SpecError naming the key of the first problem; returns the method settings it typed on the way."""
+    _check_name(spec.name, where)
+    _check_finite(spec, "", where)
     for section, registry in (("dataset", DATASETS), ("model", MODELS)):
         component: Component = getattr(spec, section)
         if component.name not in registry:
@@ -40,6 +49,7 @@ def validate(spec: SweepSpec, where: str) -> list[MethodSetting]:
     for i, method in enumerate(spec.methods):
         for setting in expand_method(method, f"{where}: methods[{i}]", spec.method_overrides):
             _check_method_setting(setting.name, setting.config, model, f"{where}: methods[{i}]")
+            _check_finite(setting.config, f"methods[{i}].hparams", where)
             settings.append(setting)
     _check_positive(spec, where)
     _check_device(spec.device, where)
@@ -55,8 +65,37 @@ def validate(spec: SweepSpec, where: str) -> list[MethodSetting]:
         raise SpecError(f"{where}: {error}") from None
     if not spec.seeds:
         raise SpecError(f"{where}: seeds: at least one seed is needed")
+    if repeated := sorted({seed for seed in spec.seeds if spec.seeds.count(seed) > 1}):
+        raise SpecError(f"{where}: seeds: {repeated} listed twice; each seed names one model (its runs would be one)")
     check_resources(spec.resources, where)
     return settings
+
+
+def _check_name(name: str, where: str) -> None:
+    if not SAFE_NAME.fullmatch(str(name)):
+        raise SpecError(
+            f"{where}: name: {name!r} is not a safe sweep name (letters, digits, '.', '_', '-', starting with a letter "
+            "or digit, at most 100): it names the sweep's runs, ids and files"
+        )
+
+
+def _check_finite(value, path: str, where: str) -> None:
+    """No NaN or infinity anywhere in the sweep: a learning rate of .inf trains for hours into NaN weights."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{where}: {path}: must be a finite number, got {value}")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = ((f"[{i}]", item) for i, item in enumerate(value))
+    else:
+        return
+    for key, item in items:
+        if key == "profiles":  # applied or not, they are checked as the values they set
+            continue
+        sub = f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else str(key)
+        _check_finite(item, sub, where)
 
 
 def _check_training(spec: SweepSpec, where: str) -> None:
