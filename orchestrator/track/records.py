@@ -34,6 +34,19 @@ class KindUsage:
     bytes: int = 0
 
 
+class SweepSummaries:
+    """What both readers of the record (sqlite_record.py, stored_sweeps.py) share: a sweep's summary from its run."""
+
+    def artifact_json(self, run: RunRecord, name: str) -> Optional[dict]:
+        raise NotImplementedError
+
+    def summary(self, run: RunRecord) -> dict:
+        found = self.artifact_json(run, SUMMARY)
+        if found is None:
+            raise StoreError(f"sweep run {run.run_id} has no summary.json (it never finished writing one)")
+        return found
+
+
 def pick_sweep(sweeps: list[RunRecord], ref: str, uri: str) -> RunRecord:
     """The parent run of a sweep among `sweeps` (newest first), by run id or sweep id (StoreError names what was
     looked for)."""

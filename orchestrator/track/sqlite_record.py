@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from orchestrator.track.errors import StoreError
-from orchestrator.track.records import SUMMARY, KindUsage, RunRecord, pick_sweep
+from orchestrator.track.records import KindUsage, RunRecord, SweepSummaries, pick_sweep
 from orchestrator.track.tags import SWEEP
 
 CHUNK = 500  # bound parameters per query, within sqlite's limit
@@ -35,7 +35,7 @@ def artifact_folder(artifact_uri: str) -> Path:
     return Path(urllib.parse.unquote(urllib.parse.urlparse(artifact_uri).path))
 
 
-class SqliteRecord:
+class SqliteRecord(SweepSummaries):
     """One experiment of a sqlite store, opened read-only (StoreError when the file or the experiment is not there)."""
 
     def __init__(self, path: Path, experiment: str):
@@ -113,12 +113,6 @@ class SqliteRecord:
             return json.loads((artifact_folder(run.artifact_uri) / name).read_text())
         except (OSError, ValueError):
             return None
-
-    def summary(self, run: RunRecord) -> dict:
-        found = self.artifact_json(run, SUMMARY)
-        if found is None:
-            raise StoreError(f"sweep run {run.run_id} has no summary.json (it never finished writing one)")
-        return found
 
     def usage(self) -> dict[str, KindUsage]:
         """Stored results (FINISHED node runs) per node kind: how many and their artifacts' bytes (top level)."""

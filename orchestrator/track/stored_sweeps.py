@@ -12,8 +12,8 @@ from typing import Optional
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from orchestrator.track.records import RUN_ID, SUMMARY, KindUsage, RunRecord, pick_sweep
-from orchestrator.track.store import Store, StoreError
+from orchestrator.track.records import RUN_ID, KindUsage, RunRecord, SweepSummaries, pick_sweep
+from orchestrator.track.store import Store
 from orchestrator.track.tags import SWEEP
 
 
@@ -56,7 +56,7 @@ def record_of(run: Run) -> RunRecord:
     )
 
 
-class MlflowRecord:
+class MlflowRecord(SweepSummaries):
     """One experiment of any MLflow store, read through its client."""
 
     def __init__(self, store: Store):
@@ -87,12 +87,6 @@ class MlflowRecord:
                 return json.loads(Path(self.store.client.download_artifacts(run.run_id, name, folder)).read_text())
             except (MlflowException, OSError, ValueError):
                 return None
-
-    def summary(self, run: RunRecord) -> dict:
-        found = self.artifact_json(run, SUMMARY)
-        if found is None:
-            raise StoreError(f"sweep run {run.run_id} has no summary.json (it never finished writing one)")
-        return found
 
     def usage(self) -> dict[str, KindUsage]:
         """Stored results (FINISHED node runs) per node kind: how many and their artifacts' bytes."""
