@@ -82,6 +82,14 @@ OVERRIDES = [
     ("a sweep name that climbs out of its folder", ["name=../../x"], "name"),
     ("a sweep name with a slash", ["name=lab/sweep"], "name"),
     ("an empty sweep name", ["name=''"], "name"),
+    ("a population of two", ["population={members: 2}"], "population.members"),
+    ("attacked members without their weights", ["population={members: 16, relearn_k: [0]}"], "population.relearn_k"),
+    ("member seeds that are the sweep's", ["population={members: 16, first_seed: 40}"], "population.first_seed"),
+    (
+        "populations of a worst-case forget set",
+        ["forget.criterion=worst_case", "population={members: 16}"],
+        "population: populations of a worst-case forget set",
+    ),
 ]
 
 FILES = [
@@ -154,6 +162,7 @@ TASK_SPACE_OVERRIDES = [
     ("canaries in a task space", ["forget.canary_fraction=0.1"], "forget.canary_fraction"),
     ("an analysed rate that is not swept", ["corruption.analysed_rates=[0.3]"], "corruption.analysed_rates"),
     ("a memorisation criterion in a task space", ["forget.criterion=high_mem"], "forget.criterion"),
+    ("populations of a task space", ["population={members: 16}"], "population: a corrupted-data task space"),
 ]
 
 
