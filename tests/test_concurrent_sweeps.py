@@ -104,3 +104,43 @@ def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path):
     assert claim.run_id is None and claim.holder is not None  # A yields to B's earlier claim
     runs = tracker.store.client.search_runs([tracker.store.experiment_id], f"tags.node_key = '{node.key}'")
     assert [r.data.tags["sweep_id"] for r in runs] == ["sweep-b"]  # A's own claim run is gone
+
+
+def test_a_dataset_row_created_by_another_sweep_at_the_same_moment_is_linked_not_fatal(tmp_path):
+    """MLflow's SQL store looks a dataset up, then inserts it; two sweeps starting together both insert and the later
+    one breaks the unique key (the first test above met it about one run in four). The loser is given the store's
+    own error once, as a store raises it, and must link its run to the row that now exists."""
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.track.inputs import log_dataset
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("race", artifact_location=str(tmp_path / "artifacts"))
+    run = client.create_run(experiment).info.run_id
+    dataset = {"name": "mnist1d", "args": {"num_samples": 400, "seed": 42}}
+
+    class LosesTheRaceOnce:
+        def __init__(self):
+            self.calls = 0
+
+        def log_inputs(self, run_id, inputs):
+            self.calls += 1
+            if self.calls == 1:  # the other sweep's insert landed between this one's lookup and insert
+                client.log_inputs(client.create_run(experiment).info.run_id, inputs)
+                raise MlflowException(
+                    "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, "
+                    "datasets.digest"
+                )
+            return client.log_inputs(run_id, inputs)
+
+    racer = LosesTheRaceOnce()
+    log_dataset(racer, run, dataset, "sweep")
+    assert racer.calls == 2 and [d.dataset.name for d in client.get_run(run).inputs.dataset_inputs] == ["mnist1d"]
+
+    class Broken:
+        def log_inputs(self, run_id, inputs):
+            raise MlflowException("INVALID_PARAMETER_VALUE: something else")
+
+    with pytest.raises(MlflowException, match="something else"):  # any other error is not retried away
+        log_dataset(Broken(), run, dataset, "sweep")

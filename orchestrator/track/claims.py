@@ -13,7 +13,7 @@ from typing import Optional
 
 from orchestrator.track.artifacts import Artifacts
 from orchestrator.track.drivers import driver_tags, proven_dead
-from orchestrator.track.inputs import dataset_input
+from orchestrator.track.inputs import log_dataset
 from orchestrator.track.node import TrackedNode
 from orchestrator.track.params import flatten
 from orchestrator.track.store import Store, system_tags
@@ -74,7 +74,7 @@ class Claims:
             self.client.delete_run(run.info.run_id)
             return Claim(None, first.info.run_id if finished is None else finished.run_id)
         self.store.log_params(run.info.run_id, run_params(node))
-        self.client.log_inputs(run.info.run_id, [dataset_input(node.config.as_dict()["dataset"], node.kind)])
+        log_dataset(self.client, run.info.run_id, node.config.as_dict()["dataset"], node.kind)
         return Claim(run.info.run_id, None)
 
     def holder_alive(self, run_id: str) -> bool:

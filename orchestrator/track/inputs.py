@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
+from mlflow.exceptions import MlflowException
+
+# What the store says when two processes create one dataset row at once (sqlite, then PostgreSQL).
+DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
 
 
 def dataset_input(dataset: dict, context: str) -> DatasetInput:
@@ -25,3 +30,17 @@ def dataset_input(dataset: dict, context: str) -> DatasetInput:
         profile=json.dumps(what, default=str),
     )
     return DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])
+
+
+def log_dataset(client, run_id: str, dataset: dict, context: str, attempts: int = 5) -> None:
+    """The dataset as an input of the run. MLflow's SQL store looks a dataset up, then inserts it: two sweeps (or
+    nodes) logging one dataset at the same moment race, and the loser's insert breaks the unique key. The row then
+    exists, so the call is repeated; it links the run to that row."""
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, [dataset_input(dataset, context)])
+            return
+        except MlflowException as error:
+            if attempt == attempts - 1 or not any(text in str(error) for text in DUPLICATE_ROW):
+                raise
+            time.sleep(0.05 * (attempt + 1))

@@ -17,7 +17,7 @@ from mlflow.entities import Metric, RunTag
 
 from orchestrator.track.drivers import driver_tags
 from orchestrator.track.finished import FINGERPRINT, NODES
-from orchestrator.track.inputs import dataset_input
+from orchestrator.track.inputs import log_dataset
 from orchestrator.track.node import TrackedNode
 from orchestrator.track.params import chunks, flatten
 from orchestrator.track.store import Store, system_tags
@@ -50,7 +50,7 @@ class SweepLineage:
         )
         self.store.log_params(run.info.run_id, flatten("", spec, {}))
         if spec.get("dataset"):
-            self.client.log_inputs(run.info.run_id, [dataset_input(spec["dataset"], SWEEP)])
+            log_dataset(self.client, run.info.run_id, spec["dataset"], SWEEP)
         return run.info.run_id
 
     def progress(self, run_id: str, done: int, total: int, counts: dict[str, int]) -> None:
@@ -179,7 +179,7 @@ class SweepLineage:
         for batch in chunks(metrics, 1000):
             self.client.log_batch(run_id, metrics=batch)
         if dataset:
-            self.client.log_inputs(run_id, [dataset_input(dataset, "evaluation")])
+            log_dataset(self.client, run_id, dataset, "evaluation")
         self.client.set_terminated(run_id, "FINISHED")
         return run_id
 
