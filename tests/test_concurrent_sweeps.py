@@ -108,7 +108,7 @@ def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path):
 
 def test_a_dataset_row_created_by_another_sweep_at_the_same_moment_is_linked_not_fatal(tmp_path):
     """MLflow's SQL store looks a dataset up, then inserts it; two sweeps starting together both insert and the later
-    one breaks the unique key (the first test above met it about one run in four). The loser is given the store's
+    one breaks the unique key (the first test above met it in 2 of 7 runs). The loser is given the store's
     own error once, as a store raises it, and must link its run to the row that now exists."""
     from mlflow.exceptions import MlflowException
 
