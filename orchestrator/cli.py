@@ -142,7 +142,6 @@ def at_least(low: int):
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
         return value
 
-    parse.__name__ = f"a whole number >= {low}"
     return parse
 
 
@@ -302,8 +301,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser().parse_args(argv)
-        check_combinations(parser(), args)
+        command_line = parser()
+        args = command_line.parse_args(argv)
+        check_combinations(command_line, args)
     except SystemExit as stop:  # bad arguments return 2 as bad sweeps do; --help and --version exit as argparse's
         if stop.code != 2:
             raise
