@@ -14,9 +14,10 @@ from tests.conftest import REPO, tiny_quickstart
 pytestmark = pytest.mark.e2e
 
 
-def test_two_concurrent_sweeps_sharing_an_original_train_it_once(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    Tracker(uri, "unlearn-sweep", str(tmp_path / "artifacts"))  # the store exists before both start, as on a server
+def test_two_concurrent_sweeps_sharing_an_original_train_it_once(tmp_path, backend):
+    """On a sqlite file and through an `mlflow server` over PostgreSQL with S3 artifacts (tests/postgres.py)."""
+    uri = backend.uri
+    Tracker(uri, "unlearn-sweep", backend.artifacts)  # the store exists before both start, as on a server
     first = tiny_quickstart(tmp_path / "a.yaml")
     second = tiny_quickstart(tmp_path / "b.yaml", methods__0__hparams__lr=1e-3)  # another finetune lr
     sweeps = [
@@ -62,10 +63,10 @@ def test_two_concurrent_sweeps_sharing_an_original_train_it_once(tmp_path):
     assert len(shared_with) == 1  # the sweep that did not train it took it from the store
 
 
-def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path):
+def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path, backend):
     """The race two sweeps' claims can run into on a busy store: B's claim is stamped before A's but its row lands
     after A created its own. With another sweep live, A waits before it looks, sees B's earlier claim and yields,
-    so only one of them computes the node."""
+    so only one of them computes the node. On sqlite and on PostgreSQL behind a server."""
     import threading
     import time
 
@@ -77,7 +78,7 @@ def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path):
 
     assert SETTLE_SECONDS > 0.25  # B's row lands 0.25 s after A's claim starts, inside the wait
 
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unlearn-sweep", str(tmp_path / "artifacts"))
+    tracker = Tracker(backend.uri, "unlearn-sweep", backend.artifacts)
     parent_a = tracker.lineage.start("a", "sweep-a", {}, "local")
     tracker.lineage.start("b", "sweep-b", {}, "local")  # a second live sweep
     config = MemorizationNodeConfig(
