@@ -22,6 +22,9 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "postgres-stack-test-key",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+# `mlflow server` takes 10-30 s to answer on two idle cores (its app imported in the worker); on a machine shared with
+# other jobs it took over 120 s.
+SERVER_START_SECONDS = 600
 
 
 def migrate(uri: str) -> None:
@@ -73,6 +76,7 @@ class LabStack:
             f"http://127.0.0.1:{port}/health",
             self.folder / f"mlflow-server-{port}.log",
             self.env,
+            timeout=SERVER_START_SECONDS,
         ) as process:
             yield f"http://127.0.0.1:{port}", process
 
@@ -139,6 +143,7 @@ def served(request, tmp_path):
                 mlflow_command(tmp_path, str(tmp_path / "artifacts"), port),
                 f"http://127.0.0.1:{port}/health",
                 tmp_path / f"mlflow-server-{port}.log",
+                timeout=SERVER_START_SECONDS,
             ) as process:
                 yield f"http://127.0.0.1:{port}", process
 
