@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import POSTGRES_BIN, free_port, mlflow_command, moto_s3, postgres, postgres_available, server
+from tests.servers import (
+    MLFLOW_SERVER_ENV,
+    POSTGRES_BIN,
+    free_port,
+    mlflow_command,
+    moto_s3,
+    postgres,
+    postgres_available,
+    server,
+)
 
 # Made-up keys for moto; what a driver and the test's own clients need to reach the bucket.
 CREDENTIALS = {
@@ -22,8 +31,8 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "postgres-stack-test-key",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-# `mlflow server` takes 10-30 s to answer on two idle cores (its app imported in the worker); on a machine shared with
-# other jobs it took over 120 s.
+# `mlflow server` takes 10-30 s to answer on two cores (its app imported in the worker); on a machine shared with other
+# jobs it took over 120 s.
 SERVER_START_SECONDS = 600
 
 
@@ -75,7 +84,7 @@ class LabStack:
             mlflow_command(self.folder, self.artifact_root, port, self.db),
             f"http://127.0.0.1:{port}/health",
             self.folder / f"mlflow-server-{port}.log",
-            self.env,
+            {**MLFLOW_SERVER_ENV, **self.env},
             timeout=SERVER_START_SECONDS,
         ) as process:
             yield f"http://127.0.0.1:{port}", process
@@ -143,6 +152,7 @@ def served(request, tmp_path):
                 mlflow_command(tmp_path, str(tmp_path / "artifacts"), port),
                 f"http://127.0.0.1:{port}/health",
                 tmp_path / f"mlflow-server-{port}.log",
+                MLFLOW_SERVER_ENV,
                 timeout=SERVER_START_SECONDS,
             ) as process:
                 yield f"http://127.0.0.1:{port}", process

@@ -86,6 +86,11 @@ def mlflow_command(folder: Path, artifact_root: str, port: int, backend: str | N
     ]
 
 
+# `mlflow server` over a database starts a job runner and seven huey consumers (MLflow's GenAI jobs), each a Python
+# process importing MLflow: on a busy machine that took minutes. No test needs them.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 @contextmanager
 def mlflow_server(folder: Path, artifact_root: str, env: dict, backend: str | None = None):
     port = free_port()
@@ -93,7 +98,7 @@ def mlflow_server(folder: Path, artifact_root: str, env: dict, backend: str | No
         mlflow_command(folder, artifact_root, port, backend),
         f"http://127.0.0.1:{port}/health",
         folder / "mlflow-server.log",
-        env,
+        {**MLFLOW_SERVER_ENV, **env},
     ):
         yield f"http://127.0.0.1:{port}"
 
