@@ -145,3 +145,52 @@ def test_a_dataset_row_created_by_another_sweep_at_the_same_moment_is_linked_not
 
     with pytest.raises(MlflowException, match="something else"):  # any other error is not retried away
         log_dataset(Broken(), run, dataset, "sweep")
+
+
+def test_postgresql_words_a_dataset_row_created_twice_as_log_dataset_expects(postgres_databases, tmp_path):
+    """The race above, provoked for real on PostgreSQL through MLflow's SQL store (as `mlflow server` runs it): six
+    runs log one new dataset at once; the losers' error is one `log_dataset` recognises, and `log_dataset` itself
+    gets through it."""
+    import threading
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    from orchestrator.track.inputs import DUPLICATE_ROW, dataset_input, log_dataset
+
+    store = SqlAlchemyStore(postgres_databases(), str(tmp_path / "artifacts"))
+    experiment = store.create_experiment("race")
+    errors = []
+
+    def race(log, dataset):
+        runs = [store.create_run(experiment, "u", 0, [], "r").info.run_id for _ in range(6)]
+        barrier = threading.Barrier(len(runs))
+
+        def one(run_id):
+            barrier.wait()
+            try:
+                log(run_id, dataset)
+            except MlflowException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=one, args=(run_id,)) for run_id in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return runs
+
+    for attempt in range(10):  # a race: almost always lost at the first try
+        race(
+            lambda run_id, d: store.log_inputs(run_id, [dataset_input(d, "sweep")]),
+            {"name": "a", "args": {"n": attempt}},
+        )
+        if errors:
+            break
+    assert errors, "no insert lost the race"
+    assert all(any(text in str(e) for text in DUPLICATE_ROW) for e in errors), str(errors[0])
+    errors.clear()
+    runs = race(lambda run_id, d: log_dataset(store, run_id, d, "sweep"), {"name": "b", "args": {}})
+    assert not errors, str(errors[0])
+    assert all([i.dataset.name for i in store.get_run(r).inputs.dataset_inputs] == ["b"] for r in runs)
+    store.engine.dispose()
