@@ -92,7 +92,7 @@ def test_after_a_sigkill_the_rerun_proves_the_driver_dead_and_takes_over_at_once
 
     # A stale window it could never wait out: only the proof that the driver is gone lets the rerun take over.
     second = Driver(tmp_path, sweep, uri, env={"UNLEARN_SWEEP_STALE_SECONDS": "1000000"}, name="second")
-    assert second.wait(timeout=400) == 0, second.output()[-3000:]
+    assert second.wait(timeout=900) == 0, second.output()[-3000:]  # minutes on a busy machine: 400 s was not enough
     assert "taking over" in second.output()
     dead = MlflowClient(uri).get_run(dead.info.run_id)
     assert dead.info.status == "KILLED" and "is gone" in dead.data.tags["killed"]
