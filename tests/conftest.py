@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from tests.postgres import backend, lab_stack, postgres_databases, s3_endpoint, served  # noqa: F401 - fixtures
 from workloads.runtime import configure_torch
 
 configure_torch(min(2, os.cpu_count() or 1))  # as the CLI does: before any torch op, denormals flushed

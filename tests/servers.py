@@ -1,14 +1,17 @@
-"""Real servers on loopback for tests: an MLflow tracking server (sqlite backend) and moto's S3 server. Each starts
-in its own session and is ended with its whole process group: `mlflow server` leaves helper processes behind
-otherwise."""
+"""Real servers on loopback for tests: an MLflow tracking server (sqlite or PostgreSQL backend), moto's S3 server and
+a throwaway PostgreSQL cluster. Each starts in its own session and is ended with its whole process group: `mlflow
+server` leaves helper processes behind otherwise."""
 
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -62,7 +65,8 @@ def moto_s3(folder: Path):
         yield f"http://127.0.0.1:{port}"
 
 
-def mlflow_command(folder: Path, artifact_root: str, port: int) -> list[str]:
+def mlflow_command(folder: Path, artifact_root: str, port: int, backend: str | None = None) -> list[str]:
+    """`backend`: the backend store URI (default: sqlite in `folder`)."""
     return [
         sys.executable,
         "-m",
@@ -75,20 +79,78 @@ def mlflow_command(folder: Path, artifact_root: str, port: int) -> list[str]:
         "--workers",
         "1",
         "--backend-store-uri",
-        f"sqlite:///{folder / 'server.db'}",
+        backend or f"sqlite:///{folder / 'server.db'}",
         "--default-artifact-root",
         artifact_root,
         "--no-serve-artifacts",
     ]
 
 
+# `mlflow server` over a database starts a job runner and seven huey consumers (MLflow's GenAI jobs), each a Python
+# process importing MLflow: on a busy machine that took minutes. No test needs them.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 @contextmanager
-def mlflow_server(folder: Path, artifact_root: str, env: dict):
+def mlflow_server(folder: Path, artifact_root: str, env: dict, backend: str | None = None):
     port = free_port()
     with server(
-        mlflow_command(folder, artifact_root, port),
+        mlflow_command(folder, artifact_root, port, backend),
         f"http://127.0.0.1:{port}/health",
         folder / "mlflow-server.log",
-        env,
+        {**MLFLOW_SERVER_ENV, **env},
     ):
         yield f"http://127.0.0.1:{port}"
+
+
+POSTGRES_BIN = Path(os.environ.get("UNLEARN_SWEEP_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def postgres_available() -> bool:
+    return (POSTGRES_BIN / "initdb").is_file() and (POSTGRES_BIN / "pg_ctl").is_file()
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user Debian's package creates."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@contextmanager
+def postgres():
+    """A throwaway PostgreSQL cluster on a loopback port, trust authentication, durability off (a test's data need not
+    survive a power cut): yields a function that creates a fresh database and returns its SQLAlchemy URI. The cluster
+    lives in a folder of its own under the system's temporary folder (a pytest folder is not reachable by another
+    user) and is removed with it."""
+    data = Path(tempfile.mkdtemp(prefix="unlearn-sweep-pg-"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(data, user.pw_uid, user.pw_gid)
+    port, log = free_port(), data / "server.log"
+    subprocess.run(
+        _as_postgres_user([str(POSTGRES_BIN / "initdb"), "-D", str(data / "db"), "-U", "mlflow", "--auth=trust"]),
+        check=True,
+        capture_output=True,
+    )
+    settings = f"-c listen_addresses=127.0.0.1 -p {port} -k {data} -c fsync=off -c synchronous_commit=off"
+    start = [str(POSTGRES_BIN / "pg_ctl"), "-D", str(data / "db"), "-l", str(log), "-o", settings, "-w", "start"]
+    subprocess.run(_as_postgres_user(start), check=True, capture_output=True, start_new_session=True)
+    created = []
+
+    def database(template: str | None = None) -> str:
+        """`template`: the name of a database to copy (one MLflow's migrations already ran on: they take seconds)."""
+        name = f"mlflow{len(created)}"
+        copy = ["-T", template] if template else []
+        subprocess.run(
+            [str(POSTGRES_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", *copy, name],
+            check=True,
+            capture_output=True,
+        )
+        created.append(name)
+        return f"postgresql+psycopg2://mlflow@127.0.0.1:{port}/{name}"
+
+    try:
+        yield database
+    finally:
+        stop = [str(POSTGRES_BIN / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"]
+        subprocess.run(_as_postgres_user(stop), capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

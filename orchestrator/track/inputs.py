@@ -9,8 +9,11 @@ import time
 from mlflow.entities import Dataset, DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 
-# What the store says when two processes create one dataset row at once (sqlite, then PostgreSQL).
-DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
+# What the store says when two processes create one dataset row at once: sqlite's words, PostgreSQL's words, and the
+# name of PostgreSQL's error class (psycopg2's and psycopg 3's), which a server whose messages are in another language
+# (lc_messages) still shows. Provoked on PostgreSQL 15 behind MLflow's SQL store (tests/test_concurrent_sweeps.py):
+# "(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint "dataset_pk"".
+DUPLICATE_ROW = ("UNIQUE constraint failed", "duplicate key value violates unique constraint", "UniqueViolation")
 
 
 def dataset_input(dataset: dict, context: str) -> DatasetInput:

@@ -113,21 +113,40 @@ def sweep_runs(uri: str) -> list:
     return [r for r in all_runs(uri) if r.data.tags.get("node_kind") == "sweep"]
 
 
-def running(uri: str, kind: str) -> bool:
-    """Whether a node of `kind` is being computed, read straight from the sqlite file: a client opening the store
-    while the driver creates it would race it to create MLflow's tables."""
-    path = uri.removeprefix("sqlite:///")
+_ENGINES: dict = {}
+
+
+def query(db: str, sql: str, **params) -> list | None:
+    """Rows of `sql` read straight from the store's database (None while it is not there yet, or not all its
+    tables): a sqlite file opened read-only, since a client opening the store while the driver creates it would race
+    it to create MLflow's tables; PostgreSQL (the database behind a tracking server, there while the server is down)
+    through SQLAlchemy."""
+    if db.startswith("sqlite:///"):
+        try:
+            with sqlite3.connect(f"file:{db.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=5) as conn:
+                return conn.execute(sql, params).fetchall()
+        except sqlite3.Error:
+            return None
+    import sqlalchemy
+
+    engine = _ENGINES.get(db) or _ENGINES.setdefault(db, sqlalchemy.create_engine(db, poolclass=sqlalchemy.NullPool))
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-            return bool(
-                db.execute(
-                    "select count(*) from runs join tags on tags.run_uuid = runs.run_uuid where "
-                    "runs.status = 'RUNNING' and tags.key = 'node_kind' and tags.value = ?",
-                    (kind,),
-                ).fetchone()[0]
-            )
-    except sqlite3.Error:  # not there yet, or not all its tables
-        return False
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sqlalchemy.text(sql), params)]
+    except sqlalchemy.exc.SQLAlchemyError:
+        return None
+
+
+def running(db: str, kind: str) -> bool:
+    """Whether a node of `kind` is being computed, read from the database (`query`): `db` is the store's SQLAlchemy
+    URI (a sqlite store's own, or the PostgreSQL database behind a server)."""
+    rows = query(
+        db,
+        "select count(*) from runs join tags on tags.run_uuid = runs.run_uuid where "
+        "runs.status = 'RUNNING' and tags.key = 'node_kind' and tags.value = :kind",
+        kind=kind,
+    )
+    return bool(rows and rows[0][0])
 
 
 def finished_once(uri: str) -> Counter:
@@ -142,17 +161,12 @@ def assert_same_results(a: dict, b: dict) -> None:
     assert_same_metrics({k: v for k, v in a.items() if k != "nodes"}, {k: v for k, v in b.items() if k != "nodes"})
 
 
-def under_way(uri: str) -> bool:
-    """Whether the sweep has finished a node and is computing another (read as `running` reads)."""
-    path = uri.removeprefix("sqlite:///")
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
-            statuses = dict(
-                db.execute(
-                    "select runs.status, count(*) from runs join tags on tags.run_uuid = runs.run_uuid "
-                    "where tags.key = 'node_key' and runs.lifecycle_stage = 'active' group by runs.status"
-                )
-            )
-    except sqlite3.Error:
-        return False
+def under_way(db: str) -> bool:
+    """Whether the sweep has finished a node and is computing another (read from the database as `running` reads)."""
+    rows = query(
+        db,
+        "select runs.status, count(*) from runs join tags on tags.run_uuid = runs.run_uuid "
+        "where tags.key = 'node_key' and runs.lifecycle_stage = 'active' group by runs.status",
+    )
+    statuses = dict(rows or ())
     return statuses.get("FINISHED", 0) >= 1 and statuses.get("RUNNING", 0) >= 1

@@ -1,17 +1,18 @@
-"""The tracking server going away under a running sweep: a real `mlflow server` (sqlite backend) stopped with its whole
-process group once the sweep has finished a node and is computing another. Back after a while on the same port: the
-sweep retries its store calls with backoff, carries on and records every node exactly once. Gone for good (past the
-retry window, made short here): the sweep stops cleanly with exit 3 and a summary of what finished, and once the server
-is back the same command computes only what was never recorded and closes the dead sweep's run."""
+"""The tracking server going away under a running sweep: a real `mlflow server` (over a sqlite file, and over
+PostgreSQL with S3 artifacts as a lab runs it: tests/postgres.py) stopped with its whole process group once the sweep
+has finished a node and is computing another. Back after a while on the same port: the sweep retries its store calls
+with backoff, carries on and records every node exactly once. Gone for good (past the retry window, made short here):
+the sweep stops cleanly with exit 3 and a summary of what finished, and once the server is back the same command
+computes only what was never recorded and closes the dead sweep's run. Only the server process goes: its database (the
+sqlite file, the PostgreSQL cluster) stays."""
 
 import os
 import signal
-from contextlib import contextmanager
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.servers import free_port, mlflow_command, server
+from tests.servers import free_port
 
 from .helpers import Driver, finished_once, node_runs, small_sweep, sweep_runs, under_way
 
@@ -20,31 +21,20 @@ pytestmark = pytest.mark.fault
 NODES = 14  # the small sweep, relearning with k = 0 only
 
 
-@contextmanager
-def tracking_server(folder, port):
-    """A real MLflow server on `port` over folder/server.db: (its URI, its process)."""
-    with server(
-        mlflow_command(folder, str(folder / "artifacts"), port),
-        f"http://127.0.0.1:{port}/health",
-        folder / f"mlflow-server-{port}.log",
-    ) as process:
-        yield f"http://127.0.0.1:{port}", process
-
-
 def stop(process) -> None:
     os.killpg(process.pid, signal.SIGKILL)  # the whole server at once, as a lost pod
     process.wait()
 
 
-def test_a_server_down_for_a_while_and_back_loses_nothing(tmp_path):
-    port, db = free_port(), f"sqlite:///{tmp_path / 'server.db'}"
-    sweep = small_sweep(tmp_path, relearn__k=[0])
-    with tracking_server(tmp_path, port) as (uri, process):
+def test_a_server_down_for_a_while_and_back_loses_nothing(tmp_path, served):
+    port, db = free_port(), served.db
+    sweep = small_sweep(tmp_path, relearn__k=[0], tracking__artifact_location=served.artifacts)
+    with served.serve(port) as (uri, process):
         driver = Driver(tmp_path, sweep, uri, name="run")
         driver.until(lambda: under_way(db))
         stop(process)
         driver.until(lambda: "unreachable" in driver.output())  # the sweep noticed and is retrying
-    with tracking_server(tmp_path, port) as (uri, _):  # back, same database
+    with served.serve(port) as (uri, _):  # back, same database
         assert driver.wait() == 0, driver.output()[-3000:]
         assert "answers again" in driver.output()
         summary = driver.result()
@@ -55,11 +45,11 @@ def test_a_server_down_for_a_while_and_back_loses_nothing(tmp_path):
         assert parent.info.status == "FINISHED"
 
 
-def test_a_server_down_for_good_stops_the_sweep_and_the_rerun_computes_only_what_was_never_recorded(tmp_path):
-    port, db = free_port(), f"sqlite:///{tmp_path / 'server.db'}"
-    sweep = small_sweep(tmp_path, relearn__k=[0])
+def test_a_server_down_for_good_stops_the_sweep_and_the_rerun_computes_only_what_was_never_recorded(tmp_path, served):
+    port, db = free_port(), served.db
+    sweep = small_sweep(tmp_path, relearn__k=[0], tracking__artifact_location=served.artifacts)
     short = {"UNLEARN_SWEEP_STORE_OUTAGE_SECONDS": "3"}
-    with tracking_server(tmp_path, port) as (uri, process):
+    with served.serve(port) as (uri, process):
         first = Driver(tmp_path, sweep, uri, env=short, name="first")
         first.until(lambda: under_way(db))
         stop(process)
@@ -69,7 +59,7 @@ def test_a_server_down_for_good_stops_the_sweep_and_the_rerun_computes_only_what
     stopped = first.result()  # what finished before the server went
     assert stopped["nodes"]["executed"] >= 1 and stopped["nodes"]["total"] == NODES
 
-    with tracking_server(tmp_path, port) as (uri, _):
+    with served.serve(port) as (uri, _):
         recorded = set(finished_once(uri))
         assert len(recorded) == stopped["nodes"]["executed"]  # everything it finished is in the store
         second = Driver(tmp_path, sweep, uri, name="second")
