@@ -18,7 +18,7 @@ from ray.cluster_utils import Cluster
 
 from orchestrator.cli import main
 from tests.conftest import REPO
-from tests.servers import moto_s3
+from tests.servers import free_port, moto_s3
 
 from .helpers import assert_same_results, finished_once, node_runs, small_sweep
 
@@ -86,9 +86,15 @@ def test_a_node_whose_machine_is_removed_resumes_on_another_from_the_checkpoint_
             tmp_path / "faults", train__epochs=epochs, tracking__artifact_location="s3://lab-mlflow/artifacts"
         )
         caches = [tmp_path / f"cache-{i}" for i in range(2)]
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # actors only on the machines below
+        # Actors only on the machines below. Each machine's agent on a free port: the default one (52365) may be held
+        # by another Ray on this host, and its agent failing to bind stops a machine's start.
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 0, "include_dashboard": False, "dashboard_agent_listen_port": free_port()},
+        )
         for cache in caches:
-            cluster.add_node(num_cpus=1, env_vars={"UNLEARN_SWEEP_CACHE": str(cache)})
+            env = {"UNLEARN_SWEEP_CACHE": str(cache)}
+            cluster.add_node(num_cpus=1, env_vars=env, dashboard_agent_listen_port=free_port())
         ray.init(address=cluster.address, runtime_env={"env_vars": {"UNLEARN_SWEEP_CHECKPOINT_STEPS": "10"}})
         db = f"sqlite:///{tmp_path / 'faults.db'}"
         removed, stop = [], threading.Event()
