@@ -68,57 +68,48 @@ def test_a_node_whose_machine_is_removed_resumes_on_another_from_the_checkpoint_
     epochs = 20
     for folder in ("calm", "faults"):
         (tmp_path / folder).mkdir()
-    calm_sweep = small_sweep(tmp_path / "calm", train__epochs=epochs)
-    threads = torch.get_num_threads()
-    try:  # the fault-free reference, on one thread as each 1-CPU Ray worker runs
-        calm = ["--tracking-uri", f"sqlite:///{tmp_path / 'calm.db'}", "--summary", str(tmp_path / "calm.json")]
-        assert main(["run", str(calm_sweep), *calm, "--no-report", "--threads", "1"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-
+    caches = [tmp_path / f"cache-{i}" for i in range(2)]
     with moto_s3(tmp_path) as endpoint:
         for name, value in {**CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": endpoint, "PYTHONPATH": str(REPO)}.items():
             monkeypatch.setenv(name, value)  # the driver's, and each machine's (its raylet's and workers')
         monkeypatch.delenv("UNLEARN_SWEEP_CHECKPOINT_STORE", raising=False)  # auto: artifacts in S3, so there
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
-        sweep = small_sweep(
-            tmp_path / "faults", train__epochs=epochs, tracking__artifact_location="s3://lab-mlflow/artifacts"
-        )
-        caches = [tmp_path / f"cache-{i}" for i in range(2)]
         # Actors only on the machines below. Each machine's agent on a free port: the default one (52365) may be held
         # by another Ray on this host, and its agent failing to bind stops a machine's start.
         cluster = Cluster(
             initialize_head=True,
             head_node_args={"num_cpus": 0, "include_dashboard": False, "dashboard_agent_listen_port": free_port()},
         )
-        for cache in caches:
-            env = {"UNLEARN_SWEEP_CACHE": str(cache)}
-            cluster.add_node(num_cpus=1, env_vars=env, dashboard_agent_listen_port=free_port())
-        ray.init(address=cluster.address, runtime_env={"env_vars": {"UNLEARN_SWEEP_CHECKPOINT_STEPS": "10"}})
-        db = f"sqlite:///{tmp_path / 'faults.db'}"
         removed, stop = [], threading.Event()
-        remover = threading.Thread(
-            target=remove_once_stored, args=(cluster, caches, db, s3, removed, stop), daemon=True
-        )
-        remover.start()
         try:
-            code = main(
-                [
-                    "run",
-                    str(sweep),
-                    "--executor",
-                    "ray",
-                    "--tracking-uri",
-                    db,
-                    "--summary",
-                    str(tmp_path / "faults.json"),
-                    "--no-report",
-                ]
+            for cache in caches:
+                env = {"UNLEARN_SWEEP_CACHE": str(cache)}
+                cluster.add_node(num_cpus=1, env_vars=env, dashboard_agent_listen_port=free_port())
+
+            calm_sweep = small_sweep(tmp_path / "calm", train__epochs=epochs)
+            threads = torch.get_num_threads()
+            try:  # the fault-free reference, on one thread as each 1-CPU Ray worker runs
+                calm = ["--tracking-uri", f"sqlite:///{tmp_path / 'calm.db'}", "--summary", str(tmp_path / "calm.json")]
+                assert main(["run", str(calm_sweep), *calm, "--no-report", "--threads", "1"]) == 0
+            finally:
+                torch.set_num_threads(threads)
+
+            sweep = small_sweep(
+                tmp_path / "faults", train__epochs=epochs, tracking__artifact_location="s3://lab-mlflow/artifacts"
             )
-        finally:
+            ray.init(address=cluster.address, runtime_env={"env_vars": {"UNLEARN_SWEEP_CHECKPOINT_STEPS": "10"}})
+            db = f"sqlite:///{tmp_path / 'faults.db'}"
+            remover = threading.Thread(
+                target=remove_once_stored, args=(cluster, caches, db, s3, removed, stop), daemon=True
+            )
+            remover.start()
+            faults = ["--tracking-uri", db, "--summary", str(tmp_path / "faults.json"), "--no-report"]
+            code = main(["run", str(sweep), "--executor", "ray", *faults])
             stop.set()
             remover.join()
+        finally:
+            stop.set()
             ray.shutdown()
             cluster.shutdown()
         left = stored_checkpoints(s3)
