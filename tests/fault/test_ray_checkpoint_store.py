@@ -48,6 +48,11 @@ def stored_checkpoints(s3) -> list[str]:
     return [o["Key"] for o in listed]
 
 
+def ports() -> dict:
+    names = ("dashboard_agent_listen_port", "metrics_agent_port", "runtime_env_agent_port", "metrics_export_port")
+    return {name: free_port() for name in names}
+
+
 def remove_once_stored(cluster, caches, db, s3, removed: list, stop: threading.Event) -> None:
     """Removes the machine whose cache folder holds the original's training checkpoint once the bucket holds it too,
     then moves that folder away (nothing of it is readable by anyone afterwards)."""
@@ -75,17 +80,15 @@ def test_a_node_whose_machine_is_removed_resumes_on_another_from_the_checkpoint_
         monkeypatch.delenv("UNLEARN_SWEEP_CHECKPOINT_STORE", raising=False)  # auto: artifacts in S3, so there
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
-        # Actors only on the machines below. Each machine's agent on a free port: the default one (52365) may be held
-        # by another Ray on this host, and its agent failing to bind stops a machine's start.
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 0, "include_dashboard": False, "dashboard_agent_listen_port": free_port()},
-        )
+        # Actors only on the machines below. Each machine's agents on ports chosen here: the default one (52365) may
+        # be held by another Ray on this host, and a raylet that waits for its agents to report the ports they chose
+        # gives up after some seconds on a busy host (its agents, Python processes, start slowly there).
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False, **ports()})
         removed, stop = [], threading.Event()
         try:
             for cache in caches:
                 env = {"UNLEARN_SWEEP_CACHE": str(cache)}
-                cluster.add_node(num_cpus=1, env_vars=env, dashboard_agent_listen_port=free_port())
+                cluster.add_node(num_cpus=1, env_vars=env, **ports())
 
             calm_sweep = small_sweep(tmp_path / "calm", train__epochs=epochs)
             threads = torch.get_num_threads()
