@@ -53,6 +53,7 @@ class TrainingCheckpoint:
     remote: Optional[CheckpointStore] = None  # a copy any machine can resume from (None: this machine's file only)
     uploads: int = 0
     _last: float = field(default_factory=time.monotonic, repr=False)
+    _used: bool = field(default=False, repr=False)  # loaded or saved: the remote may hold something to clear
 
     def due(self, step: int) -> bool:
         by_steps = self.every_steps > 0 and step % self.every_steps == 0
@@ -62,6 +63,7 @@ class TrainingCheckpoint:
     def load(self) -> Optional[dict]:
         """The saved state of the later step of the local file and the stored copy, or None (nothing saved, or
         nothing readable: what cannot be read is removed, with a warning)."""
+        self._used = True
         local = self._read(self.path) if self.path.is_file() else None
         stored = self._fetch()
         if stored is not None and (local is None or stored["step"] > local["step"]):
@@ -76,6 +78,7 @@ class TrainingCheckpoint:
         """Writes `state` (with its "step") atomically, then uploads it to the remote; False, with a warning, when it
         cannot be written (an upload that fails warns too, and the local copy stays)."""
         self._last = time.monotonic()
+        self._used = True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
         try:
@@ -109,9 +112,10 @@ class TrainingCheckpoint:
         self.clear()
 
     def clear(self) -> None:
-        """Removes the local file and the stored copy (a store that cannot be reached now: with a warning)."""
+        """Removes the local file and the stored copy (a store that cannot be reached now: with a warning). A node
+        that never loaded nor saved its checkpoint (it does not train) asks nothing of the store."""
         self._clear_local()
-        if self.remote is not None:
+        if self.remote is not None and self._used:
             try:
                 self.remote.delete()
             except Exception as error:  # noqa: BLE001 - left behind in the store, overwritten by the next save

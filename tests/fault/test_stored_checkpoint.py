@@ -6,6 +6,7 @@ nothing is left in the store once the checkpoint is cleared, as NodeWorker.run c
 Against a real S3 server (moto's, on loopback) and against an artifact folder."""
 
 import os
+import warnings
 from dataclasses import replace
 
 import boto3
@@ -167,6 +168,10 @@ def test_a_store_that_refuses_leaves_training_going(tmp_path):
     with pytest.warns(UserWarning, match="not removed"):
         checkpoint.clear()
     assert not checkpoint.path.exists()
+    # A node that does not train (never loads nor saves) asks nothing of the store when it is cleared after recording.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainingCheckpoint(tmp_path / "idle.pt", remote=Fails()).clear()
 
 
 def test_where_the_worker_keeps_checkpoints(tmp_path, monkeypatch):
