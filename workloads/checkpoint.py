@@ -7,7 +7,15 @@ Pure PyTorch and the local file system: the orchestrator decides where the file 
 key) and how often it is written, and hands a `TrainingCheckpoint` to the node in its RunContext. Files are written
 atomically (temporary file, fsync, rename) and read with `weights_only=True`; one that cannot be read is discarded
 and training starts from scratch. A checkpoint that cannot be written (a full disk) is skipped with a warning:
-it is an insurance, never a reason for the node to fail."""
+it is an insurance, never a reason for the node to fail.
+
+The local file is the working copy. A checkpoint may also have a `remote` (a `CheckpointStore` the orchestrator
+provides: on a cluster, the sweep's artifact store), so that another machine can resume it: every save is uploaded
+there after the local write (an upload that fails warns and training goes on, as a full disk does); a load reads the
+local file and the stored one (downloaded beside it, verified by the store) and resumes from the later step of the
+two, so a machine that finds an older local copy of its own still resumes from where the last machine got; clearing
+removes both. A stored checkpoint that does not verify or that torch refuses is removed with a warning, as an
+unreadable local one is."""
 
 from __future__ import annotations
 
@@ -16,9 +24,23 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Protocol
 
 import torch
+
+
+class CheckpointStore(Protocol):
+    """Where a node's training checkpoint is kept beside the local file, for any machine to resume from."""
+
+    def upload(self, path: Path) -> None:
+        """Stores the file at `path` (replacing what was stored); raises when it cannot."""
+
+    def download(self, path: Path) -> bool:
+        """Writes the stored checkpoint to `path`: False when none is stored; raises when the stored one is not
+        intact (truncated, not what was uploaded) or cannot be read."""
+
+    def delete(self) -> None:
+        """Removes the stored checkpoint, if any."""
 
 
 @dataclass
@@ -28,7 +50,10 @@ class TrainingCheckpoint:
     every_seconds: float = 300.0  # ... or once this much time has passed since the last save (0: by steps only)
     resumed_step: int = 0  # the step a load() found (0: none, training starts from scratch)
     saves: int = 0
+    remote: Optional[CheckpointStore] = None  # a copy any machine can resume from (None: this machine's file only)
+    uploads: int = 0
     _last: float = field(default_factory=time.monotonic, repr=False)
+    _used: bool = field(default=False, repr=False)  # loaded or saved: the remote may hold something to clear
 
     def due(self, step: int) -> bool:
         by_steps = self.every_steps > 0 and step % self.every_steps == 0
@@ -36,24 +61,24 @@ class TrainingCheckpoint:
         return by_steps or by_time
 
     def load(self) -> Optional[dict]:
-        """The saved state, or None (nothing saved, or a file that is not a readable checkpoint, which is removed)."""
-        if not self.path.is_file():
-            return None
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-            self.resumed_step = int(state["step"])
-            return state
-        except Exception as error:  # noqa: BLE001 - truncated, corrupt or not ours: start from scratch
-            warnings.warn(
-                f"training checkpoint {self.path} unreadable ({type(error).__name__}: {error}); starting over",
-                stacklevel=2,
-            )
-            self.clear()
-            return None
+        """The saved state of the later step of the local file and the stored copy, or None (nothing saved, or
+        nothing readable: what cannot be read is removed, with a warning)."""
+        self._used = True
+        local = self._read(self.path) if self.path.is_file() else None
+        stored = self._fetch()
+        if stored is not None and (local is None or stored["step"] > local["step"]):
+            os.replace(self._downloaded, self.path)  # the working copy from now on
+            local = stored
+        self._downloaded.unlink(missing_ok=True)
+        if local is not None:
+            self.resumed_step = int(local["step"])
+        return local
 
     def save(self, state: dict) -> bool:
-        """Writes `state` (with its "step") atomically; False, with a warning, when it cannot be written."""
+        """Writes `state` (with its "step") atomically, then uploads it to the remote; False, with a warning, when it
+        cannot be written (an upload that fails warns too, and the local copy stays)."""
         self._last = time.monotonic()
+        self._used = True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
         try:
@@ -67,6 +92,16 @@ class TrainingCheckpoint:
             partial.unlink(missing_ok=True)
             return False
         self.saves += 1
+        if self.remote is not None:
+            try:
+                self.remote.upload(self.path)
+                self.uploads += 1
+            except Exception as error:  # noqa: BLE001 - the store unreachable or refusing: an insurance, never fatal
+                warnings.warn(
+                    f"training checkpoint not stored in {self.remote} ({type(error).__name__}: {error}); "
+                    "training goes on",
+                    stacklevel=2,
+                )
         return True
 
     def discard(self, why: str) -> None:
@@ -77,5 +112,65 @@ class TrainingCheckpoint:
         self.clear()
 
     def clear(self) -> None:
-        for path in (self.path, self.path.with_name(self.path.name + ".partial")):
+        """Removes the local file and the stored copy (a store that cannot be reached now: with a warning). A node
+        that never loaded nor saved its checkpoint (it does not train) asks nothing of the store."""
+        self._clear_local()
+        if self.remote is not None and self._used:
+            try:
+                self.remote.delete()
+            except Exception as error:  # noqa: BLE001 - left behind in the store, overwritten by the next save
+                warnings.warn(
+                    f"training checkpoint in {self.remote} not removed ({type(error).__name__}: {error})", stacklevel=2
+                )
+
+    # -- internals ------------------------------------------------------------------------------------------------
+    @property
+    def _downloaded(self) -> Path:
+        return self.path.with_name(self.path.name + ".stored")
+
+    def _clear_local(self) -> None:
+        for path in (self.path, self.path.with_name(self.path.name + ".partial"), self._downloaded):
             path.unlink(missing_ok=True)
+
+    def _read(self, path: Path) -> Optional[dict]:
+        """The state in a local file, loaded with weights_only=True; None (the file removed, with a warning) when
+        it is not a readable checkpoint."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state["step"] = int(state["step"])
+            return state
+        except Exception as error:  # noqa: BLE001 - truncated, corrupt or not ours: start from scratch
+            warnings.warn(
+                f"training checkpoint {path} unreadable ({type(error).__name__}: {error}); starting over",
+                stacklevel=3,
+            )
+            path.unlink(missing_ok=True)
+            return None
+
+    def _fetch(self) -> Optional[dict]:
+        """The stored checkpoint, downloaded beside the local file and read; None when there is none, or (removed
+        from the store, with a warning) when it does not verify or cannot be read."""
+        if self.remote is None:
+            return None
+        try:
+            found = self.remote.download(self._downloaded)
+        except Exception as error:  # noqa: BLE001 - truncated or replaced in the store, or the store unreachable
+            warnings.warn(
+                f"training checkpoint in {self.remote} unreadable ({type(error).__name__}: {error}); not resumed",
+                stacklevel=3,
+            )
+            found = False
+            self._forget_stored()
+        if not found:
+            return None
+        state = self._read(self._downloaded)
+        if state is None:
+            self._forget_stored()
+        return state
+
+    def _forget_stored(self) -> None:
+        self._downloaded.unlink(missing_ok=True)
+        try:
+            self.remote.delete()
+        except Exception:  # noqa: BLE001 - overwritten by the next save anyway
+            pass

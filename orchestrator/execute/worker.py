@@ -6,7 +6,10 @@ executor holds one NodeWorker in-process; the Ray executor one per actor.
 Each task gets a training checkpoint file in this machine's cache folder, named by the node's content key
 (`<cache>/checkpoints/<key>.pt`; one computation per key at a time, so one writer), which the long training kinds write
 every UNLEARN_SWEEP_CHECKPOINT_SECONDS (default 300) or UNLEARN_SWEEP_CHECKPOINT_STEPS steps and resume from when the
-node runs again after an interruption; it is removed once the node's result is recorded.
+node runs again after an interruption; it is removed once the node's result is recorded. When the sweep's artifacts
+live off this machine (S3 on a cluster), or UNLEARN_SWEEP_CHECKPOINT_STORE=artifacts says so, every checkpoint is
+also uploaded to the artifact store under the node's key, so a node whose machine was lost resumes on any other
+worker (orchestrator/track/checkpoints.py); UNLEARN_SWEEP_CHECKPOINT_STORE=local keeps them on the machine alone.
 
 On a GPU: the state a node computed is recorded and kept for its children as a CPU copy, as a parent read from the
 store comes (so a distance or LMC node mixes no devices, and the cache holds no GPU memory); the node's precision
@@ -26,6 +29,7 @@ import torch
 
 from orchestrator.local_cache import cache_dir
 from orchestrator.track import Tracker
+from orchestrator.track.checkpoints import StoredCheckpoint, checkpoint_root
 from workloads.checkpoint import TrainingCheckpoint
 from workloads.forget import ForgetSet
 from workloads.nodes import NODE_KINDS, DataNodeConfig, InputNode, RunContext, load_data
@@ -59,12 +63,15 @@ class TaskResult:
     seconds: float  # the node's own compute time, recording excluded
 
 
-def training_checkpoint(key: str) -> TrainingCheckpoint:
-    """The node's checkpoint file on this machine and how often to write it (read from the environment each time)."""
+def training_checkpoint(key: str, tracker: Optional[Tracker] = None) -> TrainingCheckpoint:
+    """The node's checkpoint file on this machine and how often to write it (read from the environment each time),
+    with its copy in the tracker's artifact store when checkpoints are kept there (track/checkpoints.py)."""
+    root = checkpoint_root(tracker.store) if tracker is not None else None
     return TrainingCheckpoint(
         cache_dir() / "checkpoints" / f"{key}.pt",
         int(os.environ.get("UNLEARN_SWEEP_CHECKPOINT_STEPS", 0)),
         float(os.environ.get("UNLEARN_SWEEP_CHECKPOINT_SECONDS", 300)),
+        remote=None if root is None else StoredCheckpoint(root, key, tracker.uri),
     )
 
 
@@ -90,7 +97,7 @@ class NodeWorker:
         if self.device.type == "cuda":
             set_fp32_math(precision)
         runtime = runtime_facts(self.device) | {"precision": precision}  # in the thread that runs the node
-        checkpoint = training_checkpoint(task.key)
+        checkpoint = training_checkpoint(task.key, self.tracker)
         try:
             output = self._compute(task, checkpoint)
             output.state = None if output.state is None else on_cpu(output.state)
