@@ -29,11 +29,11 @@ import os
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Optional
-import urllib.error
-import urllib.request
 
 OUTAGE_SECONDS = float(os.environ.get("UNLEARN_SWEEP_STORE_OUTAGE_SECONDS", 600))
 FIRST_DELAY, MAX_DELAY = 0.5, 30.0

@@ -57,8 +57,9 @@ def assert_stopped_cleanly(uri: str, stopped: dict) -> set[str]:
     (parent,) = sweep_runs(uri)
     assert parent.info.status == "KILLED" and "SIGTERM" in parent.data.tags["killed"]
     done = {r.data.tags["node_key"] for r in runs if r.info.status == "FINISHED"}
-    # A worker may record a node in the moment between the signal and its end: in the store, not in the summary.
-    assert 1 <= stopped["nodes"]["executed"] <= len(done) and stopped["nodes"]["total"] == NODES
+    # A node a worker recorded that the driver had not collected yet when the signal came is in the store (the rerun
+    # finds it cached), not in the summary: the summary holds what the driver saw finish.
+    assert len(done) >= 1 and stopped["nodes"]["executed"] <= len(done) and stopped["nodes"]["total"] == NODES
     return done
 
 
@@ -80,6 +81,7 @@ def test_sigterm_to_a_driver_on_its_own_ray_ends_the_sweep_cleanly_and_the_same_
         first.signal(signal.SIGTERM)
         assert first.wait() == 128 + signal.SIGTERM, first.output()[-3000:]
         ended = time.monotonic() - began
+        print(f"SIGTERM to exit: {ended:.1f} s")
         assert "SIGTERM: stopping the sweep" in first.output()
         # Within Ray's default grace for a job (RAY_JOB_STOP_WAIT_TIME_S, 3 s) with room to spare on a busy machine.
         assert ended < 30, ended
@@ -106,6 +108,9 @@ def ray_head(tmp_path):
         "RAY_AUTH_TOKEN": secrets.token_hex(16),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(REPO),  # the job's driver runs this checkout's code, as an installed package would
+        # How long `ray job stop` waits after its SIGTERM before it SIGKILLs the job (Ray's default: 3 s), read by
+        # the job's supervisor, a process of the head: room for a machine as busy as a shared CI runner.
+        "RAY_JOB_STOP_WAIT_TIME_S": "30",
     }
     dashboard, temp = free_port(), Path(f"/tmp/ray-{secrets.token_hex(3)}")
     command = [
@@ -163,6 +168,7 @@ def test_ray_job_stop_ends_a_submitted_sweep_cleanly_and_submitting_it_again_res
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     logs = job(ray_head, "logs", "first").stdout
     assert "SIGTERM: stopping the sweep" in logs, logs[-3000:]
+    assert " cached, 0 failed in " in " ".join(logs.split()), logs[-3000:]  # it ended on its own, not SIGKILLed
     done = assert_stopped_cleanly(uri, json.loads((tmp_path / "first.json").read_text()))
 
     again = submit("second")  # the same command again, waiting for it this time
