@@ -44,6 +44,7 @@ class Pool(Protocol):
     def start(self, task: NodeTask) -> None: ...
     def finished(self, timeout: Optional[float]) -> list[Finished]: ...
     def retire_idle(self) -> None: ...
+    def halt(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -102,6 +103,9 @@ class Scheduler:
                     time.sleep(WAIT_POLL_SECONDS)
                 self._check_waiting()
         except BaseException as error:  # a signal, a lost store, a bug: the runs in flight will never finish
+            # Their workers are stopped first: one left running would record its node after the run was marked
+            # KILLED (a stopped sweep's results must be what its summary and the store say).
+            self.pool.halt()
             self._abandon(f"the sweep stopped: {type(error).__name__}: {error}"[:500])
             raise
         finally:
