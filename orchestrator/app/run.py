@@ -110,8 +110,10 @@ class SweepRun:
                 stop.lost_store(error)
             finally:
                 stop.shield()
-                self.pool.close()
-                summary = self._conclude(stop, ok, time.perf_counter() - start)
+                try:  # the record first: `ray job stop` SIGKILLs a driver 3 s after its SIGTERM, and Ray's
+                    summary = self._conclude(stop, ok, time.perf_counter() - start)  # shutdown may take longer
+                finally:
+                    self.pool.close()
         return Ended(self.state, summary, self.parent, stop.exit_code(ok), stop.store_error)
 
     def _compute(self) -> bool:

@@ -61,5 +61,8 @@ class LocalPool:
     def retire_idle(self) -> None:
         pass
 
+    def halt(self) -> None:
+        pass  # the node ran in this thread, which the stop interrupted
+
     def close(self) -> None:
         pass

@@ -242,6 +242,12 @@ class RayPool:
         for worker in [w for w in self.workers if w.task is None]:
             self._retire(worker)
 
+    def halt(self) -> None:
+        """Kills the workers computing a node, at once (the sweep is stopping): their runs are marked KILLED next."""
+        for worker in list(self.running.values()):
+            self._retire(worker)
+        self.running.clear()
+
     def close(self) -> None:
         for worker in self.workers:
             ray.kill(worker.handle)

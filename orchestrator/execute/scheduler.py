@@ -21,6 +21,7 @@ from orchestrator.execute.state import RunState, Status
 from orchestrator.execute.worker import InputRef, NodeTask, TaskResult
 from orchestrator.plan import Node
 from orchestrator.track import HEARTBEAT_SECONDS, Tracker
+from orchestrator.track.resilient import deferring_signals
 
 MAX_LOST = 3  # times a node may lose its worker before it counts as failed
 WAIT_POLL_SECONDS = 2.0  # how often a node another sweep is computing is looked for in the store
@@ -43,6 +44,7 @@ class Pool(Protocol):
     def start(self, task: NodeTask) -> None: ...
     def finished(self, timeout: Optional[float]) -> list[Finished]: ...
     def retire_idle(self) -> None: ...
+    def halt(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -101,6 +103,9 @@ class Scheduler:
                     time.sleep(WAIT_POLL_SECONDS)
                 self._check_waiting()
         except BaseException as error:  # a signal, a lost store, a bug: the runs in flight will never finish
+            # Their workers are stopped first: one left running would record its node after the run was marked
+            # KILLED (a stopped sweep's results must be what its summary and the store say).
+            self.pool.halt()
             self._abandon(f"the sweep stopped: {type(error).__name__}: {error}"[:500])
             raise
         finally:
@@ -134,13 +139,17 @@ class Scheduler:
         resources = resources_for(self.state.plan.spec.resources, node.kind, node.method, self.pool.has_gpus)
         if not self.pool.can_start(resources):
             return
-        claim = self.tracker.claims.claim(node, self.sweep_id, self.parent)
-        self.pending.remove(node)
+        # A stop signal during the claim is raised once its run is in `in_flight`, where `_abandon` finds it: raised
+        # between the run's creation and its bookkeeping, it left the run RUNNING with no one to end it.
+        with deferring_signals():
+            claim = self.tracker.claims.claim(node, self.sweep_id, self.parent)
+            self.pending.remove(node)
+            if claim.holder is None:
+                self.in_flight[claim.run_id] = node
         if claim.holder is not None:
             self.waiting[node] = claim.holder
             self._set(node, Status.WAITING)
             return
-        self.in_flight[claim.run_id] = node
         self.pool.start(self._task(node, claim.run_id, resources))
         self._set(node, Status.RUNNING)
 

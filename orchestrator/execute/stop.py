@@ -4,7 +4,9 @@ stop`; SIGINT from Ctrl-C) or loses its tracking store for good.
 Python's default SIGTERM ends the process without running any cleanup, which left a sweep's runs RUNNING forever. Here
 the first SIGTERM or SIGINT raises `Interrupted` in the main thread (where the driver waits for nodes or, on the local
 executor, runs one), so the scheduler marks its in-flight runs KILLED with the signal's name and the CLI writes
-summary.json for what finished and ends the sweep's run KILLED. From then on the cleanup is shielded: a further
+summary.json for what finished and ends the sweep's run KILLED. A signal that arrives during a call to a database
+store (sqlite) is raised when the call returns: raised inside it, it would leave the call's transaction open and the
+database locked against the cleanup's own writes (track/resilient.py). From then on the cleanup is shielded: a further
 signal does not interrupt it half-way, except that a second signal exits at once (os._exit), for whoever cannot wait.
 
 Exit codes: 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as shells report a process a signal ended;
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from typing import Optional
 
 from orchestrator.track import StoreUnavailable
+from orchestrator.track.resilient import after_store_call, in_store_call
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_STORE_LOST = 3
@@ -69,7 +72,14 @@ class GracefulStop:
             f"{name}: stopping the sweep (in-flight nodes are marked KILLED, what finished is kept); "
             "send it again to stop at once"
         )
+        if in_store_call():  # not inside a database transaction: once the call has closed it
+            after_store_call(lambda: self._interrupt(signum))
+            return
         raise Interrupted(signum)
+
+    def _interrupt(self, signum: int) -> None:
+        if not self.shielded:  # the cleanup may have begun while the store call ran
+            raise Interrupted(signum)
 
     def shield(self) -> None:
         """From here on (the cleanup) a first signal is noted, not raised."""

@@ -37,6 +37,17 @@ from workloads.runtime import configure_device, release_device_memory, runtime_f
 from workloads.speed import effective_precision, set_fp32_math
 
 STATE_CACHE_SIZE = 8
+# MLflow's fluent API reads the active run, experiment and model from these. Inherited from whoever started the driver
+# (a shell, a notebook, an MLflow Project, a Ray cluster started from either), an MLFLOW_RUN_ID overrides the parent
+# run a node's code asks for (MLflow issue 15713) and sends its records to an unrelated run. Nodes record into their
+# claimed run by id; a library inside a node that uses the fluent API must not find any of these either.
+INHERITED_MLFLOW_CONTEXT = (
+    "MLFLOW_RUN_ID",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_ACTIVE_MODEL_ID",
+    "_MLFLOW_ACTIVE_MODEL_ID",
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,14 @@ def training_checkpoint(key: str, tracker: Optional[Tracker] = None) -> Training
     )
 
 
+def forget_inherited_mlflow_context() -> None:
+    """Drops INHERITED_MLFLOW_CONTEXT from this process's environment, where nodes run: the driver's own for the local
+    executor, a Ray actor's for the Ray executor. A Ray worker inherits its raylet's environment, which the driver
+    cannot change (a runtime_env sets variables, it cannot unset them), so each worker drops them itself."""
+    for name in INHERITED_MLFLOW_CONTEXT:
+        os.environ.pop(name, None)
+
+
 def on_cpu(state: dict) -> dict:
     """A model's state as the store gives it back: detached CPU tensors (one copy off a GPU, none on the CPU)."""
     return {name: tensor.detach().cpu() for name, tensor in state.items()}
@@ -84,6 +103,7 @@ class NodeWorker:
     def __init__(self, tracker: Tracker, device: torch.device, gpu_share: float = 1.0):
         """`gpu_share`: the fraction of the device's GPU this worker holds (a Ray actor's num_gpus), which caps the
         memory it may allocate."""
+        forget_inherited_mlflow_context()
         self.tracker, self.device = tracker, device
         configure_device(device, gpu_share)
         # A parent read by many children is loaded once; bounded for ResNet-sized sweeps. CPU tensors only.

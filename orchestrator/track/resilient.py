@@ -14,16 +14,26 @@ rather than minutes in MLflow's retries.
 
 A retried call may have reached the server before the connection broke; the calls a sweep makes tolerate that (tags
 and terminal states are set again to the same value; a claim run made twice is one more run of the same sweep, which
-the claim protocol resolves like any other)."""
+the claim protocol resolves like any other).
+
+A stop signal must not land inside a call to a database-backed store (sqlite, PostgreSQL: MLflow's SQLAlchemy
+store): raised there, it leaves the call's transaction open on a pooled connection, and an open sqlite transaction
+locks the file against every writer, this process's cleanup and the Ray workers included ("database is locked" until
+the process ends). `deferring_signals` lets a signal handler wait for the call to end instead (`after_store_call`).
+Calls to an HTTP server are not deferred (an interrupted request holds nothing), nor are the waits between retries."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Optional
 
 OUTAGE_SECONDS = float(os.environ.get("UNLEARN_SWEEP_STORE_OUTAGE_SECONDS", 600))
 FIRST_DELAY, MAX_DELAY = 0.5, 30.0
@@ -37,6 +47,39 @@ MLFLOW_HTTP_DEFAULTS = {
 UNREACHABLE = re.compile(r"API request to .* failed with (timeout )?exception")
 
 log = logging.getLogger("unlearn_sweep.store")
+
+
+class _StoreCalls(threading.local):
+    """Per thread (signal handlers run in the main thread): how deep in store calls it is, and what to do once out."""
+
+    depth = 0
+    deferred: Optional[Callable[[], None]] = None
+
+
+_calls = _StoreCalls()
+
+
+def in_store_call() -> bool:
+    """Whether this thread is inside a call to a database-backed store that a signal must not interrupt."""
+    return _calls.depth > 0
+
+
+def after_store_call(action: Callable[[], None]) -> None:
+    """Runs `action` (once) as soon as this thread's store call ends; it may raise, in place of the call's return."""
+    _calls.deferred = action
+
+
+@contextmanager
+def deferring_signals() -> Iterator[None]:
+    """Marks a store call: a signal handler that asks `in_store_call` defers what it does to the call's end."""
+    _calls.depth += 1
+    try:
+        yield
+    finally:
+        _calls.depth -= 1
+        if _calls.depth == 0 and _calls.deferred is not None:
+            action, _calls.deferred = _calls.deferred, None
+            action()
 
 
 class StoreUnavailable(RuntimeError):
@@ -80,6 +123,7 @@ class RetryingClient:
 
     def __init__(self, client, uri: str):
         self._client, self._uri = client, uri
+        self._database = not is_http(uri)  # a signal waits for a database call to end (the module's docstring)
         self._lost = False  # an outage outlasted the window: try each call once until one succeeds
 
     def __getattr__(self, name: str):
@@ -92,7 +136,11 @@ class RetryingClient:
         deadline, delay, warned = None, FIRST_DELAY, False
         while True:
             try:
-                result = method(*args, **kwargs)
+                if self._database:
+                    with deferring_signals():
+                        result = method(*args, **kwargs)
+                else:
+                    result = method(*args, **kwargs)
             except Exception as error:  # only the unreachable kind is retried (the rest re-raised)
                 if not unreachable(error):
                     raise

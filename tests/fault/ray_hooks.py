@@ -29,3 +29,22 @@ def exit_once_in_kind() -> None:
         return run(self, task)
 
     NodeWorker.run = run_or_die
+
+
+def note_mlflow_environment() -> None:
+    """Each node a worker runs writes down, in $FAULT_PROBE/<its key>.json, the MLflow run variables its process
+    has while the node runs (the worker must have dropped those it inherited from the driver)."""
+    import json
+
+    from orchestrator.execute.worker import NodeWorker
+
+    run = NodeWorker.run
+    names = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+    def run_and_note(self, task):
+        seen = {name: os.environ.get(name) for name in names}
+        with open(os.path.join(os.environ["FAULT_PROBE"], f"{task.key}.json"), "w") as note:
+            json.dump(seen, note)
+        return run(self, task)
+
+    NodeWorker.run = run_and_note

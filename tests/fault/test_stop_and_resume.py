@@ -167,3 +167,32 @@ def test_the_first_signal_cleans_up_and_a_second_stops_at_once():
         if signals == 2:  # while the (long) cleanup runs
             child.send_signal(signal.SIGINT)
         assert child.wait(timeout=60) == 128 + signal.SIGINT
+
+
+IN_A_STORE_CALL = """
+import time
+from orchestrator.execute.stop import GracefulStop
+from orchestrator.track.resilient import deferring_signals
+
+with GracefulStop() as stop:
+    try:
+        with deferring_signals():  # as RetryingClient wraps a call to a sqlite store
+            print("in a store call", flush=True)
+            time.sleep(2)
+            print("the call ended", flush=True)
+        print("after the call", flush=True)
+    finally:
+        stop.shield()
+        print("cleaning up", flush=True)
+raise SystemExit(stop.exit_code(True))
+"""
+
+
+def test_a_signal_during_a_database_store_call_is_raised_once_the_call_ends():
+    """Raised inside MLflow's SQLAlchemy session, it would leave a transaction open and the sqlite file locked
+    against the cleanup's own writes."""
+    child = subprocess.Popen([sys.executable, "-c", IN_A_STORE_CALL], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "in a store call\n"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    assert child.stdout.read() == "the call ended\ncleaning up\n"  # the call finished; nothing after it ran
