@@ -246,7 +246,9 @@ def stack(folder: Path, backend: str, server_workers: int):
             f"s3://{BUCKET}/artifacts",
             "--no-serve-artifacts",
         ]
-        stack.enter_context(server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", env))
+        stack.enter_context(
+            server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", env, timeout=600)
+        )
         yield f"http://127.0.0.1:{port}", {**os.environ, **env}
 
 
@@ -293,8 +295,9 @@ def point(folder: Path, uri: str, env: dict, n: int, nodes: int, label: str) -> 
         command += ["--sweep-id", sweep_id, "--parent", parent, "--index", str(index), "--nodes-per-worker", str(nodes)]
         command += ["--ready", str(here / f"ready{index}"), "--go", str(go), "--out", str(here / f"out{index}.json")]
         with open(here / f"worker{index}.log", "wb") as log:  # the child keeps its own descriptor
-            pythonpath = os.environ.get("PYTHONPATH") or str(REPO)
-            process = subprocess.Popen(command, env={**env, "PYTHONPATH": pythonpath}, stdout=log, stderr=log)
+            # One thread each: a node's compute is a few milliseconds, and the cores are the server's to use.
+            env = {**env, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(REPO), "OMP_NUM_THREADS": "1"}
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
         workers.append((process, here / f"worker{index}.log"))
     deadline = time.monotonic() + 300
     while not all((here / f"ready{index}").exists() for index in range(n)):
