@@ -39,10 +39,13 @@ OUTAGE_SECONDS = float(os.environ.get("UNLEARN_SWEEP_STORE_OUTAGE_SECONDS", 600)
 FIRST_DELAY, MAX_DELAY = 0.5, 30.0
 PROBE_TIMEOUT = 3.0  # seconds per /health request; two tries
 # MLflow's own retries of one HTTP request, unless the user set them: short, so the outage window above governs.
+# And no "View run ... at" line on stdout when a run ends: MLflow reads the whole run back (one more request per
+# node, for the server to answer) only to print it.
 MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 UNREACHABLE = re.compile(r"API request to .* failed with (timeout )?exception")
 
