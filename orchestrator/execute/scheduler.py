@@ -105,7 +105,10 @@ class Scheduler:
         except BaseException as error:  # a signal, a lost store, a bug: the runs in flight will never finish
             # Their workers are stopped first: one left running would record its node after the run was marked
             # KILLED (a stopped sweep's results must be what its summary and the store say).
-            self.pool.halt()
+            try:
+                self.pool.halt()
+            except Exception:  # noqa: BLE001 - Ray itself gone: its workers with it; the runs are marked all the same
+                pass
             self._abandon(f"the sweep stopped: {type(error).__name__}: {error}"[:500])
             raise
         finally:
