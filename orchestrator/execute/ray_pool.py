@@ -162,11 +162,13 @@ class RayPool:
         return next((w for w in pending if late(w)), None)
 
     def _make_room(self) -> None:
-        """While an actor waits for room: retire the longest-idle actor of another shape (one per call)."""
+        """While an actor waits for room: retire the longest-idle actor (one per call). Of the same shape too: one
+        that fell idle after the waiting actor was made (its node went to the new actor because a lost machine was
+        still counted in the cluster's size) would otherwise hold the room the waiting actor's node needs forever."""
         waiting = self._waiting_for_room()
         if waiting is None:
             return
-        idle = [w for w in self.workers if w.task is None and w.shape != waiting.shape and w.started]
+        idle = [w for w in self.workers if w.task is None and w.started]
         if idle:
             self._retire(min(idle, key=lambda w: w.idle_since))
 

@@ -70,7 +70,7 @@ def remove_once_stored(cluster, caches, db, s3, removed: list, stop: threading.E
 
 
 def test_a_node_whose_machine_is_removed_resumes_on_another_from_the_checkpoint_in_s3(tmp_path, monkeypatch):
-    epochs = 20
+    epochs = 60  # long enough (about 20 s with its uploads on 2 idle cores) for the machine to go mid-training
     for folder in ("calm", "faults"):
         (tmp_path / folder).mkdir()
     caches = [tmp_path / f"cache-{i}" for i in range(2)]
