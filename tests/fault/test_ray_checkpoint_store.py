@@ -14,6 +14,7 @@ import boto3
 import pytest
 import ray
 import torch
+from ray._private import ray_constants
 from ray.cluster_utils import Cluster
 
 from orchestrator.cli import main
@@ -61,12 +62,24 @@ def remove_once_stored(cluster, caches, db, s3, removed: list, stop: threading.E
         key = running_key(db, "train_original")
         if key is None or f"artifacts/checkpoints/{key}/manifest.json" not in stored_checkpoints(s3):
             continue
-        for node, cache in zip(list(cluster.worker_nodes), caches):
+        for cache in caches:
             if (cache / "checkpoints" / f"{key}.pt").is_file():
-                cluster.remove_node(node)
+                cluster.remove_node(machine_of(cluster, cache))
                 cache.rename(cache.with_name(cache.name + "-removed"))
                 removed.append(key)
                 return
+
+
+def machine_of(cluster, cache):
+    """The worker machine whose cache folder is `cache` (its raylet's environment says so; `worker_nodes` is a set,
+    in no order)."""
+    marker = f"UNLEARN_SWEEP_CACHE={cache}".encode()
+    for node in cluster.worker_nodes:
+        raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+        with open(f"/proc/{raylet}/environ", "rb") as f:
+            if marker in f.read().split(b"\0"):
+                return node
+    raise AssertionError(f"no machine of the cluster has the cache folder {cache}")
 
 
 def test_a_node_whose_machine_is_removed_resumes_on_another_from_the_checkpoint_in_s3(tmp_path, monkeypatch):
