@@ -216,7 +216,7 @@ def worker(args) -> None:
 def stack(folder: Path, backend: str, server_workers: int):
     import boto3
 
-    from tests.servers import free_port, moto_s3, postgres, postgres_available, server
+    from tests.servers import free_port, mlflow_command, moto_s3, postgres, postgres_available, server
 
     with ExitStack() as stack:
         endpoint = stack.enter_context(moto_s3(folder))
@@ -229,23 +229,7 @@ def stack(folder: Path, backend: str, server_workers: int):
         else:
             backend_uri = f"sqlite:///{folder / 'server.db'}"
         port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(server_workers),
-            "--backend-store-uri",
-            backend_uri,
-            "--default-artifact-root",
-            f"s3://{BUCKET}/artifacts",
-            "--no-serve-artifacts",
-        ]
+        command = mlflow_command(folder, f"s3://{BUCKET}/artifacts", port, backend_uri, server_workers)
         stack.enter_context(
             server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", env, timeout=600)
         )

@@ -65,8 +65,10 @@ def moto_s3(folder: Path):
         yield f"http://127.0.0.1:{port}"
 
 
-def mlflow_command(folder: Path, artifact_root: str, port: int, backend: str | None = None) -> list[str]:
-    """`backend`: the backend store URI (default: sqlite in `folder`)."""
+def mlflow_command(
+    folder: Path, artifact_root: str, port: int, backend: str | None = None, workers: int = 1
+) -> list[str]:
+    """`backend`: the backend store URI (default: sqlite in `folder`); `workers`: the server's worker processes."""
     return [
         sys.executable,
         "-m",
@@ -77,7 +79,7 @@ def mlflow_command(folder: Path, artifact_root: str, port: int, backend: str | N
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
         "--backend-store-uri",
         backend or f"sqlite:///{folder / 'server.db'}",
         "--default-artifact-root",
