@@ -186,7 +186,7 @@ def worker(args) -> None:
         seconds = time.perf_counter() - c0
         counting.phase = "record"
         t2 = time.perf_counter()
-        tracker.artifacts.record(claim.run_id, output, seconds)
+        tracker.artifacts.record(claim.run_id, output, seconds, artifact_uri=claim.artifact_uri)  # as a NodeWorker
         t3 = time.perf_counter()
         in_flight.remove(claim.run_id)
         return t1 - t0, t3 - t2
@@ -216,7 +216,15 @@ def worker(args) -> None:
 def stack(folder: Path, backend: str, server_workers: int):
     import boto3
 
-    from tests.servers import free_port, mlflow_command, moto_s3, postgres, postgres_available, server
+    from tests.servers import (
+        MLFLOW_SERVER_ENV,
+        free_port,
+        mlflow_command,
+        moto_s3,
+        postgres,
+        postgres_available,
+        server,
+    )
 
     with ExitStack() as stack:
         endpoint = stack.enter_context(moto_s3(folder))
@@ -230,10 +238,33 @@ def stack(folder: Path, backend: str, server_workers: int):
             backend_uri = f"sqlite:///{folder / 'server.db'}"
         port = free_port()
         command = mlflow_command(folder, f"s3://{BUCKET}/artifacts", port, backend_uri, server_workers)
-        stack.enter_context(
-            server(command, f"http://127.0.0.1:{port}/health", folder / "mlflow-server.log", env, timeout=600)
+        # Without MLflow's job runner and its seven huey consumers (GenAI jobs, no part of tracking): their start-up
+        # took 30 s of CPU inside the first point, and a lab that runs them gives them cores of their own.
+        process = stack.enter_context(
+            server(
+                command,
+                f"http://127.0.0.1:{port}/health",
+                folder / "mlflow-server.log",
+                {**env, **MLFLOW_SERVER_ENV},
+                timeout=600,
+            )
         )
-        yield f"http://127.0.0.1:{port}", {**os.environ, **env}
+        yield f"http://127.0.0.1:{port}", {**os.environ, **env}, process.pid  # its own session: pgid = pid
+
+
+def cpu_seconds(pgid: int | None = None, name: str | None = None) -> float:
+    """CPU time (user + system, and that of reaped children) of the live processes in process group `pgid`, or named
+    `name`: the server's uvicorn workers are in its group; PostgreSQL's backends are all named `postgres`."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended while read
+            continue
+        comm, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if (pgid is not None and int(fields[2]) == pgid) or (name is not None and comm == name):
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _boto_credentials() -> dict:
@@ -255,27 +286,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def point(folder: Path, uri: str, env: dict, n: int, nodes: int, label: str) -> dict:
+def point(folder: Path, uri: str, env: dict, server_pgid: int, n: int, nodes: int, sweeps: int, label: str) -> dict:
     os.environ.update({k: v for k, v in env.items() if k.startswith(("AWS_", "MLFLOW_S3"))})
     from mlflow.tracking import MlflowClient
 
     from orchestrator.track import Tracker
     from orchestrator.track.tags import HEARTBEAT, SWEEP
 
-    experiment = f"capacity-{label}-n{n}"
+    experiment = f"capacity-{label}-n{n}-s{sweeps}"
     tracker = Tracker(uri, experiment)
-    sweep_id = hashlib.sha256(experiment.encode()).hexdigest()[:16]
-    parent = tracker.store.client.create_run(
-        tracker.store.experiment_id,
-        run_name=experiment,
-        tags={"node_kind": SWEEP, "sweep_id": sweep_id, HEARTBEAT: str(time.time()), "sweep_name": experiment},
-    ).info.run_id
+    parents = []  # (sweep id, parent run): the workers are dealt to them in turn
+    for s in range(sweeps):
+        sweep_id = hashlib.sha256(f"{experiment}/{s}".encode()).hexdigest()[:16]
+        tags = {"node_kind": SWEEP, "sweep_id": sweep_id, HEARTBEAT: str(time.time()), "sweep_name": experiment}
+        run = tracker.store.client.create_run(tracker.store.experiment_id, run_name=f"{experiment}-{s}", tags=tags)
+        parents.append((sweep_id, run.info.run_id))
     here = folder / experiment
     here.mkdir()
     go = here / "go"
     workers = []
     for index in range(n):
         command = [sys.executable, __file__, "--worker", "--uri", uri, "--experiment", experiment]
+        sweep_id, parent = parents[index % sweeps]
         command += ["--sweep-id", sweep_id, "--parent", parent, "--index", str(index), "--nodes-per-worker", str(nodes)]
         command += ["--ready", str(here / f"ready{index}"), "--go", str(go), "--out", str(here / f"out{index}.json")]
         with open(here / f"worker{index}.log", "wb") as log:  # the child keeps its own descriptor
@@ -289,11 +321,14 @@ def point(folder: Path, uri: str, env: dict, n: int, nodes: int, label: str) -> 
             sys.exit(f"a worker did not start:\n{(here / 'worker0.log').read_text()[-3000:]}")
         time.sleep(0.05)
     load_before = os.getloadavg()[0]
+    cpu_before = cpu_seconds(pgid=server_pgid), cpu_seconds(name="postgres")
     start = time.time()
     go.touch()
     for process, log in workers:
         if process.wait() != 0:
             sys.exit(f"a worker failed:\n{log.read_text()[-3000:]}")
+    server_cpu = cpu_seconds(pgid=server_pgid) - cpu_before[0]
+    postgres_cpu = cpu_seconds(name="postgres") - cpu_before[1]
     outs = [json.loads((here / f"out{index}.json").read_text()) for index in range(n)]
     wall = max(o["ended"] for o in outs) - start
     done = sum(len(o["latency"]["record"]) for o in outs)
@@ -303,7 +338,8 @@ def point(folder: Path, uri: str, env: dict, n: int, nodes: int, label: str) -> 
             if phase in calls:
                 calls[phase].update(counted)
     heartbeats = sum(calls["heartbeat"].values())
-    tracker.store.client.set_terminated(parent, "FINISHED")
+    for _, parent in parents:
+        tracker.store.client.set_terminated(parent, "FINISHED")
     claims = [x for o in outs for x in o["latency"]["claim"]]
     records = [x for o in outs for x in o["latency"]["record"]]
     finished = MlflowClient(uri).search_runs(
@@ -315,8 +351,10 @@ def point(folder: Path, uri: str, env: dict, n: int, nodes: int, label: str) -> 
         v for phase in ("lookup", "claim", "record") for k, v in per_node[phase].items() if not k.startswith("S3")
     )
     s3 = sum(v for phase in ("lookup", "claim", "record") for k, v in per_node[phase].items() if k.startswith("S3"))
+    requests = rest * done + heartbeats
     return {
         "workers": n,
+        "sweeps": sweeps,
         "nodes": done,
         "wall_s": wall,
         "nodes_per_s": done / wall,
@@ -326,6 +364,9 @@ def point(folder: Path, uri: str, env: dict, n: int, nodes: int, label: str) -> 
         "s3_calls_per_node": s3,
         "rest_calls_per_s": rest * done / wall,
         "heartbeat_calls": heartbeats,
+        # CPU time per REST request the server answered (heartbeats included), of the server and of PostgreSQL
+        "server_cpu_ms_per_call": 1000 * server_cpu / requests,
+        "postgres_cpu_ms_per_call": 1000 * postgres_cpu / requests,
         "calls_per_node": per_node,
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
@@ -343,6 +384,16 @@ def capacity(points: list[dict], heartbeat_seconds: float) -> dict:
     out["server_calls_per_s"] = r
     out["workers"] = {name: r / (c / d + 1 / heartbeat_seconds) for name, d in DURATIONS.items()}
     out["workers_without_heartbeat"] = {name: best["nodes_per_s"] * d for name, d in DURATIONS.items()}
+    # What one server core answers, from the server's own CPU time per request at that point: the projection for a
+    # server machine whose cores are its own (`mlflow server --workers` = cores, PostgreSQL elsewhere), which this
+    # machine, where the workers, PostgreSQL and moto share two cores with it, cannot show directly.
+    per_core = 1000 / best["server_cpu_ms_per_call"]
+    out["server_cpu_ms_per_call"], out["postgres_cpu_ms_per_call"] = (
+        best["server_cpu_ms_per_call"],
+        best["postgres_cpu_ms_per_call"],
+    )
+    out["calls_per_s_per_server_core"] = per_core
+    out["workers_per_server_core"] = {name: per_core / (c / d + 1 / heartbeat_seconds) for name, d in DURATIONS.items()}
     return out
 
 
@@ -375,18 +426,23 @@ def machine() -> str:
 
 
 def report(points: list[dict], cap: dict, backend: str, server_workers: int, heartbeat_seconds: float) -> None:
-    print(f"\n## Tracking capacity: mlflow server ({server_workers} worker(s)) on {backend}, artifacts on moto S3\n")
+    sweeps = points[0]["sweeps"]
+    print(
+        f"\n## Tracking capacity: mlflow server ({server_workers} worker(s)) on {backend}, artifacts on moto S3, "
+        f"the workers in {sweeps} sweep(s)\n"
+    )
     print(
         "| N workers | nodes | wall (s) | nodes/s | claim p50 / p90 / p99 (ms) | record p50 / p90 / p99 (ms) | "
-        "REST calls/node | S3 calls/node | REST calls/s | load 1 min |"
+        "REST calls/node | S3 calls/node | REST calls/s | server / PostgreSQL CPU ms per call | load 1 min |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in points:
         claim = " / ".join(f"{p['claim_ms'][q]:.0f}" for q in (50, 90, 99))
         record = " / ".join(f"{p['record_ms'][q]:.0f}" for q in (50, 90, 99))
         print(
             f"| {p['workers']} | {p['nodes']} | {p['wall_s']:.1f} | {p['nodes_per_s']:.2f} | {claim} | {record} | "
             f"{p['rest_calls_per_node']:.2f} | {p['s3_calls_per_node']:.2f} | {p['rest_calls_per_s']:.0f} | "
+            f"{p['server_cpu_ms_per_call']:.1f} / {p['postgres_cpu_ms_per_call']:.1f} | "
             f"{p['load_before']:.1f} -> {p['load_after']:.1f} |"
         )
     print("\n### Store calls per node, by kind (all points together)\n")
@@ -408,10 +464,18 @@ def report(points: list[dict], cap: dict, backend: str, server_workers: int, hea
         f"R = {cap['server_calls_per_s']:.0f} calls/s. A worker whose nodes last D s asks for "
         f"C/D + 1/{heartbeat_seconds:g} calls/s (heartbeat included): W = R / (C/D + 1/heartbeat).\n"
     )
-    print("| node duration | workers (heartbeat included) | workers (nodes only: nodes/s x D) |")
-    print("|---|---|---|")
+    print(
+        f"Per server core (projected from the server's {cap['server_cpu_ms_per_call']:.1f} CPU ms per call, "
+        f"PostgreSQL's {cap['postgres_cpu_ms_per_call']:.1f} ms on top): {cap['calls_per_s_per_server_core']:.0f} "
+        "calls/s.\n"
+    )
+    print("| node duration | workers (heartbeat included) | workers (nodes only: nodes/s x D) | per server core |")
+    print("|---|---|---|---|")
     for name in DURATIONS:
-        print(f"| {name} | {cap['workers'][name]:.0f} | {cap['workers_without_heartbeat'][name]:.0f} |")
+        print(
+            f"| {name} | {cap['workers'][name]:.0f} | {cap['workers_without_heartbeat'][name]:.0f} | "
+            f"{cap['workers_per_server_core'][name]:.0f} |"
+        )
 
 
 def main() -> None:
@@ -420,6 +484,9 @@ def main() -> None:
     ap.add_argument("--nodes-per-worker", type=int, default=20)
     ap.add_argument("--backend", choices=["postgres", "sqlite"], default="postgres")
     ap.add_argument("--server-workers", type=int, default=1, help="mlflow server --workers")
+    ap.add_argument(
+        "--sweeps", type=int, default=1, help="deal the workers to this many concurrent sweeps (2: a lab's case)"
+    )
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--smoke", action="store_true", help="N = 1,2 with 2 nodes each: every code path, quickly")
     # worker mode (the benchmark's own processes)
@@ -442,10 +509,12 @@ def main() -> None:
     points = []
     with (
         tempfile.TemporaryDirectory(prefix="unlearn-sweep-capacity-") as folder,
-        stack(Path(folder), args.backend, args.server_workers) as (uri, env),
+        stack(Path(folder), args.backend, args.server_workers) as (uri, env, server_pgid),
     ):
         for n in ns:
-            points.append(point(Path(folder), uri, env, n, args.nodes_per_worker, args.backend))
+            points.append(
+                point(Path(folder), uri, env, server_pgid, n, args.nodes_per_worker, args.sweeps, args.backend)
+            )
             p = points[-1]
             print(
                 f"N={n}: {p['nodes']} nodes in {p['wall_s']:.1f} s, {p['nodes_per_s']:.2f} nodes/s, "
@@ -456,7 +525,16 @@ def main() -> None:
     report(points, cap, args.backend, args.server_workers, HEARTBEAT_SECONDS)
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"machine": machine(), "backend": args.backend, "points": points, "capacity": cap}, indent=1)
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "backend": args.backend,
+                    "server_workers": args.server_workers,
+                    "points": points,
+                    "capacity": cap,
+                },
+                indent=1,
+            )
         )
 
 

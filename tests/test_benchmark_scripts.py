@@ -45,14 +45,16 @@ def test_benchmark_runs_every_code_path_in_smoke_mode(script, tables):
 
 def test_tracking_capacity_counts_store_calls_per_node_in_smoke_mode(tmp_path):
     """The tracking-capacity benchmark starts its own stack (PostgreSQL where its binaries are, else sqlite; mlflow
-    server; moto S3), records nodes from 1 then 2 worker processes and prints one row per N."""
+    server; moto S3), records nodes from 1 then 2 worker processes, dealt to two live sweeps as in a lab, and prints
+    one row per N. The counts are exact: a claim searches once (the other sweep is remembered live) and a record
+    never reads its run back (the claim's artifact URI travels with the task)."""
     from tests.servers import postgres_available
 
     out = tmp_path / "capacity.json"
     backend = "postgres" if postgres_available() else "sqlite"
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "tracking_capacity.py"), "--smoke", "--backend", backend]
-        + ["--json", str(out)],
+        + ["--sweeps", "2", "--json", str(out)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -66,6 +68,9 @@ def test_tracking_capacity_counts_store_calls_per_node_in_smoke_mode(tmp_path):
         assert p["rest_calls_per_node"] > 0 and p["s3_calls_per_node"] > 0
         assert p["calls_per_node"]["claim"]["POST runs/create"] == 1  # one run per claim
         assert p["calls_per_node"]["record"]["S3 PutObject"] >= 2  # result.json, the manifest
+        assert p["calls_per_node"]["claim"]["POST runs/search"] == 1  # the key's runs; live sweeps remembered
+        assert "GET runs/get" not in p["calls_per_node"]["record"]
+        assert p["server_cpu_ms_per_call"] > 0
     rows = [line for line in done.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert len(rows) == 2, done.stdout
     assert "| 10 min |" in done.stdout

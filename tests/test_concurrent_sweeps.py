@@ -112,6 +112,50 @@ def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path, backend)
     assert [r.data.tags["sweep_id"] for r in runs] == ["sweep-b"]  # A's own claim run is gone
 
 
+def test_with_another_sweep_live_a_claim_searches_once_and_still_waits(tmp_path, monkeypatch):
+    """A lab's case, several sweeps at once: the first claim finds the other sweep live (two searches); the claims
+    after it remember that (one search each, the key's runs) and still wait SETTLE_SECONDS before they look. Alone, a
+    sweep never waits and asks each time (a sweep started since must be seen)."""
+    import time
+
+    from orchestrator.plan.dag import Node
+    from orchestrator.track.claims import SETTLE_SECONDS
+    from workloads.memorization import MemorizationConfig
+    from workloads.nodes import DatasetRef, MemorizationNodeConfig, ModelRef
+    from workloads.speed import SpeedConfig
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unlearn-sweep", str(tmp_path / "artifacts"))
+    config = MemorizationNodeConfig(
+        dataset=DatasetRef(name="digits", args={}),
+        model=ModelRef(name="mlp", args={}),
+        speed=SpeedConfig(),
+        memorization=MemorizationConfig(),
+    )
+    searches, search_runs = [], tracker.store.client.search_runs
+
+    def counted(*args, **kwargs):
+        searches.append(args[1])
+        return search_runs(*args, **kwargs)
+
+    monkeypatch.setattr(tracker.store.client, "search_runs", counted)
+
+    def claim(parent: str, key: str) -> tuple[int, float]:
+        node = Node("memorization", config, label="memorization")
+        node.key = key * 64
+        searches.clear()
+        start = time.monotonic()
+        assert tracker.claims.claim(node, "sweep-a", parent).run_id is not None
+        return len(searches), time.monotonic() - start
+
+    parent_a = tracker.lineage.start("a", "sweep-a", {}, "local")
+    alone = [claim(parent_a, key) for key in "ab"]
+    assert [n for n, _ in alone] == [2, 2] and all(waited < SETTLE_SECONDS for _, waited in alone)
+    tracker.lineage.start("b", "sweep-b", {}, "local")  # a second live sweep
+    together = [claim(parent_a, key) for key in "cde"]
+    assert [n for n, _ in together] == [2, 1, 1]
+    assert all(waited >= SETTLE_SECONDS for _, waited in together)
+
+
 def test_a_dataset_row_created_by_another_sweep_at_the_same_moment_is_linked_not_fatal(tmp_path):
     """MLflow's SQL store looks a dataset up, then inserts it; two sweeps starting together both insert and the later
     one breaks the unique key (the first test above met it in 2 of 7 runs). The loser is given the store's

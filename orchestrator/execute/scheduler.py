@@ -21,6 +21,7 @@ from orchestrator.execute.state import RunState, Status
 from orchestrator.execute.worker import InputRef, NodeTask, TaskResult
 from orchestrator.plan import Node
 from orchestrator.track import HEARTBEAT_SECONDS, Tracker
+from orchestrator.track.claims import Claim
 from orchestrator.track.resilient import deferring_signals
 
 MAX_LOST = 3  # times a node may lose its worker before it counts as failed
@@ -85,7 +86,6 @@ class Scheduler:
         self.pending: list[Node] = [n for n in dag if n in needed]  # topological; retried nodes go to the front
         self.in_flight: dict[str, Node] = {}  # claimed run id -> node
         self.waiting: dict[Node, str] = {}  # node -> the run (of another sweep) computing it
-        self.missed: set[Node] = set()  # looked up once and not found
         self.failures: Counter = Counter()
         self.losses: Counter = Counter()
 
@@ -134,11 +134,11 @@ class Scheduler:
     def _start(self, node: Node) -> None:
         """A node whose inputs are done: found in the store, or claimed and handed to the pool (or left pending
         until the pool has room for it)."""
-        if node not in self.missed and self.state.lookup(node):
+        if node not in self.state.missed and self.state.lookup(node):
             self.pending.remove(node)
             self._link(node)
             return
-        self.missed.add(node)  # not in the store: the claim below catches a result that arrives later
+        self.state.missed.add(node)  # not in the store: the claim below catches a result that arrives later
         resources = resources_for(self.state.plan.spec.resources, node.kind, node.method, self.pool.has_gpus)
         if not self.pool.can_start(resources):
             return
@@ -153,14 +153,16 @@ class Scheduler:
             self.waiting[node] = claim.holder
             self._set(node, Status.WAITING)
             return
-        self.pool.start(self._task(node, claim.run_id, resources))
+        self.pool.start(self._task(node, claim, resources))
         self._set(node, Status.RUNNING)
 
-    def _task(self, node: Node, run_id: str, resources: dict) -> NodeTask:
+    def _task(self, node: Node, claim: Claim, resources: dict) -> NodeTask:
         state = self.state
         inputs = {role: InputRef(inp.key, state[inp].run_id, state[inp].result) for role, inp in node.inputs.items()}
         forget_set = state.forget_set_for(node) if node.reads_forget_set else None
-        return NodeTask(node.key, node.kind, node.config, inputs, run_id, forget_set, resources)
+        return NodeTask(
+            node.key, node.kind, node.config, inputs, claim.run_id, forget_set, resources, claim.artifact_uri
+        )
 
     def _settle(self, done: Finished) -> None:
         node = self.in_flight.pop(done.task.run_id)
@@ -204,7 +206,7 @@ class Scheduler:
         for inp in corrupt:
             if state[inp].status != Status.PENDING:
                 state[inp].run_id, state[inp].result = None, None
-                self.missed.discard(inp)
+                self.state.missed.discard(inp)
                 self.pending.insert(0, inp)
                 self._set(inp, Status.PENDING)
         return bool(corrupt)

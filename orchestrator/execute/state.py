@@ -57,6 +57,9 @@ class RunState:
         self.plan, self.artifacts, self.sweep_id = plan, artifacts, sweep_id
         self.nodes = {node: NodeState() for node in plan.dag}
         self.forget_sets = ForgetSets(plan)
+        # Looked up and not in the store: the scheduler claims these without looking again (the claim's own search
+        # catches a result recorded since), one search fewer for every node the sweep's first lookup missed.
+        self.missed: set[Node] = set()
 
     def __getitem__(self, node: Node) -> NodeState:
         return self.nodes[node]
@@ -82,7 +85,10 @@ class RunState:
         if self.resolve_key(node) is None:
             return False
         found = self.artifacts.find(node.key)
-        if found is not None:
+        if found is None:
+            self.missed.add(node)
+        else:
+            self.missed.discard(node)
             ours = self.sweep_id and found.sweep_id == self.sweep_id
             state.status = Status.EXECUTED if ours else Status.CACHED
             state.run_id, state.result = found.run_id, found.result

@@ -66,6 +66,7 @@ class NodeTask:
     run_id: str  # the claimed MLflow run this task records into
     forget_set: Optional[ForgetSet] = None
     resources: dict = field(default_factory=dict)
+    artifact_uri: Optional[str] = None  # the claimed run's (saves the worker a read of the run)
 
 
 @dataclass
@@ -126,7 +127,7 @@ class NodeWorker:
         output.result["runtime"] = runtime
         seconds = time.perf_counter() - start
         resumed = {"resumed_from_step": str(checkpoint.resumed_step)} if checkpoint.resumed_step else {}
-        self.tracker.artifacts.record(task.run_id, output, seconds, resumed)
+        self.tracker.artifacts.record(task.run_id, output, seconds, resumed, task.artifact_uri)
         checkpoint.clear()
         if output.state is not None:
             self.keep(task.key, output.state)

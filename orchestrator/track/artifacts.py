@@ -90,9 +90,19 @@ class Artifacts:
         except (OSError, ValueError, KeyError, MlflowException):
             return False
 
-    def record(self, run_id: str, output, seconds: float, tags: Optional[dict[str, str]] = None) -> None:
+    def record(
+        self,
+        run_id: str,
+        output,
+        seconds: float,
+        tags: Optional[dict[str, str]] = None,
+        artifact_uri: Optional[str] = None,
+    ) -> None:
         """Metrics, curves (logged with their steps, in batches) and artifacts of a claimed run; FINISHED once the
-        manifest is written. `tags`: more facts about how it ran."""
+        manifest is written. `tags`: more facts about how it ran. `artifact_uri`: the run's, from its claim (saves
+        reading the run back to find it)."""
+        if artifact_uri is not None:
+            self._roots[run_id] = artifact_uri
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [
             Metric("node_seconds", seconds, now, 0)
@@ -128,11 +138,17 @@ class Artifacts:
                     torch.save(obj, path)
                     files[name] = path.read_bytes()
             manifest = {name: {"sha256": sha256_bytes(data), "size": len(data)} for name, data in files.items()}
+            root = self._root(run_id)
             for name, data in files.items():
                 (Path(folder) / name).write_bytes(data)
-                self.client.log_artifact(run_id, str(Path(folder) / name))
+                self.client.log_artifact_at(root, str(Path(folder) / name))
             (Path(folder) / MANIFEST).write_text(json.dumps(manifest, indent=1))
-            self.client.log_artifact(run_id, str(Path(folder) / MANIFEST))  # last: its presence means the rest is there
+            # Last: its presence means the rest is there.
+            self.client.log_artifact_at(root, str(Path(folder) / MANIFEST))
+
+    def remember_root(self, run_id: str, artifact_uri: str) -> None:
+        """The run's artifact URI, known from a call that returned the run (no get_run later)."""
+        self._roots[run_id] = artifact_uri
 
     def _root(self, run_id: str) -> str:
         if run_id not in self._roots:

@@ -24,17 +24,23 @@ from orchestrator.track.tags import HEARTBEAT, STALE_SECONDS
 # looked. When another sweep is live, a claimant waits this long before looking, so every claim stamped before its
 # own is there to be seen (the earliest then wins everywhere). Alone, nobody can race it and it does not wait.
 SETTLE_SECONDS = 1.0
+# "Another sweep is live" is remembered this long, so a lab's concurrent sweeps make one search per claim (the key's
+# runs) instead of two. Only that answer is remembered: waiting SETTLE_SECONDS after the other sweep ended costs a
+# second, but claiming without the wait after one started could race its first claims.
+LIVE_SWEEPS_MEMORY_SECONDS = 30.0
 
 
 @dataclass
 class Claim:
     run_id: Optional[str]  # ours to compute and record into
     holder: Optional[str] = None  # else: the run of another sweep computing the same key
+    artifact_uri: Optional[str] = None  # of our run: the worker records into it without reading the run back
 
 
 class Claims:
     def __init__(self, store: Store, artifacts: Artifacts):
         self.store, self.client, self.artifacts = store, store.client, artifacts
+        self._other_live_seen = -float("inf")  # time.monotonic() when another live sweep was last seen
 
     def claim(self, node: TrackedNode, sweep_id: str, parent_run_id: str) -> Claim:
         """Opens this node's run, then reads every run of the key in one query: the earliest live claim wins and
@@ -75,7 +81,8 @@ class Claims:
             return Claim(None, first.info.run_id if finished is None else finished.run_id)
         self.store.log_params(run.info.run_id, run_params(node))
         log_dataset(self.client, run.info.run_id, node.config.as_dict()["dataset"], node.kind)
-        return Claim(run.info.run_id, None)
+        self.artifacts.remember_root(run.info.run_id, run.info.artifact_uri)
+        return Claim(run.info.run_id, None, run.info.artifact_uri)
 
     def holder_alive(self, run_id: str) -> bool:
         """Whether a run that won a claim is still computing (RUNNING with a fresh heartbeat)."""
@@ -111,6 +118,8 @@ class Claims:
         return "its sweep stopped sending heartbeats" if self._stale(run) else None
 
     def _other_sweep_live(self, sweep_id: str) -> bool:
+        if time.monotonic() - self._other_live_seen < LIVE_SWEEPS_MEMORY_SECONDS:
+            return True
         runs = self.client.search_runs(
             [self.store.experiment_id], "tags.node_kind = 'sweep' and attributes.status = 'RUNNING'", max_results=50
         )
@@ -118,7 +127,10 @@ class Claims:
         fresh = lambda r: (
             not self._stale(r) if HEARTBEAT in r.data.tags else time.time() - r.info.start_time / 1000 < STALE_SECONDS
         )
-        return any(r.data.tags.get("sweep_id") != sweep_id and fresh(r) and not proven_dead(r.data.tags) for r in runs)
+        if any(r.data.tags.get("sweep_id") != sweep_id and fresh(r) and not proven_dead(r.data.tags) for r in runs):
+            self._other_live_seen = time.monotonic()
+            return True
+        return False
 
     def _stale(self, run) -> bool:
         return time.time() - float(run.data.tags.get(HEARTBEAT, 0)) > STALE_SECONDS
