@@ -68,24 +68,13 @@ def test_two_concurrent_sweeps_sharing_an_original_train_it_once(tmp_path, backe
     assert len(shared_with) == 1  # the sweep that did not train it took it from the store
 
 
-def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path, backend):
-    """The race two sweeps' claims can run into on a busy store: B's claim is stamped before A's but its row lands
-    after A created its own. With another sweep live, A waits before it looks, sees B's earlier claim and yields,
-    so only one of them computes the node. On sqlite and on PostgreSQL behind a server."""
-    import threading
-    import time
-
+def memorization_node(key: str):
+    """A node to claim, with its key set (the claim tests never compute it)."""
     from orchestrator.plan.dag import Node
-    from orchestrator.track.claims import SETTLE_SECONDS
     from workloads.memorization import MemorizationConfig
     from workloads.nodes import DatasetRef, MemorizationNodeConfig, ModelRef
     from workloads.speed import SpeedConfig
 
-    assert SETTLE_SECONDS > 0.25  # B's row lands 0.25 s after A's claim starts, inside the wait
-
-    tracker = Tracker(backend.uri, "unlearn-sweep", backend.artifacts)
-    parent_a = tracker.lineage.start("a", "sweep-a", {}, "local")
-    tracker.lineage.start("b", "sweep-b", {}, "local")  # a second live sweep
     config = MemorizationNodeConfig(
         dataset=DatasetRef(name="digits", args={}),
         model=ModelRef(name="mlp", args={}),
@@ -93,7 +82,25 @@ def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path, backend)
         memorization=MemorizationConfig(),
     )
     node = Node("memorization", config, label="memorization")
-    node.key = "k" * 64
+    node.key = key
+    return node
+
+
+def test_a_claim_stamped_earlier_but_written_later_still_wins(tmp_path, backend):
+    """The race two sweeps' claims can run into on a busy store: B's claim is stamped before A's but its row lands
+    after A created its own. With another sweep live, A waits before it looks, sees B's earlier claim and yields,
+    so only one of them computes the node. On sqlite and on PostgreSQL behind a server."""
+    import threading
+    import time
+
+    from orchestrator.track.claims import SETTLE_SECONDS
+
+    assert SETTLE_SECONDS > 0.25  # B's row lands 0.25 s after A's claim starts, inside the wait
+
+    tracker = Tracker(backend.uri, "unlearn-sweep", backend.artifacts)
+    parent_a = tracker.lineage.start("a", "sweep-a", {}, "local")
+    tracker.lineage.start("b", "sweep-b", {}, "local")  # a second live sweep
+    node = memorization_node("k" * 64)
     stamped_before_a = int(time.time() * 1000) - 5
     late = threading.Timer(
         0.25,
@@ -118,19 +125,9 @@ def test_with_another_sweep_live_a_claim_searches_once_and_still_waits(tmp_path,
     sweep never waits and asks each time (a sweep started since must be seen)."""
     import time
 
-    from orchestrator.plan.dag import Node
     from orchestrator.track.claims import SETTLE_SECONDS
-    from workloads.memorization import MemorizationConfig
-    from workloads.nodes import DatasetRef, MemorizationNodeConfig, ModelRef
-    from workloads.speed import SpeedConfig
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "unlearn-sweep", str(tmp_path / "artifacts"))
-    config = MemorizationNodeConfig(
-        dataset=DatasetRef(name="digits", args={}),
-        model=ModelRef(name="mlp", args={}),
-        speed=SpeedConfig(),
-        memorization=MemorizationConfig(),
-    )
     searches, search_runs = [], tracker.store.client.search_runs
 
     def counted(*args, **kwargs):
@@ -140,8 +137,7 @@ def test_with_another_sweep_live_a_claim_searches_once_and_still_waits(tmp_path,
     monkeypatch.setattr(tracker.store.client, "search_runs", counted)
 
     def claim(parent: str, key: str) -> tuple[int, float]:
-        node = Node("memorization", config, label="memorization")
-        node.key = key * 64
+        node = memorization_node(key * 64)
         searches.clear()
         start = time.monotonic()
         assert tracker.claims.claim(node, "sweep-a", parent).run_id is not None

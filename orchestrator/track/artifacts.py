@@ -102,7 +102,7 @@ class Artifacts:
         manifest is written. `tags`: more facts about how it ran. `artifact_uri`: the run's, from its claim (saves
         reading the run back to find it)."""
         if artifact_uri is not None:
-            self._roots[run_id] = artifact_uri
+            self.remember_root(run_id, artifact_uri)
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, 0) for k, v in output.metrics.items()] + [
             Metric("node_seconds", seconds, now, 0)
@@ -178,7 +178,7 @@ class Artifacts:
     def listing(self, run_id: str, artifact_uri: Optional[str] = None) -> dict[str, int]:
         """The run's artifact files (top level) and their sizes, read from the folder or the store's listing."""
         if artifact_uri is not None:
-            self._roots[run_id] = artifact_uri
+            self.remember_root(run_id, artifact_uri)
         folder = self._local(run_id)
         if folder is not None:
             return {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}
